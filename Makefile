@@ -1,0 +1,125 @@
+# lmpress - GNU Makefile.
+#
+#   make                  build build/lmpress and build/liblmpress.a
+#   make test             build and run every test; ends with "N passed, N failed"
+#   make test SAN=1       the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+#   make bench            run the benchmarks (not part of the tests)
+#   make demo             import the default model, generate a story, evaluate it
+#   make install PREFIX=/usr/local
+#
+# Missing Debian packages are installed automatically when run as root, otherwise the exact command
+# is printed (scripts/check-deps.sh).
+
+SHELL := /bin/bash
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+PREFIX ?= /usr/local
+SHARED ?= ../shared
+NVCC ?= nvcc
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+BUILD ?= build
+SANFLAGS :=
+OPT := -O2
+endif
+
+# Dependencies: pkg-config when present, Debian's paths otherwise.
+PKGS := hdf5 openblas zlib
+HAVE_PKGCONFIG := $(shell command -v pkg-config >/dev/null 2>&1 && pkg-config --exists $(PKGS) 2>/dev/null && echo 1)
+ifeq ($(HAVE_PKGCONFIG),1)
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+DEP_LIBS := $(shell pkg-config --libs $(PKGS))
+else
+DEP_CFLAGS := -I/usr/include/hdf5/serial -I/usr/include/x86_64-linux-gnu/openblas-pthread
+DEP_LIBS := -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas -lz
+endif
+
+INCLUDES := -Iformat -Iquant -Iruntime -Iprune -Idistill -Icuda -Icli
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCLUDES) $(DEP_CFLAGS) $(SANFLAGS) -MMD -MP
+CFLAGS ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
+LDLIBS := $(DEP_LIBS) -lm -pthread $(SANFLAGS)
+
+# Per-ISA kernel files are compiled with their instruction set and only called after a CPU check.
+AVX2_FLAGS := -O3 -mavx2 -mfma -mf16c
+AVX512_FLAGS := -O3 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+
+LIB_SRC := $(wildcard format/*.c quant/*.c runtime/*.c prune/*.c distill/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LIB := $(BUILD)/liblmpress.a
+EXE := $(BUILD)/lmpress
+DEPS_OK := $(BUILD)/.deps-ok
+
+.PHONY: all test bench demo install clean deps cuda-check
+all: $(EXE)
+
+$(DEPS_OK):
+	@scripts/check-deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX2_FLAGS) -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(EXE): $(CLI_OBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test_util.h $(LIB) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O3 -Itests -o $@ $< $(LIB) $(LDLIBS)
+
+test: $(EXE) $(TEST_BIN)
+	@BUILD=$(BUILD) SHARED=$(SHARED) tests/run-tests.sh
+
+bench: $(EXE) $(BENCH_BIN)
+	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/bench.sh
+
+demo: $(EXE)
+	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/demo.sh
+
+# CUDA sources are compiled (not run) when nvcc is present: the type header must stay valid CUDA.
+cuda-check:
+	@if command -v $(NVCC) >/dev/null 2>&1; then \
+	  mkdir -p $(BUILD)/cuda && $(NVCC) -std=c++17 -Iformat -c cuda/types_check.cu -o $(BUILD)/cuda/types_check.o \
+	  && echo "cuda-check: cuda/types_check.cu compiled with $$($(NVCC) --version | tail -1)"; \
+	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
+
+install: $(EXE)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(EXE) $(DESTDIR)$(PREFIX)/bin/lmpress
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,54 @@
+// cli.h - the lmpress command line: one entry point per subcommand and the helpers they share
+// (messages, option errors, progress with ETA, input/output checks). Only cli/ prints or exits.
+#ifndef LMP_CLI_H
+#define LMP_CLI_H
+
+#include <stdio.h>
+
+#include "lmp_common.h"
+
+// Subcommands: each returns the process exit status (0 ok, 1 failure, 2 usage error).
+int cli_info_main(int argc, char **argv);
+int cli_import_main(int argc, char **argv);
+int cli_export_main(int argc, char **argv);
+int cli_run_main(int argc, char **argv);
+int cli_eval_main(int argc, char **argv);
+int cli_quantize_main(int argc, char **argv);
+int cli_synth_main(int argc, char **argv);
+
+// "lmpress: <message>" on stderr, one line.
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Prints the library error and returns 1.
+int cli_fail(const lmp_error *err);
+// Usage error: prints "lmpress CMD: <message> (see 'lmpress CMD --help')" and returns 2.
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Verbosity: 0 quiet (-q), 1 normal, 2 verbose (-v). Progress is printed at >= 1.
+extern int cli_verbosity;
+
+// Progress callback for the library (lmp_progress_fn): rate-limited, on stderr, with rate and ETA.
+// user must point to a cli_progress state (zero-initialised).
+typedef struct cli_progress {
+    double t_start, t_last;
+    char stage[64];
+    int printed;  // a line is open on stderr
+} cli_progress;
+void cli_progress_cb(void *user, const char *stage, double done, double total);
+void cli_progress_done(cli_progress *p);  // ends the progress line
+
+// Number parsing with range checks; return 0 on success, -1 with a printed usage error otherwise.
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi,
+                  long long *out);
+int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                    double *out);
+
+// 1 if both paths name the same existing file (same device and inode), else 0.
+int cli_same_file(const char *a, const char *b);
+// Checks that an input path exists and is readable (file or directory); prints and returns -1 if not.
+int cli_check_input(const char *cmd, const char *path);
+// The whole command line as one string (for provenance), in a static buffer.
+const char *cli_command_line(void);
+void cli_set_command_line(int argc, char **argv);
+
+#endif

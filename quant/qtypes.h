@@ -1,0 +1,59 @@
+// qtypes.h - the type-traits table: one row per lmp_dtype with its name, block geometry and the scalar
+// reference codecs (to_float, from_float_ref, vec_dot_ref).
+//
+// This is the single source of truth for type names and sizes; the file reader, the runtime and the
+// quantizer all ask this table. Fast SIMD kernels live behind quant/kernels.h and are tested against
+// the _ref functions here. Adding a type = a block struct in format/lmp_types.h + a row here.
+#ifndef LMP_QTYPES_H
+#define LMP_QTYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lmp_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// dst[0..n) = dequantized src; n is a multiple of the block size.
+typedef void (*lmp_to_float_fn)(const void *src, float *dst, int64_t n);
+// dst = quantized src (round to nearest, scale from the block's absolute maximum or min/max);
+// n is a multiple of the block size.
+typedef void (*lmp_from_float_fn)(const float *src, void *dst, int64_t n);
+// *s = dot(w[0..n), x[0..n)) where w is of this type and x of the row's vec_dot_type.
+typedef void (*lmp_vec_dot_fn)(int64_t n, float *s, const void *w, const void *x);
+
+typedef struct lmp_type_traits {
+    const char *name;          // "f32", "q4_0", "q4_1_g64", ... (lower case, as printed and parsed)
+    const char *description;   // one line for --help: "4-bit symmetric, group 32, fp16 scale"
+    int64_t block_size;        // elements per block (1 for float types)
+    size_t type_size;          // bytes per block
+    int is_quantized;          // 1 for the integer block types
+    int storable;              // 0 for run-time-only types (q8_a)
+    lmp_dtype vec_dot_type;    // type the activation row must be in for vec_dot: F32 or Q8_A
+    lmp_to_float_fn to_float;
+    lmp_from_float_fn from_float_ref;
+    lmp_vec_dot_fn vec_dot_ref;
+} lmp_type_traits;
+
+// Row of the table, or NULL for a value that is not a known type (never trust a file's value).
+const lmp_type_traits *lmp_type_get(lmp_dtype t);
+// Type by name (case-insensitive; also accepts "q8", "q4" aliases for q8_0 and q4_0); -1 if unknown.
+int lmp_type_from_name(const char *name);
+const char *lmp_type_name(lmp_dtype t);  // "?" for unknown values
+// Bytes of a row of n elements, or 0 if n is not a multiple of the block size or t is unknown.
+size_t lmp_type_row_size(lmp_dtype t, int64_t n);
+// Bits per weight of the type (type_size * 8 / block_size).
+double lmp_type_bpw(lmp_dtype t);
+
+// Weighted reference quantizer: like from_float_ref, but chooses each block's scale (and minimum) to
+// minimise sum_i imp[i] * (x[i] - q(x[i]))^2 by a small search (llama.cpp's imatrix idea).
+// imp may be NULL (uniform weights, still searched). Supported for every quantized storable type;
+// returns 0 on success, -1 if t is not quantized.
+int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -42,7 +42,7 @@ DEP_LIBS := -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -L/usr/lib/x86_64-lin
 endif
 
 INCLUDES := -Iformat -Iquant -Iruntime -Iprune -Idistill -Icuda -Icli
-WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-format-truncation
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCLUDES) $(DEP_CFLAGS) $(SANFLAGS) -MMD -MP
 CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)

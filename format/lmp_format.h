@@ -108,6 +108,9 @@ lmp_status lmp_meta_set_arr(lmp_meta *m, const char *key, lmp_kv_type elem_type,
 // Appends one string to a string array (creating it if absent), e.g. provenance.history.
 lmp_status lmp_meta_append_str(lmp_meta *m, const char *key, const char *v);
 void lmp_meta_remove(lmp_meta *m, const char *key);
+// Sets key to a deep copy of the value part of kv (kv->key is ignored): used by readers that decode
+// entries generically. String values need no NUL terminator in kv->data (count gives the length).
+lmp_status lmp_meta_set_kv(lmp_meta *m, const char *key, const lmp_kv *kv);
 
 // Typed getters. Missing key: LMP_E_FORMAT "missing metadata key 'k'". Wrong type or out of range:
 // LMP_E_FORMAT naming the key, the type found and the type wanted. Integer getters accept any integer

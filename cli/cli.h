@@ -16,6 +16,12 @@ int cli_eval_main(int argc, char **argv);
 int cli_quantize_main(int argc, char **argv);
 int cli_synth_main(int argc, char **argv);
 
+// getopt_long with lmpress's messages: returns the option, -1 after the last option, or -2 after printing
+// a usage error (unknown option, missing value). Call cli_getopt_reset() before the first call.
+struct option;
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);
+void cli_getopt_reset(void);
+
 // "lmpress: <message>" on stderr, one line.
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,15 +1,52 @@
 // lmp_meta.c - the ordered key/value metadata store of model files (lmp_meta in lmp_format.h).
 //
-// Owns copies of everything. Lookups are linear: files hold tens of keys, and the big values
-// (tokenizer arrays) are found once at load time. It does not serialise (lmp_file.c does).
+// Owns copies of everything. Lookups are linear while the map is small (files hold tens of keys);
+// past INDEX_MIN entries an open-addressing hash index keeps them O(1), so that a hostile file with
+// 2^20 keys is not quadratic to load. It does not serialise (lmp_file.c / lmp_write.c do).
 #include <string.h>
 
 #include "lmp_format.h"
 
+#define INDEX_MIN 32
+
 struct lmp_meta {
     lmp_kv *kv;
     size_t n, cap;
+    size_t *index;     // (index_cap) slot -> kv position + 1, 0 = empty; NULL while n < INDEX_MIN
+    size_t index_cap;  // power of two, > 2 * n when index is set
 };
+
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void index_insert(size_t *index, size_t cap, const char *key, size_t pos) {
+    size_t i = (size_t)key_hash(key) & (cap - 1);
+    while (index[i]) i = (i + 1) & (cap - 1);
+    index[i] = pos + 1;
+}
+
+// Rebuilds the index for entries [0, m->n) with room for at least want entries. LMP_E_NOMEM leaves
+// the old index in place.
+static lmp_status index_rebuild(lmp_meta *m, size_t want) {
+    if (want < INDEX_MIN) {
+        lmp_free(m->index);
+        m->index = NULL;
+        m->index_cap = 0;
+        return LMP_OK;
+    }
+    size_t cap = 64;
+    while (cap <= 2 * want) cap *= 2;
+    size_t *index = lmp_calloc(cap, sizeof *index);
+    if (!index) return LMP_E_NOMEM;
+    for (size_t i = 0; i < m->n; i++) index_insert(index, cap, m->kv[i].key, i);
+    lmp_free(m->index);
+    m->index = index;
+    m->index_cap = cap;
+    return LMP_OK;
+}
 
 static size_t kv_elem_size(lmp_kv_type t) {
     switch (t) {
@@ -42,6 +79,7 @@ void lmp_meta_free(lmp_meta *m) {
     if (!m) return;
     for (size_t i = 0; i < m->n; i++) kv_clear(&m->kv[i]);
     lmp_free(m->kv);
+    lmp_free(m->index);
     lmp_free(m);
 }
 
@@ -50,6 +88,12 @@ const lmp_kv *lmp_meta_at(const lmp_meta *m, size_t i) { return m && i < m->n ? 
 
 static lmp_kv *find_mut(const lmp_meta *m, const char *key) {
     if (!m || !key) return NULL;
+    if (m->index) {
+        size_t i = (size_t)key_hash(key) & (m->index_cap - 1);
+        for (; m->index[i]; i = (i + 1) & (m->index_cap - 1))
+            if (strcmp(m->kv[m->index[i] - 1].key, key) == 0) return &m->kv[m->index[i] - 1];
+        return NULL;
+    }
     for (size_t i = 0; i < m->n; i++)
         if (strcmp(m->kv[i].key, key) == 0) return &m->kv[i];
     return NULL;
@@ -133,7 +177,13 @@ static lmp_status meta_put(lmp_meta *m, const char *key, const lmp_kv *val) {
         m->kv = kv;
         m->cap = cap;
     }
+    if (m->n + 1 >= INDEX_MIN && 2 * (m->n + 1) >= m->index_cap &&
+        index_rebuild(m, m->cap > m->n + 1 ? m->cap : m->n + 1) != LMP_OK) {
+        kv_clear(&nv);
+        return LMP_E_NOMEM;
+    }
     m->kv[m->n++] = nv;
+    if (m->index) index_insert(m->index, m->index_cap, nv.key, m->n - 1);
     return LMP_OK;
 }
 
@@ -236,6 +286,13 @@ void lmp_meta_remove(lmp_meta *m, const char *key) {
     kv_clear(kv);
     memmove(&m->kv[i], &m->kv[i + 1], (m->n - i - 1) * sizeof *kv);
     m->n--;
+    // Positions after i moved: rebuild in place (same capacity, so this cannot fail) or drop the index.
+    if (m->index && m->n >= INDEX_MIN) {
+        memset(m->index, 0, m->index_cap * sizeof *m->index);
+        for (size_t j = 0; j < m->n; j++) index_insert(m->index, m->index_cap, m->kv[j].key, j);
+    } else {
+        index_rebuild(m, 0);
+    }
 }
 
 // ---- getters ----

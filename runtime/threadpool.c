@@ -2,6 +2,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -127,5 +128,10 @@ void lmp_pool_run(lmp_pool *p, lmp_pool_fn fn, void *arg) {
     if (p->sleepers) pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) LMP_CPU_RELAX();
+    // Spin while the workers finish; if they are not running (more runnable threads than cores), give
+    // the core away instead of burning the worker's time slice.
+    for (long spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) != 0; spins++) {
+        if (spins < LMP_POOL_SPIN) LMP_CPU_RELAX();
+        else sched_yield();
+    }
 }

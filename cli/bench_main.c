@@ -1,0 +1,126 @@
+// bench_main.c - "lmpress bench MODEL...": prefill and decode tokens/s of each model beside its memory
+// roofline (weight bytes read per token over the read bandwidth measured in the same run).
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "membw.h"
+#include "session.h"
+
+static const char *HELP =
+    "usage: lmpress bench MODEL [MODEL...] [options]\n"
+    "Measures the machine's memory read bandwidth, then for each model the prefill speed (one batch of\n"
+    "--prefill tokens) and the decode speed (--decode single-token passes after that prompt), best of --reps,\n"
+    "and prints decode against the roofline: bandwidth / weight bytes read per token.\n"
+    "  --prefill N       prompt tokens (default 128)\n"
+    "  --decode N        decode steps (default 64)\n"
+    "  --reps N          repetitions, best is kept (default 3)\n"
+    "  -t, --threads N   CPU threads (default: all cores)\n"
+    "  --json            one JSON object\n"
+    "  --tokenizer FILE  llama2.c tokenizer.bin for llama2.c checkpoints\n"
+    "  -h, --help\n";
+
+int cli_bench_main(int argc, char **argv) {
+    static const struct option opts[] = {{"prefill", required_argument, 0, 'p'}, {"decode", required_argument, 0, 'd'},
+                                         {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
+                                         {"json", no_argument, 0, 'j'},          {"tokenizer", required_argument, 0, 'k'},
+                                         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    long long n_prefill = 128, n_decode = 64, reps = 3, threads = 0;
+    int json = 0, c;
+    lmp_import_opts io = {0};
+    io.keep_quantized = 1;
+    while ((c = cli_getopt("bench", argc, argv, "t:h", opts)) != -1) {
+        switch (c) {
+        case 'p': if (cli_parse_int("bench", "--prefill", optarg, 1, 1 << 16, &n_prefill)) return 2; break;
+        case 'd': if (cli_parse_int("bench", "--decode", optarg, 1, 1 << 16, &n_decode)) return 2; break;
+        case 'r': if (cli_parse_int("bench", "--reps", optarg, 1, 1000, &reps)) return 2; break;
+        case 't': if (cli_parse_int("bench", "--threads", optarg, 1, 256, &threads)) return 2; break;
+        case 'j': json = 1; break;
+        case 'k': io.tokenizer_path = optarg; break;
+        case 'h': fputs(HELP, stdout); return 0;
+        default: return 2;
+        }
+    }
+    int n = argc - optind;
+    if (n < 1) return cli_usage_error("bench", "expected at least one MODEL");
+    for (int k = 0; k < n; k++)
+        if (cli_check_input("bench", argv[optind + k])) return 1;
+    lmp_pool *pool = lmp_pool_new((int)threads);
+    if (!pool) {
+        cli_error("bench: cannot start threads");
+        return 1;
+    }
+    double bw = lmp_measure_read_bandwidth(pool, (size_t)512 << 20, 5);
+    int nth = lmp_pool_size(pool);
+    lmp_pool_free(pool);
+    if (json) printf("{\"read_bandwidth_gb_s\": %.2f, \"threads\": %d, \"models\": [", bw / 1e9, nth);
+    else
+        printf("read bandwidth: %.2f GB/s (%d threads)\n\n| %-28s | %10s | %12s | %11s | %10s | %10s | %7s |\n"
+               "|------------------------------|-----------:|-------------:|------------:|-----------:|-----------:|--------:|\n",
+               bw / 1e9, nth, "model", "MB/token", "prefill t/s", "decode t/s", "roofline", "ms/token", "% roof");
+    int rc = 0;
+    for (int k = 0; k < n; k++) {
+        const char *path = argv[optind + k];
+        lmp_error err = {0};
+        lmp_model *m = NULL;
+        lmp_session *s = NULL;
+        int32_t *toks = NULL;
+        float *logits = NULL;
+        if (lmp_model_load(path, &io, &m, &err)) {
+            rc = cli_fail(&err);
+            break;
+        }
+        int np = (int)n_prefill, nd = (int)n_decode;
+        if (np + nd > m->cfg.ctx) {
+            cli_error("bench: %s: --prefill %d + --decode %d exceed the context %d", path, np, nd, m->cfg.ctx);
+            lmp_model_free(m);
+            rc = 1;
+            break;
+        }
+        lmp_session_opts so = {np + nd, np, (int)threads, "cpu"};
+        toks = lmp_malloc((size_t)(np + nd) * sizeof(int32_t));
+        logits = lmp_malloc((size_t)m->cfg.vocab * sizeof(float));
+        if (!toks || !logits || lmp_session_new(m, &so, &s, &err)) {
+            if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "out of memory");
+            rc = cli_fail(&err);
+        } else {
+            uint64_t st = 12345;
+            for (int i = 0; i < np + nd; i++) {  // fixed pseudo-random tokens: speed does not depend on them
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                toks[i] = (int32_t)((st >> 33) % (uint64_t)m->cfg.vocab);
+            }
+            double best_p = 1e30, best_d = 1e30;
+            for (int r = 0; r < reps && !rc; r++) {
+                double t0 = lmp_time_now();
+                if (lmp_session_eval(s, toks, np, 0, np - 1, logits, &err)) rc = cli_fail(&err);
+                double t1 = lmp_time_now();
+                for (int i = 0; i < nd && !rc; i++)
+                    if (lmp_session_eval(s, toks + np + i, 1, np + i, 0, logits, &err)) rc = cli_fail(&err);
+                double t2 = lmp_time_now();
+                if (t1 - t0 < best_p) best_p = t1 - t0;
+                if (t2 - t1 < best_d) best_d = t2 - t1;
+            }
+            if (!rc) {
+                double bpt = (double)lmp_model_bytes_per_token(m), roof = bw / bpt;
+                double ptps = np / best_p, dtps = nd / best_d;
+                if (json)
+                    printf("%s\n  {\"path\": \"%s\", \"bytes_per_token\": %.0f, \"prefill_tok_s\": %.2f, "
+                           "\"decode_tok_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f}",
+                           k ? "," : "", path, bpt, ptps, dtps, roof, dtps / roof);
+                else
+                    printf("| %-28.28s | %10.2f | %12.1f | %11.1f | %10.1f | %10.2f | %6.1f%% |\n",
+                           strrchr(path, '/') ? strrchr(path, '/') + 1 : path, bpt / 1e6, ptps, dtps, roof,
+                           1e3 / dtps, 100.0 * dtps / roof);
+                fflush(stdout);
+            }
+        }
+        lmp_free(toks);
+        lmp_free(logits);
+        lmp_session_free(s);
+        lmp_model_free(m);
+    }
+    if (json) printf("\n]}\n");
+    return rc;
+}

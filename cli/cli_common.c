@@ -1,0 +1,176 @@
+// cli_common.c - helpers shared by the subcommands: one-line messages, number parsing with ranges,
+// progress lines with rate and ETA, and input/output path checks.
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_verbosity = 1;
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lmpress: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...) {
+    if (cli_verbosity < 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lmpress: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_fail(const lmp_error *err) {
+    cli_error("%s", err && err->msg[0] ? err->msg : "unknown error");
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lmpress %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'lmpress %s --help')\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno) {
+        cli_usage_error(cmd, "%s expects an integer, got '%s'", opt, s);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        cli_usage_error(cmd, "%s %lld is out of range (%lld..%lld)", opt, v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || isnan(v)) {
+        cli_usage_error(cmd, "%s expects a number, got '%s'", opt, s);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        cli_usage_error(cmd, "%s %g is out of range (%g..%g)", opt, v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void fmt_duration(double s, char *buf, size_t n) {
+    if (s < 0 || !isfinite(s)) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
+// Why rate-limited: a pass may report progress thousands of times a second; a terminal needs ~4 updates
+// a second, a log file one line every 10 seconds.
+void cli_progress_cb(void *user, const char *stage, double done, double total) {
+    cli_progress *p = user;
+    if (!p || cli_verbosity < 1) return;
+    double now = lmp_time_now();
+    int tty = isatty(2);
+    if (p->t_start == 0 || strncmp(p->stage, stage, sizeof p->stage - 1) != 0) {
+        if (p->printed) fputc('\n', stderr);
+        p->printed = 0;
+        p->t_start = now;
+        p->t_last = 0;
+        snprintf(p->stage, sizeof p->stage, "%s", stage);
+    }
+    int finished = total > 0 && done >= total;
+    if (!finished && now - p->t_last < (tty ? 0.25 : 10.0)) return;
+    p->t_last = now;
+    double el = now - p->t_start;
+    char eta[32], ela[32];
+    fmt_duration(done > 0 && total > 0 ? el * (total - done) / done : -1, eta, sizeof eta);
+    fmt_duration(el, ela, sizeof ela);
+    double pct = total > 0 ? 100.0 * done / total : 0;
+    fprintf(stderr, "%s%s: %5.1f%% (%.0f/%.0f) %s elapsed, ETA %s%s", tty ? "\r" : "", stage, pct, done, total, ela,
+            eta, tty ? "   " : "\n");
+    p->printed = tty;
+    fflush(stderr);
+}
+
+void cli_progress_done(cli_progress *p) {
+    if (p && p->printed) fputc('\n', stderr);
+    if (p) p->printed = 0;
+}
+
+int cli_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int cli_check_input(const char *cmd, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        cli_error("%s: cannot open '%s': %s", cmd, path, strerror(errno));
+        return -1;
+    }
+    if (access(path, R_OK) != 0) {
+        cli_error("%s: cannot read '%s': %s", cmd, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static char g_cmdline[2048];
+
+void cli_set_command_line(int argc, char **argv) {
+    size_t used = 0;
+    g_cmdline[0] = 0;
+    for (int i = 0; i < argc && used + 1 < sizeof g_cmdline; i++) {
+        const char *a = argv[i];
+        int quote = strpbrk(a, " \t\"'") != NULL || !*a;
+        used += (size_t)snprintf(g_cmdline + used, sizeof g_cmdline - used, "%s%s%s%s", i ? " " : "",
+                                 quote ? "'" : "", a, quote ? "'" : "");
+    }
+}
+
+const char *cli_command_line(void) { return g_cmdline; }
+
+void cli_getopt_reset(void) {
+    optind = 1;
+    opterr = 0;
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts) {
+    char spec[128];
+    snprintf(spec, sizeof spec, ":%s", shortopts);  // leading ':' reports a missing value as ':'
+    opterr = 0;
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c == '?') {
+        if (optopt) cli_usage_error(cmd, "unknown option '-%c'", optopt);
+        else cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        return -2;
+    }
+    if (c == ':') {
+        cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        return -2;
+    }
+    return c;
+}

@@ -1,0 +1,181 @@
+// quantize_main.c - "lmpress quantize IN --bits 8|4 ...": the quantization pass on the command line.
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "qtypes.h"
+#include "quantize.h"
+
+#define MAX_OVERRIDES 64
+
+static void print_help(void) {
+    printf("usage: lmpress quantize IN [options] [-o OUT]\n"
+           "Quantizes the weight matrices of a model. Norms and other vectors stay f32; token embeddings and the\n"
+           "classifier use q8_0 unless --embed-type / --output-type say otherwise.\n"
+           "  --bits 8|4              8: q8_0; 4: q4_0 (sym) or q4_1 (asym) (default 4)\n"
+           "  --group 32|64|128       4-bit group size (default 32)\n"
+           "  --scheme sym|asym       4-bit scheme (default sym)\n"
+           "  --method rtn|imatrix|awq|gptq\n"
+           "                          rtn: round to nearest (default); imatrix: activation-weighted rounding;\n"
+           "                          awq: activation-aware channel scaling; gptq: GPTQ error compensation\n"
+           "  --calib FILE            calibration text (imatrix, awq, gptq)\n"
+           "  --calib-tokens N        calibration tokens (default 128 sequences x min(context, 512))\n"
+           "  --tensor-type RE=TYPE   type for tensors whose name matches the regular expression (repeatable,\n"
+           "                          first match wins), e.g. 'ffn_down=q8_0'\n"
+           "  --output-type TYPE      classifier type (default q8_0)\n"
+           "  --embed-type TYPE       token embedding type (default q8_0)\n"
+           "  --gptq-damp F           GPTQ dampening, fraction of mean diag(H) (default 0.01)\n"
+           "  --act-order             GPTQ: columns in order of decreasing activation energy\n"
+           "  --allow-requantize      accept an already-quantized input (dequantized first)\n"
+           "  --dry-run               print the plan and sizes, write nothing\n"
+           "  -t, --threads N         CPU threads (default: all cores)\n"
+           "  --tokenizer FILE        llama2.c tokenizer.bin when IN is a llama2.c checkpoint\n"
+           "  -o, --output FILE       default: IN without extension + '-TYPE.lmp'\n"
+           "  -q, --quiet / -v, --verbose\n"
+           "  -h, --help\n\ntypes:\n");
+    for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
+        const lmp_type_traits *tr = lmp_type_get((lmp_dtype)t);
+        if (tr && tr->storable) printf("  %-10s %6.3f bpw  %s\n", tr->name, lmp_type_bpw((lmp_dtype)t), tr->description);
+    }
+}
+
+static void warn_cb(void *user, const char *msg) { cli_warn("%s", msg); }
+
+static int parse_type(const char *opt, const char *s, int *out) {
+    int t = lmp_type_from_name(s);
+    const lmp_type_traits *tr = t >= 0 ? lmp_type_get((lmp_dtype)t) : NULL;
+    if (!tr || !tr->storable) {
+        cli_usage_error("quantize", "%s: unknown type '%s'", opt, s);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+int cli_quantize_main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"bits", required_argument, 0, 'b'},       {"group", required_argument, 0, 'g'},
+        {"scheme", required_argument, 0, 'S'},     {"method", required_argument, 0, 'm'},
+        {"calib", required_argument, 0, 'c'},      {"calib-tokens", required_argument, 0, 'N'},
+        {"tensor-type", required_argument, 0, 'T'}, {"output-type", required_argument, 0, 'O'},
+        {"embed-type", required_argument, 0, 'E'}, {"gptq-damp", required_argument, 0, 'D'},
+        {"act-order", no_argument, 0, 'A'},        {"allow-requantize", no_argument, 0, 'R'},
+        {"dry-run", no_argument, 0, 'n'},          {"threads", required_argument, 0, 't'},
+        {"tokenizer", required_argument, 0, 'k'},  {"output", required_argument, 0, 'o'},
+        {"quiet", no_argument, 0, 'q'},            {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+    lmp_quant_params p;
+    lmp_quant_params_default(&p);
+    lmp_quant_override ov[MAX_OVERRIDES];
+    char ov_pat[MAX_OVERRIDES][256];
+    lmp_import_opts io = {0};
+    io.keep_quantized = 1;
+    const char *out = NULL;
+    long long v;
+    double d;
+    int c, t;
+    while ((c = cli_getopt("quantize", argc, argv, "t:o:qvh", opts)) != -1) {
+        switch (c) {
+        case 'b':
+            if (cli_parse_int("quantize", "--bits", optarg, 0, 64, &v)) return 2;
+            if (v != 4 && v != 8) return cli_usage_error("quantize", "--bits %lld: must be 4 or 8", v);
+            p.bits = (int)v;
+            break;
+        case 'g':
+            if (cli_parse_int("quantize", "--group", optarg, 0, 1 << 20, &v)) return 2;
+            if (v != 32 && v != 64 && v != 128)
+                return cli_usage_error("quantize", "--group %lld: must be 32, 64 or 128", v);
+            p.group = (int)v;
+            break;
+        case 'S':
+            if (!strcmp(optarg, "sym")) p.asym = 0;
+            else if (!strcmp(optarg, "asym")) p.asym = 1;
+            else return cli_usage_error("quantize", "--scheme '%s': must be sym or asym", optarg);
+            break;
+        case 'm':
+            if ((t = lmp_quant_method_from_name(optarg)) < 0)
+                return cli_usage_error("quantize", "--method '%s': must be rtn, imatrix, awq or gptq", optarg);
+            p.method = (lmp_quant_method)t;
+            break;
+        case 'c': p.calib_path = optarg; break;
+        case 'N': if (cli_parse_int("quantize", "--calib-tokens", optarg, 1, (long long)1 << 32, &v)) return 2; p.calib_tokens = v; break;
+        case 'T': {
+            const char *eq = strrchr(optarg, '=');
+            if (!eq || eq == optarg || !eq[1])
+                return cli_usage_error("quantize", "--tensor-type '%s': expected REGEX=TYPE", optarg);
+            if (p.n_overrides == MAX_OVERRIDES) return cli_usage_error("quantize", "at most %d --tensor-type", MAX_OVERRIDES);
+            if ((size_t)(eq - optarg) >= sizeof ov_pat[0]) return cli_usage_error("quantize", "--tensor-type pattern too long");
+            if (parse_type("--tensor-type", eq + 1, &t)) return 2;
+            memcpy(ov_pat[p.n_overrides], optarg, (size_t)(eq - optarg));
+            ov_pat[p.n_overrides][eq - optarg] = 0;
+            ov[p.n_overrides].pattern = ov_pat[p.n_overrides];
+            ov[p.n_overrides].type = (lmp_dtype)t;
+            p.n_overrides++;
+            break;
+        }
+        case 'O': if (parse_type("--output-type", optarg, &p.output_type)) return 2; break;
+        case 'E': if (parse_type("--embed-type", optarg, &p.embed_type)) return 2; break;
+        case 'D': if (cli_parse_float("quantize", "--gptq-damp", optarg, 1e-6, 0.999, &d)) return 2; p.gptq_damp = (float)d; break;
+        case 'A': p.gptq_act_order = 1; break;
+        case 'R': p.allow_requantize = 1; break;
+        case 'n': p.dry_run = 1; break;
+        case 't': if (cli_parse_int("quantize", "--threads", optarg, 1, 256, &v)) return 2; p.n_threads = (int)v; break;
+        case 'k': io.tokenizer_path = optarg; break;
+        case 'o': out = optarg; break;
+        case 'q': cli_verbosity = 0; break;
+        case 'v': cli_verbosity = 2; break;
+        case 'h': print_help(); return 0;
+        default: return 2;
+        }
+    }
+    p.overrides = ov;
+    if (optind != argc - 1) return cli_usage_error("quantize", "expected exactly one input model");
+    const char *in = argv[optind];
+    if (cli_check_input("quantize", in)) return 1;
+    if (p.method != LMP_QUANT_RTN && !p.calib_path)
+        return cli_usage_error("quantize", "--method %s needs --calib FILE", lmp_quant_method_name(p.method));
+    if (p.method == LMP_QUANT_RTN && p.calib_path)
+        return cli_usage_error("quantize", "--calib is only used by --method imatrix, awq or gptq");
+    if (p.calib_path && cli_check_input("quantize", p.calib_path)) return 1;
+    char def_out[4096];
+    if (!out) {
+        const char *tname = p.bits == 8 ? "q8_0" : lmp_type_name(p.asym ? (p.group == 32 ? LMP_DTYPE_Q4_1 : p.group == 64 ? LMP_DTYPE_Q4_1_G64 : LMP_DTYPE_Q4_1_G128)
+                                                                          : (p.group == 32 ? LMP_DTYPE_Q4_0 : p.group == 64 ? LMP_DTYPE_Q4_0_G64 : LMP_DTYPE_Q4_0_G128));
+        size_t len = strlen(in);
+        const char *slash = strrchr(in, '/'), *dot = strrchr(in, '.');
+        if (dot && (!slash || dot > slash)) len = (size_t)(dot - in);
+        while (len > 1 && in[len - 1] == '/') len--;
+        snprintf(def_out, sizeof def_out, "%.*s-%s%s%s.lmp", (int)len, in, tname,
+                 p.method != LMP_QUANT_RTN ? "-" : "", p.method != LMP_QUANT_RTN ? lmp_quant_method_name(p.method) : "");
+        out = def_out;
+    }
+    if (cli_same_file(in, out) || (io.tokenizer_path && cli_same_file(io.tokenizer_path, out)) ||
+        (p.calib_path && cli_same_file(p.calib_path, out)))
+        return cli_usage_error("quantize", "output '%s' is an input; choose another name", out);
+    p.command_line = cli_command_line();
+    p.warn = warn_cb;
+    cli_progress prog = {0};
+    p.progress = cli_progress_cb;
+    p.progress_user = &prog;
+    lmp_error err = {0};
+    lmp_quant_summary s;
+    lmp_status st = lmp_quantize(in, &io, out, &p, &s, &err);
+    cli_progress_done(&prog);
+    if (st) return cli_fail(&err);
+    if (cli_verbosity >= 1) {
+        fprintf(stderr, "lmpress: %s %s -> %s (%s%s)\n", p.dry_run ? "would quantize" : "quantized", in,
+                p.dry_run ? "(dry run)" : out, lmp_quant_method_name(p.method), s.requantized ? ", re-quantized" : "");
+        fprintf(stderr, "  tensors:");
+        for (int k = 0; k < LMP_DTYPE_COUNT; k++)
+            if (s.n_tensors_by_type[k]) fprintf(stderr, " %d %s", s.n_tensors_by_type[k], lmp_type_name((lmp_dtype)k));
+        if (s.n_fallback) fprintf(stderr, " (%d fell back to a wider type)", s.n_fallback);
+        fprintf(stderr, "\n  size: %.2f MB -> %.2f MB (%.2fx), %.3f bits per weight, %lld parameters\n",
+                s.bytes_in / 1e6, s.bytes_out / 1e6, s.bytes_out ? (double)s.bytes_in / s.bytes_out : 0.0, s.bpw_out,
+                (long long)s.n_params);
+        if (s.calib_tokens_used)
+            fprintf(stderr, "  calibration: %lld tokens of %s\n", (long long)s.calib_tokens_used, p.calib_path);
+        fprintf(stderr, "  time: %.2f s\n", s.seconds);
+    }
+    return 0;
+}

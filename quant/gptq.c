@@ -1,0 +1,595 @@
+// gptq.c - GPTQ quantization (Frantar et al. 2022): the per-matrix core (lmp_gptq_quantize_matrix),
+// the layer-by-layer calibration runner shared with AWQ (lmp_layerwise_*), and the pass
+// (lmp_quant_run_gptq): layer by layer, H from the inputs that the already-quantized preceding layers
+// produce, the layer's seven matrices quantized, swapped in, and the hidden states advanced.
+//
+// It does not choose types (quantize.c) and does not touch 1-D tensors, embeddings or the classifier
+// (the driver rounds those to nearest). Matrices whose planned type is not a quantized one (f16
+// overrides, row-length fallbacks) are left to the driver too.
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gptq.h"
+#include "qtypes.h"
+#include "quant_internal.h"
+
+// LAPACK (OpenBLAS provides it): Cholesky factorisation and inverse from the factor. The trailing
+// length argument is Fortran's hidden CHARACTER length; passing it is harmless for implementations
+// that do not take it.
+void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
+void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
+
+enum { Q_SYM4, Q_ASYM4, Q_SYM8 };
+
+typedef struct {
+    int kind;          // Q_SYM4, Q_ASYM4, Q_SYM8
+    int G;             // group (block) size
+    size_t hdr;        // bytes before the codes in a block
+    size_t blk_bytes;  // bytes per block
+} qfmt;
+
+static int qfmt_of(lmp_dtype t, qfmt *f) {
+    switch (t) {
+    case LMP_DTYPE_Q8_0: *f = (qfmt){Q_SYM8, 32, 2, 34}; return 0;
+    case LMP_DTYPE_Q4_0: *f = (qfmt){Q_SYM4, 32, 2, 18}; return 0;
+    case LMP_DTYPE_Q4_0_G64: *f = (qfmt){Q_SYM4, 64, 2, 34}; return 0;
+    case LMP_DTYPE_Q4_0_G128: *f = (qfmt){Q_SYM4, 128, 2, 66}; return 0;
+    case LMP_DTYPE_Q4_1: *f = (qfmt){Q_ASYM4, 32, 4, 20}; return 0;
+    case LMP_DTYPE_Q4_1_G64: *f = (qfmt){Q_ASYM4, 64, 4, 36}; return 0;
+    case LMP_DTYPE_Q4_1_G128: *f = (qfmt){Q_ASYM4, 128, 4, 68}; return 0;
+    default: return -1;
+    }
+}
+
+// Scale (and minimum) of one group by the reference RTN rule (qtypes.c: q8_0 d = amax / 127; q4_0
+// d = first-largest signed value / -8; q4_1 d = (max - min) / 15, m = min), rounded to fp16 as stored.
+static void group_params(const qfmt *f, const float *x, lmp_fp16 *d16, lmp_fp16 *m16) {
+    float d = 0.0f, m = 0.0f;
+    if (f->kind == Q_SYM4) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < f->G; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        d = max / -8.0f;
+    } else if (f->kind == Q_ASYM4) {
+        float mn = x[0], mx = x[0];
+        for (int j = 1; j < f->G; j++) {
+            if (x[j] < mn) mn = x[j];
+            if (x[j] > mx) mx = x[j];
+        }
+        d = (mx - mn) / 15.0f;
+        m = mn;
+    } else {
+        float amax = 0.0f;
+        for (int j = 0; j < f->G; j++) amax = fmaxf(amax, fabsf(x[j]));
+        d = amax / 127.0f;
+    }
+    *d16 = lmp_f32_to_fp16(d);
+    *m16 = lmp_f32_to_fp16(m);
+}
+
+// Code of x for the stored (fp16-rounded) d and m, with the reference rounding (q4: truncation of
+// x / d + 8.5 or (x - m) / d + 0.5; q8: round to nearest), clamped to the code range; *deq = its value.
+static inline int quant_code(int kind, float x, float d, float m, float *deq) {
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (kind == Q_SYM8) {
+        float v = roundf(x * id);
+        int c = !(v >= -128.0f) ? (v != v ? 0 : -128) : v > 127.0f ? 127 : (int)v;
+        *deq = (float)c * d;
+        return c;
+    }
+    float v = kind == Q_SYM4 ? x * id + 8.5f : (x - m) * id + 0.5f;
+    int c = !(v >= 0.0f) ? 0 : v >= 15.0f ? 15 : (int)v;
+    *deq = kind == Q_SYM4 ? (float)(c - 8) * d : (float)c * d + m;
+    return c;
+}
+
+static inline void wr16(uint8_t *p, lmp_fp16 v) {
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+typedef struct {
+    qfmt f;
+    int64_t rows, cols, n_groups;
+    float *W;             // (rows, cols) working weights, columns in processing order
+    const float *U;       // (cols, cols) upper Cholesky factor of H^-1 (processing order), row-major
+    const int64_t *perm;  // (cols) processing position -> original column; NULL: identity
+    int8_t *codes;        // (rows, cols) codes in the original column order
+    lmp_fp16 *d16, *m16;  // (rows, n_groups) stored scales and minimums
+    float *E;             // (rows, B) scaled errors (w - q) / U_ii of the current block
+    double *row_loss;     // (rows)
+    int64_t i1, i2, B;
+    int static_groups;
+    const float *Wsrc;    // (rows, cols) original-order weights (static group parameters)
+    void *out;            // (rows, row_size) output blocks
+    size_t row_size;
+} gptq_job;
+
+// Static groups: every group's parameters from the (dead-column-zeroed) weights in original order.
+static void static_params_worker(void *arg, int ith, int nth) {
+    gptq_job *j = arg;
+    long long r0, r1;
+    lmp_split_range(j->rows, ith, nth, 1, &r0, &r1);
+    for (long long r = r0; r < r1; r++)
+        for (int64_t g = 0; g < j->n_groups; g++)
+            group_params(&j->f, j->Wsrc + (size_t)r * j->cols + (size_t)g * j->f.G, &j->d16[r * j->n_groups + g],
+                         &j->m16[r * j->n_groups + g]);
+}
+
+// Why per row: GPTQ's column sweep is independent across rows (each row only reads its own weights
+// and the shared factor U), so threads take row ranges and run the block's column loop with the
+// rank-1 updates restricted to the block; the trailing update of the columns after the block is one
+// sgemm for all rows afterwards (the "lazy batch" of the paper).
+static void block_worker(void *arg, int ith, int nth) {
+    gptq_job *j = arg;
+    const int G = j->f.G, kind = j->f.kind;
+    const int64_t cols = j->cols, i1 = j->i1, i2 = j->i2;
+    long long r0, r1;
+    lmp_split_range(j->rows, ith, nth, 1, &r0, &r1);
+    for (long long r = r0; r < r1; r++) {
+        float *w = j->W + (size_t)r * cols;
+        float *e = j->E + (size_t)r * j->B;
+        lmp_fp16 *d16 = j->d16 + (size_t)r * j->n_groups, *m16 = j->m16 + (size_t)r * j->n_groups;
+        double loss = 0.0;
+        for (int64_t i = i1; i < i2; i++) {
+            int64_t orig = j->perm ? j->perm[i] : i;
+            int64_t g = orig / G;
+            // Without act-order, processing order is the original order and a group starts here; the
+            // block is a multiple of G, so the whole group already has this block's updates.
+            if (!j->static_groups && i % G == 0) group_params(&j->f, w + i, &d16[g], &m16[g]);
+            float d = lmp_fp16_to_f32(d16[g]), m = lmp_fp16_to_f32(m16[g]), deq;
+            int c = quant_code(kind, w[i], d, m, &deq);
+            j->codes[(size_t)r * cols + orig] = (int8_t)c;
+            const float *u = j->U + (size_t)i * cols;
+            float err = (w[i] - deq) / u[i];
+            loss += (double)err * err;
+            e[i - i1] = err;
+            for (int64_t k = i + 1; k < i2; k++) w[k] -= err * u[k];
+        }
+        j->row_loss[r] += loss;
+    }
+}
+
+static void pack_worker(void *arg, int ith, int nth) {
+    gptq_job *j = arg;
+    const int G = j->f.G;
+    long long r0, r1;
+    lmp_split_range(j->rows, ith, nth, 1, &r0, &r1);
+    for (long long r = r0; r < r1; r++) {
+        uint8_t *row = (uint8_t *)j->out + (size_t)r * j->row_size;
+        const int8_t *c = j->codes + (size_t)r * j->cols;
+        for (int64_t g = 0; g < j->n_groups; g++) {
+            uint8_t *blk = row + (size_t)g * j->f.blk_bytes;
+            const int8_t *cg = c + g * G;
+            wr16(blk, j->d16[r * j->n_groups + g]);
+            if (j->f.kind == Q_ASYM4) wr16(blk + 2, j->m16[r * j->n_groups + g]);
+            uint8_t *qs = blk + j->f.hdr;
+            if (j->f.kind == Q_SYM8) memcpy(qs, cg, (size_t)G);
+            else
+                for (int k = 0; k < G / 2; k++) qs[k] = (uint8_t)((uint8_t)cg[k] | ((uint8_t)cg[k + G / 2] << 4));
+        }
+    }
+}
+
+static void pool_run(lmp_pool *pool, lmp_pool_fn fn, void *arg) {
+    if (pool) lmp_pool_run(pool, fn, arg);
+    else fn(arg, 0, 1);
+}
+
+typedef struct {
+    float key;
+    int64_t idx;
+} sort_item;
+
+// Decreasing key, ties by increasing index (a stable order, as the NumPy reference's).
+static int cmp_desc(const void *a, const void *b) {
+    const sort_item *x = a, *y = b;
+    if (x->key != y->key) return x->key > y->key ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+// Upper Cholesky factor U of A^-1 (A^-1 = U^T U) in place, A row-major symmetric. With row-major
+// storage LAPACK's column-major lower triangle is our upper triangle, so 'L' factorisations yield U.
+// Returns 0, or the failing step (1 factor, 2 inverse, 3 factor of the inverse).
+static int chol_inverse_upper(float *A, int n) {
+    int info = 0;
+    spotrf_("L", &n, A, &n, &info, 1);
+    if (info != 0) return 1;
+    spotri_("L", &n, A, &n, &info, 1);
+    if (info != 0) return 2;
+    spotrf_("L", &n, A, &n, &info, 1);
+    if (info != 0) return 3;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < i; k++) A[(size_t)i * n + k] = 0.0f;
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        if (!isfinite(A[i])) return 3;
+    return 0;
+}
+
+lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, const float *H, lmp_dtype type,
+                                    float damp, int block, int act_order, lmp_pool *pool, void *out,
+                                    lmp_gptq_stats *stats, lmp_error *err) {
+    qfmt f;
+    if (qfmt_of(type, &f) != 0) return lmp_err(err, LMP_E_ARG, "GPTQ: type %s is not a quantized type", lmp_type_name(type));
+    if (rows <= 0 || cols <= 0 || cols % f.G != 0)
+        return lmp_err(err, LMP_E_ARG, "GPTQ: %lld x %lld matrix: columns must be a positive multiple of %s's block of %d",
+                       (long long)rows, (long long)cols, lmp_type_name(type), f.G);
+    if (cols > 1 << 20) return lmp_err(err, LMP_E_ARG, "GPTQ: %lld columns is too many", (long long)cols);
+    if (!(damp > 0.0f) || !(damp < 1.0f)) return lmp_err(err, LMP_E_ARG, "GPTQ: dampening %g must be in (0, 1)", (double)damp);
+    uint64_t nw, nh;
+    if (lmp_mul_overflow((uint64_t)rows, (uint64_t)cols, &nw) || nw > SIZE_MAX / sizeof(float) ||
+        lmp_mul_overflow((uint64_t)cols, (uint64_t)cols, &nh))
+        return lmp_err(err, LMP_E_ARG, "GPTQ: %lld x %lld matrix is too large", (long long)rows, (long long)cols);
+    for (uint64_t i = 0; i < nw; i++)
+        if (!isfinite(W[i]))
+            return lmp_err(err, LMP_E_ARG, "GPTQ: weight [%llu, %llu] is not finite", (unsigned long long)(i / cols),
+                           (unsigned long long)(i % cols));
+    for (uint64_t i = 0; i < nh; i++)
+        if (!isfinite(H[i]))
+            return lmp_err(err, LMP_E_ARG, "GPTQ: H[%llu, %llu] is not finite", (unsigned long long)(i / cols),
+                           (unsigned long long)(i % cols));
+
+    const int64_t B = ((block > 0 ? block : 128) + f.G - 1) / f.G * f.G;
+    gptq_job j;
+    memset(&j, 0, sizeof j);
+    j.f = f;
+    j.rows = rows;
+    j.cols = cols;
+    j.n_groups = cols / f.G;
+    j.B = B < cols ? B : cols;
+    j.static_groups = act_order;
+    j.out = out;
+    j.row_size = (size_t)j.n_groups * f.blk_bytes;
+    float *Wz = lmp_malloc(nw * sizeof(float));     // (rows, cols) original order, dead columns zeroed
+    float *Hd = lmp_malloc(nh * sizeof(float));     // (cols, cols) dead-fixed H (processing order)
+    float *A = lmp_malloc(nh * sizeof(float));      // (cols, cols) dampened H, then U
+    int64_t *perm = act_order ? lmp_malloc((size_t)cols * sizeof(int64_t)) : NULL;
+    float *diag = lmp_malloc((size_t)cols * sizeof(float));
+    j.W = act_order ? lmp_malloc(nw * sizeof(float)) : Wz;
+    j.codes = lmp_malloc(nw);
+    j.d16 = lmp_calloc((size_t)(rows * j.n_groups), sizeof(lmp_fp16));
+    j.m16 = lmp_calloc((size_t)(rows * j.n_groups), sizeof(lmp_fp16));
+    j.E = lmp_malloc((size_t)rows * (size_t)j.B * sizeof(float));
+    j.row_loss = lmp_calloc((size_t)rows, sizeof(double));
+    lmp_status st = LMP_OK;
+    if (!Wz || !Hd || !A || (act_order && !perm) || !diag || !j.W || !j.codes || !j.d16 || !j.m16 || !j.E ||
+        !j.row_loss) {
+        st = lmp_err(err, LMP_E_NOMEM, "GPTQ: out of memory for a %lld x %lld matrix", (long long)rows, (long long)cols);
+        goto done;
+    }
+    memcpy(Wz, W, nw * sizeof(float));
+    // Dead inputs: a column whose input is always zero cannot affect the output; H_ii = 1 keeps the
+    // factorisation regular and the weights there become zero (as the reference does).
+    int64_t n_dead = 0;
+    for (int64_t i = 0; i < cols; i++) {
+        diag[i] = H[(size_t)i * cols + i];
+        if (diag[i] == 0.0f) {
+            diag[i] = 1.0f;
+            n_dead++;
+            for (int64_t r = 0; r < rows; r++) Wz[(size_t)r * cols + i] = 0.0f;
+        }
+    }
+    if (act_order) {
+        sort_item *items = lmp_malloc((size_t)cols * sizeof(sort_item));
+        if (!items) {
+            st = lmp_err(err, LMP_E_NOMEM, "GPTQ: out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < cols; i++) items[i] = (sort_item){diag[i], i};
+        qsort(items, (size_t)cols, sizeof(sort_item), cmp_desc);
+        for (int64_t i = 0; i < cols; i++) perm[i] = items[i].idx;
+        lmp_free(items);
+        j.perm = perm;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < cols; i++) j.W[(size_t)r * cols + i] = Wz[(size_t)r * cols + perm[i]];
+        j.Wsrc = Wz;
+        pool_run(pool, static_params_worker, &j);
+    }
+    for (int64_t a = 0; a < cols; a++) {
+        int64_t pa = act_order ? perm[a] : a;
+        for (int64_t b = 0; b < cols; b++) {
+            int64_t pb = act_order ? perm[b] : b;
+            Hd[(size_t)a * cols + b] = pa == pb ? diag[pa] : H[(size_t)pa * cols + pb];
+        }
+    }
+    double mean_diag = 0.0;
+    for (int64_t i = 0; i < cols; i++) mean_diag += diag[i];
+    mean_diag /= (double)cols;
+    if (!(mean_diag > 0.0)) {
+        st = lmp_err(err, LMP_E_ARG, "GPTQ: H has a non-positive mean diagonal %g (not a Gram matrix)", mean_diag);
+        goto done;
+    }
+    // Dampening; a matrix that is still not positive definite is retried with 10x (as far as 1000x).
+    double dmp = damp;
+    int tries = 0, fail;
+    for (;;) {
+        memcpy(A, Hd, nh * sizeof(float));
+        float add = (float)(dmp * mean_diag);
+        for (int64_t i = 0; i < cols; i++) A[(size_t)i * cols + i] += add;
+        fail = chol_inverse_upper(A, (int)cols);
+        if (!fail) break;
+        if (tries == 3) {
+            st = lmp_err(err, LMP_E_ARG,
+                         "GPTQ: H (%lld x %lld) is not positive definite even with dampening %g x mean diagonal (%s failed)",
+                         (long long)cols, (long long)cols, dmp,
+                         fail == 1 ? "Cholesky factorisation" : fail == 2 ? "inversion" : "factorisation of the inverse");
+            goto done;
+        }
+        tries++;
+        dmp *= 10.0;
+    }
+    j.U = A;
+    for (int64_t i1 = 0; i1 < cols; i1 += j.B) {
+        j.i1 = i1;
+        j.i2 = i1 + j.B < cols ? i1 + j.B : cols;
+        pool_run(pool, block_worker, &j);
+        int64_t rest = cols - j.i2, nb = j.i2 - i1;
+        if (rest > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb, -1.0f, j.E,
+                        (int)j.B, A + (size_t)i1 * cols + j.i2, (int)cols, 1.0f, j.W + j.i2, (int)cols);
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < j.n_groups; g++) {
+            float d = lmp_fp16_to_f32(j.d16[r * j.n_groups + g]), m = lmp_fp16_to_f32(j.m16[r * j.n_groups + g]);
+            if (!isfinite(d) || !isfinite(m)) {
+                st = lmp_err(err, LMP_E_ARG, "GPTQ: row %lld group %lld: scale does not fit fp16 (weights too large)",
+                             (long long)r, (long long)g);
+                goto done;
+            }
+        }
+    pool_run(pool, pack_worker, &j);
+    if (stats) {
+        double loss = 0.0;
+        for (int64_t r = 0; r < rows; r++) loss += j.row_loss[r];
+        stats->loss = loss;
+        stats->damp_used = dmp;
+        stats->n_retries = tries;
+        stats->n_dead = n_dead;
+    }
+done:
+    if (j.W != Wz) lmp_free(j.W);
+    lmp_free(Wz);
+    lmp_free(Hd);
+    lmp_free(A);
+    lmp_free(perm);
+    lmp_free(diag);
+    lmp_free(j.codes);
+    lmp_free(j.d16);
+    lmp_free(j.m16);
+    lmp_free(j.E);
+    lmp_free(j.row_loss);
+    return st;
+}
+
+// ---- layer-by-layer calibration ----
+
+static int hook_width(const lmp_model *m, int l, int h) {
+    const lmp_layer *L = &m->layers[l];
+    switch (h) {
+    case LMP_HOOK_ATTN_IN: case LMP_HOOK_FFN_IN: return m->cfg.dim;
+    case LMP_HOOK_ATTN_OUT_IN: return L->n_heads * m->cfg.head_dim;
+    case LMP_HOOK_DOWN_IN: return L->ffn;
+    default: return 0;
+    }
+}
+
+// Why float per batch and double across batches: ssyrk on one batch (<= seq_len tokens) in float
+// loses at most ~seq_len ulps, far below what quantization cares about, and is the fast path; summing
+// hundreds of batches in float would let small late contributions vanish against the running total.
+static void layerwise_hook(void *user, int layer, lmp_hook_point where, const float *x, int n, int width) {
+    lmp_layerwise *w = user;
+    if (layer != w->cur_layer || !(w->cur_mask & (1u << where)) || width != w->width[where]) return;
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, width, n, 1.0f, x, width, 0.0f, w->batch, width);
+    double *acc = w->acc[where], *aa = w->acc_abs[where];
+    for (int a = 0; a < width; a++) {
+        const float *br = w->batch + (size_t)a * width;
+        double *ar = acc + (size_t)a * width;
+        for (int b = a; b < width; b++) ar[b] += br[b];
+    }
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * width;
+        for (int c = 0; c < width; c++) aa[c] += fabsf(xi[c]);
+    }
+}
+
+lmp_status lmp_layerwise_init(lmp_layerwise *w, lmp_qctx *q, lmp_error *err) {
+    memset(w, 0, sizeof *w);
+    w->q = q;
+    lmp_model *m = q->model;
+    lmp_status st = lmp_calib_sample(q, &w->tokens, &w->n_seq, &w->seq_len, err);
+    if (st) return st;
+    w->dim = m->cfg.dim;
+    int maxw = m->cfg.dim;
+    if (m->cfg.max_ffn > maxw) maxw = m->cfg.max_ffn;
+    if (m->cfg.max_heads * m->cfg.head_dim > maxw) maxw = m->cfg.max_heads * m->cfg.head_dim;
+    uint64_t nx;
+    if (lmp_mul_overflow((uint64_t)w->n_seq * (uint64_t)w->seq_len, (uint64_t)w->dim, &nx) ||
+        nx > SIZE_MAX / sizeof(float)) {
+        lmp_layerwise_free(w);
+        return lmp_err(err, LMP_E_ARG, "calibration hidden states (%d x %d x %d) are too large", w->n_seq, w->seq_len,
+                       w->dim);
+    }
+    w->x = lmp_malloc(nx * sizeof(float));
+    w->tmp = lmp_malloc((size_t)w->seq_len * w->dim * sizeof(float));
+    w->batch = lmp_malloc((size_t)maxw * maxw * sizeof(float));
+    int ok = w->x && w->tmp && w->batch;
+    for (int h = 0; h < LMP_HOOK_COUNT && ok; h++) {
+        // the widest this hook point gets over the layers (pruned layers may be narrower)
+        size_t hw = h == LMP_HOOK_ATTN_OUT_IN ? (size_t)m->cfg.max_heads * m->cfg.head_dim
+                    : h == LMP_HOOK_DOWN_IN  ? (size_t)m->cfg.max_ffn
+                                             : (size_t)m->cfg.dim;
+        w->gram[h] = lmp_malloc(hw * hw * sizeof(float));
+        w->absmean[h] = lmp_malloc(hw * sizeof(float));
+        w->acc[h] = lmp_malloc(hw * hw * sizeof(double));
+        w->acc_abs[h] = lmp_malloc(hw * sizeof(double));
+        ok = w->gram[h] && w->absmean[h] && w->acc[h] && w->acc_abs[h];
+    }
+    if (!ok) {
+        lmp_layerwise_free(w);
+        return lmp_err(err, LMP_E_NOMEM, "out of memory for the calibration states (%d x %d tokens)", w->n_seq,
+                       w->seq_len);
+    }
+    lmp_session_opts so = {w->seq_len, w->seq_len, q->p->n_threads, "cpu"};
+    if ((st = lmp_session_new(m, &so, &w->s, err))) {
+        lmp_layerwise_free(w);
+        return st;
+    }
+    for (int i = 0; i < w->n_seq; i++) {
+        st = lmp_session_embed(w->s, w->tokens + (size_t)i * w->seq_len, w->seq_len,
+                               w->x + (size_t)i * w->seq_len * w->dim, err);
+        if (st) {
+            lmp_layerwise_free(w);
+            return st;
+        }
+    }
+    return LMP_OK;
+}
+
+lmp_status lmp_layerwise_collect(lmp_layerwise *w, int l, unsigned mask, lmp_error *err) {
+    const lmp_model *m = w->q->model;
+    if (l < 0 || l >= m->cfg.n_layers) return lmp_err(err, LMP_E_ARG, "layer %d out of range", l);
+    for (int h = 0; h < LMP_HOOK_COUNT; h++) {
+        if (!(mask & (1u << h))) continue;
+        int wd = hook_width(m, l, h);
+        w->width[h] = wd;
+        memset(w->acc[h], 0, (size_t)wd * wd * sizeof(double));
+        memset(w->acc_abs[h], 0, (size_t)wd * sizeof(double));
+    }
+    w->cur_layer = l;
+    w->cur_mask = mask;
+    lmp_session_set_hook(w->s, layerwise_hook, w);
+    lmp_status st = LMP_OK;
+    const size_t T = (size_t)w->seq_len, D = (size_t)w->dim;
+    for (int i = 0; i < w->n_seq && !st; i++) {
+        memcpy(w->tmp, w->x + (size_t)i * T * D, T * D * sizeof(float));
+        st = lmp_session_run_layers(w->s, w->tmp, (int)T, 0, l, l + 1, err);
+    }
+    lmp_session_set_hook(w->s, NULL, NULL);
+    w->cur_mask = 0;
+    if (st) return st;
+    w->count = (int64_t)w->n_seq * (int64_t)T;
+    const double inv = 1.0 / (double)w->count;
+    for (int h = 0; h < LMP_HOOK_COUNT; h++) {
+        if (!(mask & (1u << h))) continue;
+        int wd = w->width[h];
+        for (int a = 0; a < wd; a++) {
+            w->absmean[h][a] = (float)(w->acc_abs[h][a] * inv);
+            for (int b = a; b < wd; b++) {
+                float v = (float)(w->acc[h][(size_t)a * wd + b] * inv);
+                w->gram[h][(size_t)a * wd + b] = v;
+                w->gram[h][(size_t)b * wd + a] = v;
+            }
+        }
+    }
+    return LMP_OK;
+}
+
+lmp_status lmp_layerwise_advance(lmp_layerwise *w, int l, lmp_error *err) {
+    const size_t T = (size_t)w->seq_len, D = (size_t)w->dim;
+    for (int i = 0; i < w->n_seq; i++) {
+        lmp_status st = lmp_session_run_layers(w->s, w->x + (size_t)i * T * D, (int)T, 0, l, l + 1, err);
+        if (st) return st;
+    }
+    return LMP_OK;
+}
+
+void lmp_layerwise_free(lmp_layerwise *w) {
+    lmp_session_free(w->s);
+    lmp_free(w->tokens);
+    lmp_free(w->x);
+    lmp_free(w->tmp);
+    lmp_free(w->batch);
+    for (int h = 0; h < LMP_HOOK_COUNT; h++) {
+        lmp_free(w->gram[h]);
+        lmp_free(w->absmean[h]);
+        lmp_free(w->acc[h]);
+        lmp_free(w->acc_abs[h]);
+    }
+    memset(w, 0, sizeof *w);
+}
+
+// ---- the pass ----
+
+static const char *const LAYER_MATS[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+static const lmp_hook_point LAYER_POINTS[7] = {LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_OUT_IN,
+                                               LMP_HOOK_FFN_IN,  LMP_HOOK_FFN_IN,  LMP_HOOK_DOWN_IN};
+
+lmp_status lmp_quant_run_gptq(lmp_qctx *q, lmp_error *err) {
+    const lmp_quant_params *p = q->p;
+    lmp_model *m = q->model;
+    const int L = m->cfg.n_layers;
+    lmp_layerwise w;
+    lmp_status st = lmp_layerwise_init(&w, q, err);
+    if (st) return st;
+    float *H = NULL;
+    for (int l = 0; l < L && !st; l++) {
+        lmp_qentry *es[7];
+        unsigned mask = 0;
+        for (int k = 0; k < 7; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, LAYER_MATS[k]);
+            es[k] = lmp_qctx_find(q, name);
+            if (es[k] && !lmp_type_get(es[k]->type)->is_quantized) {
+                // f16 etc.: converted now and swapped in, so later layers see the model as written
+                if ((st = lmp_qentry_quantize(q, es[k], NULL, err))) break;
+                lmp_qctx_swap_in(q, es[k]);
+                es[k] = NULL;
+            }
+            if (es[k]) mask |= 1u << LAYER_POINTS[k];
+        }
+        if (st) break;
+        if (mask && (st = lmp_layerwise_collect(&w, l, mask, err))) break;
+        for (int k = 0; k < 7 && !st; k++) {
+            lmp_qentry *e = es[k];
+            if (!e) continue;
+            int h = LAYER_POINTS[k], wd = w.width[h];
+            if (e->cols != wd) {
+                st = lmp_err(err, LMP_E_FORMAT, "'%s' has %lld columns but its input has %d channels", e->src->name,
+                             (long long)e->cols, wd);
+                break;
+            }
+            // H = 2/N X^T X (the paper's scale; it cancels out of the result).
+            size_t nh = (size_t)wd * wd;
+            float *Hn = lmp_realloc(H, nh * sizeof(float));
+            if (!Hn) {
+                st = lmp_err(err, LMP_E_NOMEM, "out of memory");
+                break;
+            }
+            H = Hn;
+            for (size_t i = 0; i < nh; i++) H[i] = 2.0f * w.gram[h][i];
+            size_t out_bytes = lmp_type_row_size(e->type, e->cols) * (size_t)e->rows;
+            void *out = lmp_malloc(out_bytes);
+            if (!out) {
+                st = lmp_err(err, LMP_E_NOMEM, "out of memory quantizing '%s'", e->src->name);
+                break;
+            }
+            lmp_gptq_stats gs;
+            st = lmp_gptq_quantize_matrix(lmp_qentry_values(e), e->rows, e->cols, H, e->type, p->gptq_damp,
+                                          p->gptq_block, p->gptq_act_order, q->pool, out, &gs, err);
+            if (st) {
+                lmp_free(out);
+                lmp_err_prefix(err, "%s", e->src->name);
+                break;
+            }
+            if (gs.n_retries)
+                lmp_qctx_warn(q, "%s: H not positive definite with dampening %g; used %g", e->src->name,
+                              (double)p->gptq_damp, gs.damp_used);
+            lmp_free(e->out);
+            e->out = out;
+            e->out_bytes = out_bytes;
+            lmp_qctx_swap_in(q, e);
+        }
+        if (st) break;
+        if (l + 1 < L && (st = lmp_layerwise_advance(&w, l, err))) break;
+        if (p->progress) p->progress(p->progress_user, "gptq", l + 1, L);
+    }
+    lmp_free(H);
+    lmp_layerwise_free(&w);
+    return st;
+}

@@ -1,0 +1,74 @@
+// gptq.h - the GPTQ core on one matrix (testable apart from the pass), and the layer-by-layer
+// calibration runner that the sequential methods (gptq.c, awq.c) share. Not a public interface.
+//
+// GPTQ (Frantar et al. 2022) quantizes the columns of W (rows = output features, cols = input features)
+// one at a time and spreads each column's rounding error over the columns not yet quantized, weighted
+// by the inverse of H = 2/N X^T X (X the layer's calibration inputs), so that ||X W^T - X Q^T|| stays
+// small. The quantizer inside is exactly our storage format: the output blocks dequantize to the Q that
+// the algorithm used.
+#ifndef LMP_GPTQ_H
+#define LMP_GPTQ_H
+
+#include <stdint.h>
+
+#include "lmp_common.h"
+#include "lmp_types.h"
+#include "session.h"
+#include "threadpool.h"
+
+typedef struct lmp_gptq_stats {
+    double loss;       // sum of ((w - q) / U_ii)^2 over the matrix = tr((W - Q) Hd (W - Q)^T), where Hd is H
+                       // with dead columns set to 1 and the dampening added, and W has dead columns zeroed
+    double damp_used;  // dampening (fraction of mean diag H) that gave a positive definite matrix
+    int n_retries;     // Cholesky failures that were retried with 10x the dampening
+    int64_t n_dead;    // columns with H_ii == 0 (input channel never active): quantized as zero
+} lmp_gptq_stats;
+
+// Quantizes W (rows, cols), row-major float32, to type (any quantized storable type: q8_0, q4_0,
+// q4_1 and their g64/g128 variants; cols a multiple of its block) into out (rows * row_size bytes),
+// given H (cols, cols) symmetric positive semi-definite. damp: fraction of mean(diag H) added to the
+// diagonal (0 < damp < 1); block: lazy-batch width (rounded up to a multiple of the group); act_order:
+// process columns by decreasing H_ii, with each group's scale fixed up front from the original W
+// ("static groups"), since our blocks are contiguous groups of the original column order. If H is not
+// positive definite after dampening, retries with 10x the dampening (up to 3 times) and then fails with
+// LMP_E_ARG. pool may be NULL (single thread). stats may be NULL.
+lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, const float *H, lmp_dtype type,
+                                    float damp, int block, int act_order, lmp_pool *pool, void *out,
+                                    lmp_gptq_stats *stats, lmp_error *err);
+
+// ---- layer-by-layer calibration (shared by gptq.c and awq.c) ----
+
+typedef struct lmp_qctx lmp_qctx;
+
+// Hidden states of every calibration sequence at the input of the current layer, and the statistics
+// of the inputs of that layer's linear layers.
+typedef struct lmp_layerwise {
+    lmp_qctx *q;
+    lmp_session *s;
+    int32_t *tokens;  // (n_seq, seq_len)
+    int n_seq, seq_len, dim;
+    float *x;         // (n_seq, seq_len, dim) hidden states entering the current layer
+    float *tmp;       // (seq_len, dim) scratch for collection passes
+    // Filled by lmp_layerwise_collect for the requested hook points (others untouched):
+    int width[LMP_HOOK_COUNT];     // row length at each hook point of the collected layer
+    float *gram[LMP_HOOK_COUNT];   // (width, width) X^T X / N over all calibration tokens
+    float *absmean[LMP_HOOK_COUNT];// (width) mean |x| per input channel
+    int64_t count;                 // N: tokens seen per hook point
+    // private: accumulators of the running collection
+    double *acc[LMP_HOOK_COUNT];   // (width, width) upper triangle of sum x x^T
+    double *acc_abs[LMP_HOOK_COUNT]; // (width) sum |x|
+    float *batch;                  // (max width, max width) one batch's x^T x
+    int cur_layer;
+    unsigned cur_mask;
+} lmp_layerwise;
+
+// Samples the calibration text (lmp_calib_sample), opens a session and embeds every sequence.
+lmp_status lmp_layerwise_init(lmp_layerwise *w, lmp_qctx *q, lmp_error *err);
+// Runs layer l on every sequence (the hidden states are not advanced) and fills gram/absmean for the
+// hook points in mask (bit 1 << LMP_HOOK_...). Uses the layer's weights as they are in the model now.
+lmp_status lmp_layerwise_collect(lmp_layerwise *w, int l, unsigned mask, lmp_error *err);
+// Runs layer l on every sequence, advancing the hidden states to the input of layer l + 1.
+lmp_status lmp_layerwise_advance(lmp_layerwise *w, int l, lmp_error *err);
+void lmp_layerwise_free(lmp_layerwise *w);
+
+#endif

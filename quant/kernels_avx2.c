@@ -1,0 +1,442 @@
+// kernels_avx2.c - AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; called only after a
+// CPU check in kernels.c): f32/f16/bf16 and integer (q8_0, q4_0/q4_1 and their g64/g128 variants)
+// matvec and matmul, activation quantization (q8_a), dot and axpy.
+//
+// Design (decode is memory-bound, so the goal is to keep the vector ALUs under the DRAM rate):
+//  * one tile routine per weight family, specialised at compile time for R weight rows x T activation
+//    rows (always_inline + constant R, T): matvec is the R = 4, T = 1 tile, matmul uses R x T register
+//    tiles so that a weight block is unpacked once for T tokens and an activation block loaded once
+//    for R rows;
+//  * per block, integer sums stay in 8 int32 lanes, are converted and scaled into float lanes, and a
+//    row is reduced horizontally once at the end (no per-block horizontal sums);
+//  * 4-bit weights: the unsigned nibble q (0..15) is the u8 operand of vpmaddubsw and the activation the
+//    s8 operand; the -8 offset of q4_0 is folded into the float step via the activation block's stored
+//    sum s (d_x * sum(q_x)): per lane dx * isum - s, so the 8 lanes together give dx * sum((q-8) x);
+//  * q8_0: |w| as u8 and sign(x, w) as s8 (the sign trick), then vpmaddwd with ones;
+//  * fp16 block scales come from a 64K-entry table broadcast straight from memory (kernels_internal.h);
+//  * integer matvec prefetches the next 4-row tile while it works on the current one when tiles are
+//    short (PF_TILE_MAX): with n = 4096 a q4_0 tile is 9 KiB, too short for the hardware prefetchers.
+// It does not do threading (callers split rows) nor any type without a row in qtypes.c.
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels_internal.h"
+#include "qtypes.h"
+
+#define AI static inline __attribute__((always_inline))
+
+AI float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AI float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// fp16 scale at p (unaligned) as 8 float lanes.
+AI __m256 f16_bcast(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm256_broadcast_ss(&lmp_kernels_fp16_lut[h]);
+}
+
+// Prefetches the bytes [p, p + len) (len a compile-time constant after inlining). Matvec tiles use it
+// to pull the next tile's rows in at the pace the current tile consumes its own: with short rows a
+// tile is only a few KiB, too short for the hardware prefetchers to ramp up on four new streams.
+AI void prefetch_next(const uint8_t *p, size_t len) {
+    for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+}
+
+// ---- float weights: f32, f16, bf16 ----
+
+enum { WT_F32, WT_F16, WT_BF16 };
+
+AI __m256 fload8(int wt, const uint8_t *p) {
+    if (wt == WT_F32) return _mm256_loadu_ps((const float *)p);
+    if (wt == WT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+AI float fload1(int wt, const uint8_t *p) {
+    if (wt == WT_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return wt == WT_F16 ? lmp_kernels_fp16_lut[h] : lmp_bf16_to_f32(h);
+}
+
+// R weight rows x T activation rows of y = W x over n elements (any n: scalar tail). For T == 1 each
+// row keeps two accumulators so that the FMA latency is hidden when the data is in cache.
+AI void ftile(int wt, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy, int64_t n,
+              int R, int T) {
+    const size_t esz = wt == WT_F32 ? 4 : 2;
+    __m256 acc[4][4], acc2[4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        acc2[r] = _mm256_setzero_ps();
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    if (T == 1) {
+        const float *xf = (const float *)x;
+        for (; i + 16 <= n; i += 16) {
+            __m256 x0 = _mm256_loadu_ps(xf + i), x1 = _mm256_loadu_ps(xf + i + 8);
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const uint8_t *wr = w + (size_t)r * wrb + (size_t)i * esz;
+                acc[r][0] = _mm256_fmadd_ps(fload8(wt, wr), x0, acc[r][0]);
+                acc2[r] = _mm256_fmadd_ps(fload8(wt, wr + 8 * esz), x1, acc2[r]);
+            }
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) xv[t] = _mm256_loadu_ps((const float *)(x + (size_t)t * xrb) + i);
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256 wv = fload8(wt, w + (size_t)r * wrb + (size_t)i * esz);
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256 v = acc[r][t];
+            if (T == 1) v = _mm256_add_ps(v, acc2[r]);
+            float s = hsum8(v);
+            const float *xt = (const float *)(x + (size_t)t * xrb);
+            for (int64_t j = i; j < n; j++) s += fload1(wt, w + (size_t)r * wrb + (size_t)j * esz) * xt[j];
+            y[t * ldy + r] = s;
+        }
+}
+
+// Row-block size of the matmul loops: a block of weight rows stays in L2 while all token tiles pass.
+#define MM_ROW_BLOCK 16
+// Integer matvec prefetches the next 4-row tile only when a tile is at most this many bytes: measured
+// on Zen 3, it lifted the short-row (n = 4096) q4 shapes from ~8.5 to ~15 GB/s per core, helped the
+// 32 KiB tiles of q4 with n = 14336, and slowed down the 60 KiB tiles of q8_0 with n = 14336.
+#define PF_TILE_MAX 40960
+
+// The four tiles a weight type needs: R = 4 or 1 rows by T = TT or 1 activation rows. Matvec uses
+// (4, 1) and (1, 1); matmul covers a range with (4, TT) tiles and mops up the edges with the others.
+// Only these are instantiated, which keeps the compile time (and code size) small.
+#define TILE_SET(name, TT, CALL)                                                                               \
+    static void name##_4x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
+                              int64_t ldy, int64_t n, const uint8_t *pf) {                                   \
+        CALL(4, TT);                                                                                         \
+    }                                                                                                        \
+    static void name##_1x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
+                              int64_t ldy, int64_t n, const uint8_t *pf) {                                   \
+        CALL(1, TT);                                                                                         \
+    }                                                                                                        \
+    static void name##_4x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,             \
+                           int64_t ldy, int64_t n, const uint8_t *pf) {                                      \
+        CALL(4, 1);                                                                                          \
+    }                                                                                                        \
+    static void name##_1x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,             \
+                           int64_t ldy, int64_t n, const uint8_t *pf) {                                      \
+        CALL(1, 1);                                                                                          \
+    }                                                                                                        \
+    static void matvec_##name(const void *w, size_t wrb, const void *x, float *y, int64_t n, int64_t r0,       \
+                              int64_t r1) {                                                                  \
+        const uint8_t *wb = w;                                                                               \
+        int64_t r = r0;                                                                                      \
+        for (; r + 4 <= r1; r += 4) {                                                                        \
+            /* the next tile, prefetched by the current one when tiles are short (see prefetch_next) */       \
+            const uint8_t *pf = r + 8 <= r1 && 4 * wrb <= PF_TILE_MAX ? wb + (size_t)(r + 4) * wrb : NULL;  \
+            name##_4x1(wb + (size_t)r * wrb, wrb, x, 0, y + r, 0, n, pf);                                   \
+        }                                                                                                    \
+        for (; r < r1; r++) name##_1x1(wb + (size_t)r * wrb, wrb, x, 0, y + r, 0, n, NULL);                  \
+    }                                                                                                        \
+    static void matmul_##name(const void *w, size_t wrb, const void *x, size_t xrb, int64_t m, float *y,       \
+                              int64_t ldy, int64_t n, int64_t r0, int64_t r1) {                              \
+        for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {                                                 \
+            int64_t re = rb + MM_ROW_BLOCK < r1 ? rb + MM_ROW_BLOCK : r1;                                    \
+            for (int64_t t = 0; t < m; t += TT) {                                                            \
+                const uint8_t *xp = (const uint8_t *)x + (size_t)t * xrb;                                    \
+                for (int64_t r = rb; r < re;) {                                                              \
+                    const uint8_t *wp = (const uint8_t *)w + (size_t)r * wrb;                                \
+                    float *yp = y + t * ldy + r;                                                             \
+                    if (re - r >= 4) {                                                                       \
+                        if (m - t >= TT) name##_4x##TT(wp, wrb, xp, xrb, yp, ldy, n, NULL);                  \
+                        else                                                                                 \
+                            for (int64_t i = t; i < m; i++)                                                  \
+                                name##_4x1(wp, wrb, xp + (size_t)(i - t) * xrb, xrb, yp + (i - t) * ldy, ldy, n, NULL); \
+                        r += 4;                                                                              \
+                    } else {                                                                                 \
+                        if (m - t >= TT) name##_1x##TT(wp, wrb, xp, xrb, yp, ldy, n, NULL);                  \
+                        else                                                                                 \
+                            for (int64_t i = t; i < m; i++)                                                  \
+                                name##_1x1(wp, wrb, xp + (size_t)(i - t) * xrb, xrb, yp + (i - t) * ldy, ldy, n, NULL); \
+                        r += 1;                                                                              \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+// Float tiles ignore pf: measured here, prefetching the next tile slowed f32 / f16 matvec down (their
+// tiles are long and the hardware prefetchers already keep up).
+#define FT_F32(R_, T_) ((void)pf, ftile(WT_F32, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_F16(R_, T_) ((void)pf, ftile(WT_F16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_BF16(R_, T_) ((void)pf, ftile(WT_BF16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+TILE_SET(f32, 3, FT_F32)
+TILE_SET(f16, 3, FT_F16)
+TILE_SET(bf16, 3, FT_BF16)
+
+// ---- integer kernels: q8_0 x q8_a ----
+
+
+AI __m256i dot_u8s8(__m256i u, __m256i s) {  // 8 int32 lanes, each the sum of 4 products u8*s8
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+AI void tile_q8_0(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy, int64_t nb,
+                  const uint8_t *pf, int R, int T) {
+    __m256 acc[4][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if (pf) prefetch_next(pf + (size_t)b * R * sizeof(lmp_block_q8_0), R * sizeof(lmp_block_q8_0));
+        __m256i xq[4];
+        __m256 dx[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const lmp_block_q8_a *xb = (const lmp_block_q8_a *)(x + (size_t)t * xrb) + b;
+            xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            dx[t] = _mm256_broadcast_ss(&xb->d);
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * wrb + (size_t)b * sizeof(lmp_block_q8_0);
+            __m256i wq = _mm256_loadu_si256((const __m256i *)(wb + 2));
+            __m256i aw = _mm256_sign_epi8(wq, wq);
+            __m256 dw = f16_bcast(wb);
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256 s = _mm256_cvtepi32_ps(dot_u8s8(aw, _mm256_sign_epi8(xq[t], wq)));
+                acc[r][t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum8(acc[r][t]);
+}
+
+// ---- integer kernels: 4-bit families x q8_a ----
+
+// The G/32 vectors of 32 nibbles (0..15, as u8) of one 4-bit block, in element order: vector k holds
+// elements [32k, 32k + 32), which pair with activation block k of the group.
+AI void q4_unpack(const uint8_t *qs, int G, __m256i *q) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    if (G == 32) {
+        // low nibbles of qs[0..16) are elements 0..15, high nibbles 16..31: shift the upper lane by 4.
+        __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+        q[0] = _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)), m4);
+    } else if (G == 64) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+        q[0] = _mm256_and_si256(v, m4);
+        q[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    } else {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)qs), v1 = _mm256_loadu_si256((const __m256i *)(qs + 32));
+        q[0] = _mm256_and_si256(v0, m4);
+        q[1] = _mm256_and_si256(v1, m4);
+        q[2] = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+        q[3] = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+    }
+}
+
+// R rows x T activation rows over nbw weight blocks of group G. Symmetric (q4_0 family):
+//   sum_k dw * (dx_k * isum_k - 8 s_k), isum over unsigned nibbles, computed per lane as
+//   dx_k * lane_isum - s_k (the -s_k in each of the 8 lanes adds up to -8 s_k).
+// Asymmetric (q4_1 family): sum_k dw * dx_k * isum_k + mw * s_k, the min term per lane as
+//   mw * (sum_k s_k) / 8 (exact power-of-two scaling), kept in separate accumulators when registers allow.
+AI void tile_q4(int G, int asym, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy,
+                int64_t nbw, const uint8_t *pf, int R, int T) {
+    const int K = G / 32;
+    const size_t hdr = asym ? 4 : 2, bb = hdr + (size_t)G / 2;
+    const int sep = asym && R * T <= 4;  // separate accumulators for the min term
+    __m256 acc[4][4], accm[4][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            acc[r][t] = _mm256_setzero_ps();
+            accm[r][t] = _mm256_setzero_ps();
+        }
+    for (int64_t B = 0; B < nbw; B++) {
+        if (pf) prefetch_next(pf + (size_t)B * R * bb, R * bb);
+        const lmp_block_q8_a *xb[4];
+        __m256 sx[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            xb[t] = (const lmp_block_q8_a *)(x + (size_t)t * xrb) + B * K;
+            float s = xb[t][0].s;
+            #pragma GCC unroll 4
+            for (int k = 1; k < K; k++) s += xb[t][k].s;
+            sx[t] = _mm256_set1_ps(asym ? s * 0.125f : s);
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * wrb + (size_t)B * bb;
+            __m256i q[4];
+            q4_unpack(wb + hdr, G, q);
+            __m256 dw = f16_bcast(wb);
+            __m256 mw = asym ? f16_bcast(wb + 2) : dw;
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256 v = _mm256_cvtepi32_ps(dot_u8s8(q[0], _mm256_loadu_si256((const __m256i *)xb[t][0].qs)));
+                __m256 dx0 = _mm256_broadcast_ss(&xb[t][0].d);
+                v = asym ? _mm256_mul_ps(v, dx0) : _mm256_fmsub_ps(v, dx0, sx[t]);
+                #pragma GCC unroll 4
+                for (int k = 1; k < K; k++) {
+                    __m256 vk = _mm256_cvtepi32_ps(dot_u8s8(q[k], _mm256_loadu_si256((const __m256i *)xb[t][k].qs)));
+                    v = _mm256_fmadd_ps(vk, _mm256_broadcast_ss(&xb[t][k].d), v);
+                }
+                acc[r][t] = _mm256_fmadd_ps(v, dw, acc[r][t]);
+                if (asym) {
+                    if (sep) accm[r][t] = _mm256_fmadd_ps(mw, sx[t], accm[r][t]);
+                    else acc[r][t] = _mm256_fmadd_ps(mw, sx[t], acc[r][t]);
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256 v = acc[r][t];
+            if (sep) v = _mm256_add_ps(v, accm[r][t]);
+            y[t * ldy + r] = hsum8(v);
+        }
+}
+
+// Tiles take n in elements; the integer tiles want the number of weight blocks.
+#define CALL_Q8_0(R_, T_) tile_q8_0(wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
+#define CALL_Q4_0(R_, T_) tile_q4(32, 0, wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
+#define CALL_Q4_1(R_, T_) tile_q4(32, 1, wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
+#define CALL_Q4_0_G64(R_, T_) tile_q4(64, 0, wp, wrb, xp, xrb, yp, ldy, n / 64, pf, R_, T_)
+#define CALL_Q4_0_G128(R_, T_) tile_q4(128, 0, wp, wrb, xp, xrb, yp, ldy, n / 128, pf, R_, T_)
+#define CALL_Q4_1_G64(R_, T_) tile_q4(64, 1, wp, wrb, xp, xrb, yp, ldy, n / 64, pf, R_, T_)
+#define CALL_Q4_1_G128(R_, T_) tile_q4(128, 1, wp, wrb, xp, xrb, yp, ldy, n / 128, pf, R_, T_)
+
+TILE_SET(q8_0, 2, CALL_Q8_0)
+TILE_SET(q4_0, 2, CALL_Q4_0)
+TILE_SET(q4_1, 2, CALL_Q4_1)
+TILE_SET(q4_0_g64, 2, CALL_Q4_0_G64)
+TILE_SET(q4_0_g128, 2, CALL_Q4_0_G128)
+TILE_SET(q4_1_g64, 2, CALL_Q4_1_G64)
+TILE_SET(q4_1_g128, 2, CALL_Q4_1_G128)
+
+// ---- activations, dot, axpy ----
+
+// roundf (half away from zero) for |v| < 2^23, exactly: truncate, then step away from zero when the
+// dropped fraction is at least one half. (_mm256_round_ps rounds half to even, which would differ from
+// the reference on ties.)
+AI __m256 round_half_away(__m256 v) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+    return _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step));
+}
+
+// Bit-identical to the reference (qtypes.c): d = amax / 127, q = roundf(x / d) (a true division, as
+// the reference does), s = d * sum(q).
+static void quantize_q8a(const float *x, void *xq, int64_t n) {
+    lmp_block_q8_a *y = xq;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / LMP_QK8_A; b++) {
+        const float *xb = x + b * LMP_QK8_A;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        const float d = hmax8(m) / 127.0f;
+        y[b].d = d;
+        if (d == 0.0f) {
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            y[b].s = d * 0.0f;
+            continue;
+        }
+        const __m256 dv = _mm256_set1_ps(d);
+        __m256i iv[4];
+        for (int k = 0; k < 4; k++) iv[k] = _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]), _mm256_packs_epi32(iv[2], iv[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[b].qs, p);
+        __m256i si = _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(si), _mm256_extracti128_si256(si, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        y[b].s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k), acc[k]);
+    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// Multiply then add (no FMA) so that the result is bit-identical to the scalar loop.
+static void axpy_f32(float *y, float a, const float *x, int64_t n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(av, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+void lmp_kernels_init_avx2(lmp_kernels *k) {
+    k->matvec[LMP_DTYPE_F32] = matvec_f32;
+    k->matvec[LMP_DTYPE_F16] = matvec_f16;
+    k->matvec[LMP_DTYPE_BF16] = matvec_bf16;
+    k->matvec[LMP_DTYPE_Q8_0] = matvec_q8_0;
+    k->matvec[LMP_DTYPE_Q4_0] = matvec_q4_0;
+    k->matvec[LMP_DTYPE_Q4_1] = matvec_q4_1;
+    k->matvec[LMP_DTYPE_Q4_0_G64] = matvec_q4_0_g64;
+    k->matvec[LMP_DTYPE_Q4_0_G128] = matvec_q4_0_g128;
+    k->matvec[LMP_DTYPE_Q4_1_G64] = matvec_q4_1_g64;
+    k->matvec[LMP_DTYPE_Q4_1_G128] = matvec_q4_1_g128;
+    k->matmul[LMP_DTYPE_F32] = matmul_f32;
+    k->matmul[LMP_DTYPE_F16] = matmul_f16;
+    k->matmul[LMP_DTYPE_BF16] = matmul_bf16;
+    k->matmul[LMP_DTYPE_Q8_0] = matmul_q8_0;
+    k->matmul[LMP_DTYPE_Q4_0] = matmul_q4_0;
+    k->matmul[LMP_DTYPE_Q4_1] = matmul_q4_1;
+    k->matmul[LMP_DTYPE_Q4_0_G64] = matmul_q4_0_g64;
+    k->matmul[LMP_DTYPE_Q4_0_G128] = matmul_q4_0_g128;
+    k->matmul[LMP_DTYPE_Q4_1_G64] = matmul_q4_1_g64;
+    k->matmul[LMP_DTYPE_Q4_1_G128] = matmul_q4_1_g128;
+    k->quantize_q8a = quantize_q8a;
+    k->dot_f32 = dot_f32;
+    k->axpy_f32 = axpy_f32;
+}
+
+#endif  // __x86_64__

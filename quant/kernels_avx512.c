@@ -1,0 +1,394 @@
+// kernels_avx512.c - AVX-512 (F, BW, VL, DQ) + VNNI kernels, compiled with those flags and selected only
+// when the CPU has avx512f, bw, vl, dq and vnni (kernels.c). The table starts as a copy of the AVX2 one;
+// this file overrides:
+//  * f32 / f16 / bf16 matvec and matmul with 512-bit FMA (16 floats per vector, vcvtph2ps zmm for f16),
+//    matvec as 4-row tiles, matmul as 4 x 4 register tiles (32 vector registers allow it);
+//  * the integer kernels with vpdpbusd (u8 x s8 -> int32, 4 products per lane, no 16-bit
+//    intermediate to saturate): for the 4-bit types the unsigned nibbles are the u8 operand and the
+//    activations the s8 one, the -8 offset of q4_0 comes back through the activation block sum as in the
+//    AVX2 file; q8_0 uses |w| and sign(x, w). These stay 256 bits wide: one activation block is 32
+//    bytes, and its scale has to be applied per block anyway;
+//  * dot_f32 and axpy_f32 (512-bit).
+// quantize_q8a stays the AVX2 one (it is not on the critical path and is bit-exact already).
+// The loops, the accumulation order and the next-tile prefetch of integer matvec are those of
+// kernels_avx2.c (the prefetch threshold was tuned on Zen 3, not on an AVX-512 host), so the test
+// tolerances are the same.
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels_internal.h"
+#include "qtypes.h"
+
+#define AI static inline __attribute__((always_inline))
+
+AI float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AI float hsum16(__m512 v) {
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return hsum8(_mm256_add_ps(lo, hi));
+}
+
+// fp16 scale at p (unaligned) as 8 float lanes (table lookup: see kernels_internal.h).
+AI __m256 f16_bcast(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm256_broadcast_ss(&lmp_kernels_fp16_lut[h]);
+}
+
+// Prefetches the bytes [p, p + len) (len a compile-time constant after inlining). Matvec tiles use it
+// to pull the next tile's rows in at the pace the current tile consumes its own: with short rows a
+// tile is only a few KiB, too short for the hardware prefetchers to ramp up on four new streams.
+AI void prefetch_next(const uint8_t *p, size_t len) {
+    for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+}
+
+// ---- float weights: f32, f16, bf16 ----
+
+enum { WT_F32, WT_F16, WT_BF16 };
+
+AI __m512 fload16(int wt, const uint8_t *p) {
+    if (wt == WT_F32) return _mm512_loadu_ps((const float *)p);
+    if (wt == WT_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+AI float fload1(int wt, const uint8_t *p) {
+    if (wt == WT_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return wt == WT_F16 ? lmp_kernels_fp16_lut[h] : lmp_bf16_to_f32(h);
+}
+
+// R weight rows x T activation rows over n elements (any n: scalar tail); as the AVX2 ftile, 16 wide.
+AI void ftile(int wt, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy, int64_t n,
+              int R, int T) {
+    const size_t esz = wt == WT_F32 ? 4 : 2;
+    __m512 acc[4][4], acc2[4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        acc2[r] = _mm512_setzero_ps();
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    if (T == 1) {
+        const float *xf = (const float *)x;
+        for (; i + 32 <= n; i += 32) {
+            __m512 x0 = _mm512_loadu_ps(xf + i), x1 = _mm512_loadu_ps(xf + i + 16);
+            #pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const uint8_t *wr = w + (size_t)r * wrb + (size_t)i * esz;
+                acc[r][0] = _mm512_fmadd_ps(fload16(wt, wr), x0, acc[r][0]);
+                acc2[r] = _mm512_fmadd_ps(fload16(wt, wr + 16 * esz), x1, acc2[r]);
+            }
+        }
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps((const float *)(x + (size_t)t * xrb) + i);
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m512 wv = fload16(wt, w + (size_t)r * wrb + (size_t)i * esz);
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m512 v = acc[r][t];
+            if (T == 1) v = _mm512_add_ps(v, acc2[r]);
+            float s = hsum16(v);
+            const float *xt = (const float *)(x + (size_t)t * xrb);
+            for (int64_t j = i; j < n; j++) s += fload1(wt, w + (size_t)r * wrb + (size_t)j * esz) * xt[j];
+            y[t * ldy + r] = s;
+        }
+}
+
+// Row-block size of the matmul loops: a block of weight rows stays in L2 while all token tiles pass.
+#define MM_ROW_BLOCK 16
+// Integer matvec prefetches the next 4-row tile only when a tile is at most this many bytes: measured
+// on Zen 3, it lifted the short-row (n = 4096) q4 shapes from ~8.5 to ~15 GB/s per core, helped the
+// 32 KiB tiles of q4 with n = 14336, and slowed down the 60 KiB tiles of q8_0 with n = 14336.
+#define PF_TILE_MAX 40960
+
+// The four tiles a weight type needs: R = 4 or 1 rows by T = TT or 1 activation rows. Matvec uses
+// (4, 1) and (1, 1); matmul covers a range with (4, TT) tiles and mops up the edges with the others.
+// Only these are instantiated, which keeps the compile time (and code size) small.
+#define TILE_SET(name, TT, CALL)                                                                               \
+    static void name##_4x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
+                              int64_t ldy, int64_t n, const uint8_t *pf) {                                   \
+        CALL(4, TT);                                                                                         \
+    }                                                                                                        \
+    static void name##_1x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
+                              int64_t ldy, int64_t n, const uint8_t *pf) {                                   \
+        CALL(1, TT);                                                                                         \
+    }                                                                                                        \
+    static void name##_4x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,             \
+                           int64_t ldy, int64_t n, const uint8_t *pf) {                                      \
+        CALL(4, 1);                                                                                          \
+    }                                                                                                        \
+    static void name##_1x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,             \
+                           int64_t ldy, int64_t n, const uint8_t *pf) {                                      \
+        CALL(1, 1);                                                                                          \
+    }                                                                                                        \
+    static void matvec_##name(const void *w, size_t wrb, const void *x, float *y, int64_t n, int64_t r0,       \
+                              int64_t r1) {                                                                  \
+        const uint8_t *wb = w;                                                                               \
+        int64_t r = r0;                                                                                      \
+        for (; r + 4 <= r1; r += 4) {                                                                        \
+            /* the next tile, prefetched by the current one when tiles are short (see prefetch_next) */       \
+            const uint8_t *pf = r + 8 <= r1 && 4 * wrb <= PF_TILE_MAX ? wb + (size_t)(r + 4) * wrb : NULL;  \
+            name##_4x1(wb + (size_t)r * wrb, wrb, x, 0, y + r, 0, n, pf);                                   \
+        }                                                                                                    \
+        for (; r < r1; r++) name##_1x1(wb + (size_t)r * wrb, wrb, x, 0, y + r, 0, n, NULL);                  \
+    }                                                                                                        \
+    static void matmul_##name(const void *w, size_t wrb, const void *x, size_t xrb, int64_t m, float *y,       \
+                              int64_t ldy, int64_t n, int64_t r0, int64_t r1) {                              \
+        for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {                                                 \
+            int64_t re = rb + MM_ROW_BLOCK < r1 ? rb + MM_ROW_BLOCK : r1;                                    \
+            for (int64_t t = 0; t < m; t += TT) {                                                            \
+                const uint8_t *xp = (const uint8_t *)x + (size_t)t * xrb;                                    \
+                for (int64_t r = rb; r < re;) {                                                              \
+                    const uint8_t *wp = (const uint8_t *)w + (size_t)r * wrb;                                \
+                    float *yp = y + t * ldy + r;                                                             \
+                    if (re - r >= 4) {                                                                       \
+                        if (m - t >= TT) name##_4x##TT(wp, wrb, xp, xrb, yp, ldy, n, NULL);                  \
+                        else                                                                                 \
+                            for (int64_t i = t; i < m; i++)                                                  \
+                                name##_4x1(wp, wrb, xp + (size_t)(i - t) * xrb, xrb, yp + (i - t) * ldy, ldy, n, NULL); \
+                        r += 4;                                                                              \
+                    } else {                                                                                 \
+                        if (m - t >= TT) name##_1x##TT(wp, wrb, xp, xrb, yp, ldy, n, NULL);                  \
+                        else                                                                                 \
+                            for (int64_t i = t; i < m; i++)                                                  \
+                                name##_1x1(wp, wrb, xp + (size_t)(i - t) * xrb, xrb, yp + (i - t) * ldy, ldy, n, NULL); \
+                        r += 1;                                                                              \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+// Float tiles ignore pf: measured here, prefetching the next tile slowed f32 / f16 matvec down (their
+// tiles are long and the hardware prefetchers already keep up).
+// Float tiles ignore pf: measured here, prefetching the next tile slowed f32 / f16 matvec down (their
+// tiles are long and the hardware prefetchers already keep up).
+#define FT_F32(R_, T_) ((void)pf, ftile(WT_F32, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_F16(R_, T_) ((void)pf, ftile(WT_F16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_BF16(R_, T_) ((void)pf, ftile(WT_BF16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+TILE_SET(f32, 4, FT_F32)
+TILE_SET(f16, 4, FT_F16)
+TILE_SET(bf16, 4, FT_BF16)
+
+// ---- integer kernels ----
+
+AI __m256i dot_u8s8(__m256i u, __m256i s) {  // 8 int32 lanes, each the sum of 4 products u8*s8 (VNNI)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+}
+
+AI void tile_q8_0(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy, int64_t nb,
+                  const uint8_t *pf, int R, int T) {
+    __m256 acc[4][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if (pf) prefetch_next(pf + (size_t)b * R * sizeof(lmp_block_q8_0), R * sizeof(lmp_block_q8_0));
+        __m256i xq[4];
+        __m256 dx[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const lmp_block_q8_a *xb = (const lmp_block_q8_a *)(x + (size_t)t * xrb) + b;
+            xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            dx[t] = _mm256_broadcast_ss(&xb->d);
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * wrb + (size_t)b * sizeof(lmp_block_q8_0);
+            __m256i wq = _mm256_loadu_si256((const __m256i *)(wb + 2));
+            __m256i aw = _mm256_sign_epi8(wq, wq);
+            __m256 dw = f16_bcast(wb);
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256 s = _mm256_cvtepi32_ps(dot_u8s8(aw, _mm256_sign_epi8(xq[t], wq)));
+                acc[r][t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum8(acc[r][t]);
+}
+
+// ---- integer kernels: 4-bit families x q8_a ----
+
+// The G/32 vectors of 32 nibbles (0..15, as u8) of one 4-bit block, in element order: vector k holds
+// elements [32k, 32k + 32), which pair with activation block k of the group.
+AI void q4_unpack(const uint8_t *qs, int G, __m256i *q) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    if (G == 32) {
+        // low nibbles of qs[0..16) are elements 0..15, high nibbles 16..31: shift the upper lane by 4.
+        __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+        q[0] = _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)), m4);
+    } else if (G == 64) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+        q[0] = _mm256_and_si256(v, m4);
+        q[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    } else {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)qs), v1 = _mm256_loadu_si256((const __m256i *)(qs + 32));
+        q[0] = _mm256_and_si256(v0, m4);
+        q[1] = _mm256_and_si256(v1, m4);
+        q[2] = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+        q[3] = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+    }
+}
+
+// R rows x T activation rows over nbw weight blocks of group G. Symmetric (q4_0 family):
+//   sum_k dw * (dx_k * isum_k - 8 s_k), isum over unsigned nibbles, computed per lane as
+//   dx_k * lane_isum - s_k (the -s_k in each of the 8 lanes adds up to -8 s_k).
+// Asymmetric (q4_1 family): sum_k dw * dx_k * isum_k + mw * s_k, the min term per lane as
+//   mw * (sum_k s_k) / 8 (exact power-of-two scaling), kept in separate accumulators when registers allow.
+AI void tile_q4(int G, int asym, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy,
+                int64_t nbw, const uint8_t *pf, int R, int T) {
+    const int K = G / 32;
+    const size_t hdr = asym ? 4 : 2, bb = hdr + (size_t)G / 2;
+    const int sep = asym && R * T <= 4;  // separate accumulators for the min term
+    __m256 acc[4][4], accm[4][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            acc[r][t] = _mm256_setzero_ps();
+            accm[r][t] = _mm256_setzero_ps();
+        }
+    for (int64_t B = 0; B < nbw; B++) {
+        if (pf) prefetch_next(pf + (size_t)B * R * bb, R * bb);
+        const lmp_block_q8_a *xb[4];
+        __m256 sx[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            xb[t] = (const lmp_block_q8_a *)(x + (size_t)t * xrb) + B * K;
+            float s = xb[t][0].s;
+            #pragma GCC unroll 4
+            for (int k = 1; k < K; k++) s += xb[t][k].s;
+            sx[t] = _mm256_set1_ps(asym ? s * 0.125f : s);
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * wrb + (size_t)B * bb;
+            __m256i q[4];
+            q4_unpack(wb + hdr, G, q);
+            __m256 dw = f16_bcast(wb);
+            __m256 mw = asym ? f16_bcast(wb + 2) : dw;
+            #pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256 v = _mm256_cvtepi32_ps(dot_u8s8(q[0], _mm256_loadu_si256((const __m256i *)xb[t][0].qs)));
+                __m256 dx0 = _mm256_broadcast_ss(&xb[t][0].d);
+                v = asym ? _mm256_mul_ps(v, dx0) : _mm256_fmsub_ps(v, dx0, sx[t]);
+                #pragma GCC unroll 4
+                for (int k = 1; k < K; k++) {
+                    __m256 vk = _mm256_cvtepi32_ps(dot_u8s8(q[k], _mm256_loadu_si256((const __m256i *)xb[t][k].qs)));
+                    v = _mm256_fmadd_ps(vk, _mm256_broadcast_ss(&xb[t][k].d), v);
+                }
+                acc[r][t] = _mm256_fmadd_ps(v, dw, acc[r][t]);
+                if (asym) {
+                    if (sep) accm[r][t] = _mm256_fmadd_ps(mw, sx[t], accm[r][t]);
+                    else acc[r][t] = _mm256_fmadd_ps(mw, sx[t], acc[r][t]);
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256 v = acc[r][t];
+            if (sep) v = _mm256_add_ps(v, accm[r][t]);
+            y[t * ldy + r] = hsum8(v);
+        }
+}
+
+// Tiles take n in elements; the integer tiles want the number of weight blocks.
+#define CALL_Q8_0(R_, T_) tile_q8_0(wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
+#define CALL_Q4_0(R_, T_) tile_q4(32, 0, wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
+#define CALL_Q4_1(R_, T_) tile_q4(32, 1, wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
+#define CALL_Q4_0_G64(R_, T_) tile_q4(64, 0, wp, wrb, xp, xrb, yp, ldy, n / 64, pf, R_, T_)
+#define CALL_Q4_0_G128(R_, T_) tile_q4(128, 0, wp, wrb, xp, xrb, yp, ldy, n / 128, pf, R_, T_)
+#define CALL_Q4_1_G64(R_, T_) tile_q4(64, 1, wp, wrb, xp, xrb, yp, ldy, n / 64, pf, R_, T_)
+#define CALL_Q4_1_G128(R_, T_) tile_q4(128, 1, wp, wrb, xp, xrb, yp, ldy, n / 128, pf, R_, T_)
+
+TILE_SET(q8_0, 2, CALL_Q8_0)
+TILE_SET(q4_0, 2, CALL_Q4_0)
+TILE_SET(q4_1, 2, CALL_Q4_1)
+TILE_SET(q4_0_g64, 2, CALL_Q4_0_G64)
+TILE_SET(q4_0_g128, 2, CALL_Q4_0_G128)
+TILE_SET(q4_1_g64, 2, CALL_Q4_1_G64)
+TILE_SET(q4_1_g128, 2, CALL_Q4_1_G128)
+
+// ---- dot, axpy ----
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        #pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16 * k), _mm512_loadu_ps(b + i + 16 * k), acc[k]);
+    for (; i + 16 <= n; i += 16) acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc[0]);
+    float s = hsum16(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// Multiply then add (no FMA) so that the result is bit-identical to the scalar loop.
+static void axpy_f32(float *y, float a, const float *x, int64_t n) {
+    const __m512 av = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(av, _mm512_loadu_ps(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+void lmp_kernels_init_avx512(lmp_kernels *k) {
+    k->matvec[LMP_DTYPE_F32] = matvec_f32;
+    k->matvec[LMP_DTYPE_F16] = matvec_f16;
+    k->matvec[LMP_DTYPE_BF16] = matvec_bf16;
+    k->matvec[LMP_DTYPE_Q8_0] = matvec_q8_0;
+    k->matvec[LMP_DTYPE_Q4_0] = matvec_q4_0;
+    k->matvec[LMP_DTYPE_Q4_1] = matvec_q4_1;
+    k->matvec[LMP_DTYPE_Q4_0_G64] = matvec_q4_0_g64;
+    k->matvec[LMP_DTYPE_Q4_0_G128] = matvec_q4_0_g128;
+    k->matvec[LMP_DTYPE_Q4_1_G64] = matvec_q4_1_g64;
+    k->matvec[LMP_DTYPE_Q4_1_G128] = matvec_q4_1_g128;
+    k->matmul[LMP_DTYPE_F32] = matmul_f32;
+    k->matmul[LMP_DTYPE_F16] = matmul_f16;
+    k->matmul[LMP_DTYPE_BF16] = matmul_bf16;
+    k->matmul[LMP_DTYPE_Q8_0] = matmul_q8_0;
+    k->matmul[LMP_DTYPE_Q4_0] = matmul_q4_0;
+    k->matmul[LMP_DTYPE_Q4_1] = matmul_q4_1;
+    k->matmul[LMP_DTYPE_Q4_0_G64] = matmul_q4_0_g64;
+    k->matmul[LMP_DTYPE_Q4_0_G128] = matmul_q4_0_g128;
+    k->matmul[LMP_DTYPE_Q4_1_G64] = matmul_q4_1_g64;
+    k->matmul[LMP_DTYPE_Q4_1_G128] = matmul_q4_1_g128;
+    k->dot_f32 = dot_f32;
+    k->axpy_f32 = axpy_f32;
+}
+
+#endif  // __x86_64__

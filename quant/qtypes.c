@@ -1,0 +1,554 @@
+// qtypes.c - the type-traits table of qtypes.h and the scalar reference codecs of every lmp_dtype:
+// to_float, from_float_ref (round to nearest, bit-identical to ggml's reference for q8_0/q4_0/q4_1),
+// vec_dot_ref (weights against f32 or q8_a activations), and the importance-weighted quantizer
+// lmp_quantize_row_weighted.
+//
+// These are the definitions that every fast kernel (quant/kernels_*.c) is tested against: plain loops,
+// no SIMD, a fixed accumulation order (one float sum over blocks, integer sums inside a block). Speed
+// is deliberately not a goal here. It does not hold the run-time kernels (quant/kernels.c) nor the
+// choice of type per tensor (the quantize pass).
+#include "qtypes.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lmp_common.h"
+
+// ---- f32 / f16 / bf16 ----
+
+static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+static void f32_vec_dot(int64_t n, float *s, const void *w, const void *x) {
+    const float *a = w, *b = x;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    *s = sum;
+}
+
+static void f16_to_float(const void *src, float *dst, int64_t n) {
+    const lmp_fp16 *h = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = lmp_fp16_to_f32(h[i]);
+}
+static void f16_from_float(const float *src, void *dst, int64_t n) {
+    lmp_fp16 *h = dst;
+    for (int64_t i = 0; i < n; i++) h[i] = lmp_f32_to_fp16(src[i]);
+}
+static void f16_vec_dot(int64_t n, float *s, const void *w, const void *x) {
+    const lmp_fp16 *a = w;
+    const float *b = x;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += lmp_fp16_to_f32(a[i]) * b[i];
+    *s = sum;
+}
+
+static void bf16_to_float(const void *src, float *dst, int64_t n) {
+    const lmp_bf16 *h = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = lmp_bf16_to_f32(h[i]);
+}
+static void bf16_from_float(const float *src, void *dst, int64_t n) {
+    lmp_bf16 *h = dst;
+    for (int64_t i = 0; i < n; i++) h[i] = lmp_f32_to_bf16(src[i]);
+}
+static void bf16_vec_dot(int64_t n, float *s, const void *w, const void *x) {
+    const lmp_bf16 *a = w;
+    const float *b = x;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += lmp_bf16_to_f32(a[i]) * b[i];
+    *s = sum;
+}
+
+// ---- q8_0 ----
+
+// Why this exact arithmetic: it is ggml's quantize_row_q8_0_ref (d = amax/127, q = roundf(x * (1/d))),
+// so our q8_0 files match llama.cpp's own quantization bit for bit.
+static void q8_0_from_float(const float *src, void *dst, int64_t n) {
+    lmp_block_q8_0 *y = dst;
+    for (int64_t b = 0; b < n / LMP_QK8_0; b++) {
+        const float *x = src + b * LMP_QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < LMP_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = lmp_f32_to_fp16(d);
+        for (int j = 0; j < LMP_QK8_0; j++) {
+            float v = roundf(x[j] * id);
+            if (!(v >= -128.0f)) v = v != v ? 0.0f : -128.0f;  // NaN/-inf guard (never for finite x)
+            if (v > 127.0f) v = 127.0f;
+            y[b].qs[j] = (int8_t)v;
+        }
+    }
+}
+static void q8_0_to_float(const void *src, float *dst, int64_t n) {
+    const lmp_block_q8_0 *x = src;
+    for (int64_t b = 0; b < n / LMP_QK8_0; b++) {
+        const float d = lmp_fp16_to_f32(x[b].d);
+        for (int j = 0; j < LMP_QK8_0; j++) dst[b * LMP_QK8_0 + j] = (float)x[b].qs[j] * d;
+    }
+}
+static void q8_0_vec_dot(int64_t n, float *s, const void *w, const void *xv) {
+    const lmp_block_q8_0 *a = w;
+    const lmp_block_q8_a *x = xv;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / LMP_QK8_0; b++) {
+        int32_t isum = 0;
+        for (int j = 0; j < LMP_QK8_0; j++) isum += (int32_t)a[b].qs[j] * (int32_t)x[b].qs[j];
+        sum += (lmp_fp16_to_f32(a[b].d) * x[b].d) * (float)isum;
+    }
+    *s = sum;
+}
+
+// ---- q8_a (run-time activations) ----
+
+static void q8_a_from_float(const float *src, void *dst, int64_t n) {
+    lmp_block_q8_a *y = dst;
+    for (int64_t b = 0; b < n / LMP_QK8_A; b++) {
+        const float *x = src + b * LMP_QK8_A;
+        float amax = 0.0f;
+        for (int j = 0; j < LMP_QK8_A; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < LMP_QK8_A; j++) {
+            float v = d != 0.0f ? roundf(x[j] / d) : 0.0f;
+            if (!(v >= -127.0f)) v = v != v ? 0.0f : -127.0f;
+            if (v > 127.0f) v = 127.0f;
+            y[b].qs[j] = (int8_t)v;
+            sum += y[b].qs[j];
+        }
+        y[b].d = d;
+        y[b].s = d * (float)sum;
+    }
+}
+static void q8_a_to_float(const void *src, float *dst, int64_t n) {
+    const lmp_block_q8_a *x = src;
+    for (int64_t b = 0; b < n / LMP_QK8_A; b++)
+        for (int j = 0; j < LMP_QK8_A; j++) dst[b * LMP_QK8_A + j] = (float)x[b].qs[j] * x[b].d;
+}
+// Not used by the runtime (q8_a is never a weight type); given so that no row of the table has a NULL.
+static void q8_a_vec_dot(int64_t n, float *s, const void *w, const void *xv) {
+    const lmp_block_q8_a *a = w, *x = xv;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / LMP_QK8_A; b++) {
+        int32_t isum = 0;
+        for (int j = 0; j < LMP_QK8_A; j++) isum += (int32_t)a[b].qs[j] * (int32_t)x[b].qs[j];
+        sum += (a[b].d * x[b].d) * (float)isum;
+    }
+    *s = sum;
+}
+
+// ---- 4-bit families: q4_0 (symmetric) and q4_1 (asymmetric), groups of 32, 64, 128 ----
+//
+// A block is {f16 d; [f16 m;] u8 qs[G/2]}; q[j] = qs[j] & 15 and q[j + G/2] = qs[j] >> 4.
+
+static inline size_t q4_header(int asym) { return asym ? 4 : 2; }
+static inline size_t q4_block_bytes(int G, int asym) { return q4_header(asym) + (size_t)G / 2; }
+
+static inline lmp_fp16 rd16(const uint8_t *p) { return (lmp_fp16)(p[0] | (p[1] << 8)); }
+static inline void wr16(uint8_t *p, lmp_fp16 v) {
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void q4_pack(uint8_t *qs, const uint8_t *q, int G) {
+    for (int j = 0; j < G / 2; j++) qs[j] = (uint8_t)(q[j] | (q[j + G / 2] << 4));
+}
+static void q4_unpack(uint8_t *q, const uint8_t *qs, int G) {
+    for (int j = 0; j < G / 2; j++) {
+        q[j] = qs[j] & 15;
+        q[j + G / 2] = qs[j] >> 4;
+    }
+}
+
+// Truncates v (expected in [0, 16.5) for finite inputs) to 0..15 like ggml's MIN(15, (int8_t)v), but
+// without undefined behaviour for NaN or huge values.
+static inline uint8_t q4_trunc(float v) {
+    if (!(v >= 0.0f)) return 0;
+    if (v >= 15.0f) return 15;
+    return (uint8_t)(int)v;
+}
+
+// Why this exact arithmetic: ggml's quantize_row_q4_0_ref / q4_1_ref (incl. the first-largest
+// signed maximum, d = max / -8, the +8.5 / +0.5 and truncation), so group-32 files are
+// bit-identical to llama.cpp's Q4_0 / Q4_1.
+static void q4_block_rtn(const float *x, uint8_t *blk, int G, int asym) {
+    uint8_t q[128];
+    if (!asym) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < G; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        wr16(blk, lmp_f32_to_fp16(d));
+        for (int j = 0; j < G; j++) q[j] = q4_trunc(x[j] * id + 8.5f);
+    } else {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < G; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        wr16(blk, lmp_f32_to_fp16(d));
+        wr16(blk + 2, lmp_f32_to_fp16(min));
+        for (int j = 0; j < G; j++) q[j] = q4_trunc((x[j] - min) * id + 0.5f);
+    }
+    q4_pack(blk + q4_header(asym), q, G);
+}
+
+static void q4_block_to_float(const uint8_t *blk, float *y, int G, int asym) {
+    uint8_t q[128];
+    const float d = lmp_fp16_to_f32(rd16(blk));
+    q4_unpack(q, blk + q4_header(asym), G);
+    if (!asym) {
+        for (int j = 0; j < G; j++) y[j] = (float)((int)q[j] - 8) * d;
+    } else {
+        const float m = lmp_fp16_to_f32(rd16(blk + 2));
+        for (int j = 0; j < G; j++) y[j] = (float)q[j] * d + m;
+    }
+}
+
+static void q4_from_float(const float *src, void *dst, int64_t n, int G, int asym) {
+    const size_t bb = q4_block_bytes(G, asym);
+    for (int64_t b = 0; b < n / G; b++) q4_block_rtn(src + b * G, (uint8_t *)dst + (size_t)b * bb, G, asym);
+}
+static void q4_to_float(const void *src, float *dst, int64_t n, int G, int asym) {
+    const size_t bb = q4_block_bytes(G, asym);
+    for (int64_t b = 0; b < n / G; b++) q4_block_to_float((const uint8_t *)src + (size_t)b * bb, dst + b * G, G, asym);
+}
+
+// Reference dot against q8_a: one float sum over 32-element activation blocks, each term
+// (d_w * d_x) * isum (+ m_w * s_x for the asymmetric types); a weight block of G elements spans G/32
+// activation blocks that share d_w (and m_w).
+static void q4_vec_dot(int64_t n, float *s, const void *w, const void *xv, int G, int asym) {
+    const size_t bb = q4_block_bytes(G, asym);
+    const lmp_block_q8_a *x = xv;
+    float sum = 0.0f;
+    uint8_t q[128];
+    for (int64_t b = 0; b < n / G; b++) {
+        const uint8_t *blk = (const uint8_t *)w + (size_t)b * bb;
+        const float dw = lmp_fp16_to_f32(rd16(blk));
+        const float mw = asym ? lmp_fp16_to_f32(rd16(blk + 2)) : 0.0f;
+        q4_unpack(q, blk + q4_header(asym), G);
+        for (int k = 0; k < G / 32; k++) {
+            const lmp_block_q8_a *xb = &x[b * (G / 32) + k];
+            int32_t isum = 0;
+            for (int j = 0; j < 32; j++) isum += ((int32_t)q[k * 32 + j] - (asym ? 0 : 8)) * (int32_t)xb->qs[j];
+            if (asym) sum += (dw * xb->d) * (float)isum + mw * xb->s;
+            else sum += (dw * xb->d) * (float)isum;
+        }
+    }
+    *s = sum;
+}
+
+#define Q4_WRAPPERS(name, G, asym)                                                                      \
+    static void name##_from_float(const float *s, void *d, int64_t n) { q4_from_float(s, d, n, G, asym); } \
+    static void name##_to_float(const void *s, float *d, int64_t n) { q4_to_float(s, d, n, G, asym); }     \
+    static void name##_vec_dot(int64_t n, float *s, const void *w, const void *x) { q4_vec_dot(n, s, w, x, G, asym); }
+Q4_WRAPPERS(q4_0, 32, 0)
+Q4_WRAPPERS(q4_1, 32, 1)
+Q4_WRAPPERS(q4_0_g64, 64, 0)
+Q4_WRAPPERS(q4_0_g128, 128, 0)
+Q4_WRAPPERS(q4_1_g64, 64, 1)
+Q4_WRAPPERS(q4_1_g128, 128, 1)
+
+// ---- the table ----
+
+static const lmp_type_traits g_traits[LMP_DTYPE_COUNT] = {
+    [LMP_DTYPE_F32] = {"f32", "32-bit float", 1, 4, 0, 1, LMP_DTYPE_F32, f32_to_float, f32_from_float, f32_vec_dot},
+    [LMP_DTYPE_F16] = {"f16", "16-bit IEEE half float", 1, 2, 0, 1, LMP_DTYPE_F32, f16_to_float, f16_from_float,
+                       f16_vec_dot},
+    [LMP_DTYPE_BF16] = {"bf16", "bfloat16 (upper half of f32)", 1, 2, 0, 1, LMP_DTYPE_F32, bf16_to_float,
+                        bf16_from_float, bf16_vec_dot},
+    [LMP_DTYPE_Q8_0] = {"q8_0", "8-bit symmetric, group 32, fp16 scale (ggml Q8_0)", 32, 34, 1, 1, LMP_DTYPE_Q8_A,
+                        q8_0_to_float, q8_0_from_float, q8_0_vec_dot},
+    [LMP_DTYPE_Q4_0] = {"q4_0", "4-bit symmetric, group 32, fp16 scale (ggml Q4_0)", 32, 18, 1, 1, LMP_DTYPE_Q8_A,
+                        q4_0_to_float, q4_0_from_float, q4_0_vec_dot},
+    [LMP_DTYPE_Q4_1] = {"q4_1", "4-bit asymmetric, group 32, fp16 scale and min (ggml Q4_1)", 32, 20, 1, 1,
+                        LMP_DTYPE_Q8_A, q4_1_to_float, q4_1_from_float, q4_1_vec_dot},
+    [LMP_DTYPE_Q4_0_G64] = {"q4_0_g64", "4-bit symmetric, group 64, fp16 scale", 64, 34, 1, 1, LMP_DTYPE_Q8_A,
+                            q4_0_g64_to_float, q4_0_g64_from_float, q4_0_g64_vec_dot},
+    [LMP_DTYPE_Q4_0_G128] = {"q4_0_g128", "4-bit symmetric, group 128, fp16 scale", 128, 66, 1, 1, LMP_DTYPE_Q8_A,
+                             q4_0_g128_to_float, q4_0_g128_from_float, q4_0_g128_vec_dot},
+    [LMP_DTYPE_Q4_1_G64] = {"q4_1_g64", "4-bit asymmetric, group 64, fp16 scale and min", 64, 36, 1, 1,
+                            LMP_DTYPE_Q8_A, q4_1_g64_to_float, q4_1_g64_from_float, q4_1_g64_vec_dot},
+    [LMP_DTYPE_Q4_1_G128] = {"q4_1_g128", "4-bit asymmetric, group 128, fp16 scale and min", 128, 68, 1, 1,
+                             LMP_DTYPE_Q8_A, q4_1_g128_to_float, q4_1_g128_from_float, q4_1_g128_vec_dot},
+};
+
+static const lmp_type_traits g_traits_q8_a = {
+    "q8_a", "8-bit activations, group 32, f32 scale and scaled sum (run time only)", 32, 40, 1, 0, LMP_DTYPE_Q8_A,
+    q8_a_to_float, q8_a_from_float, q8_a_vec_dot};
+
+const lmp_type_traits *lmp_type_get(lmp_dtype t) {
+    // Compare as unsigned: a file's u32 may have become a negative enum value.
+    if ((unsigned)t < (unsigned)LMP_DTYPE_COUNT) return &g_traits[t];
+    if ((unsigned)t == (unsigned)LMP_DTYPE_Q8_A) return &g_traits_q8_a;
+    return NULL;
+}
+
+int lmp_type_from_name(const char *name) {
+    if (!name) return -1;
+    if (!strcasecmp(name, "q8")) return LMP_DTYPE_Q8_0;
+    if (!strcasecmp(name, "q4")) return LMP_DTYPE_Q4_0;
+    for (int t = 0; t < LMP_DTYPE_COUNT; t++)
+        if (!strcasecmp(name, g_traits[t].name)) return t;
+    if (!strcasecmp(name, g_traits_q8_a.name)) return LMP_DTYPE_Q8_A;
+    return -1;
+}
+
+const char *lmp_type_name(lmp_dtype t) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    return tt ? tt->name : "?";
+}
+
+size_t lmp_type_row_size(lmp_dtype t, int64_t n) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    if (!tt || n < 0 || n % tt->block_size != 0) return 0;
+    uint64_t bytes;
+    if (lmp_mul_overflow((uint64_t)(n / tt->block_size), (uint64_t)tt->type_size, &bytes) || bytes > SIZE_MAX) return 0;
+    return (size_t)bytes;
+}
+
+double lmp_type_bpw(lmp_dtype t) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    return tt ? (double)tt->type_size * 8.0 / (double)tt->block_size : 0.0;
+}
+
+// ---- importance-weighted quantization ----
+//
+// Every candidate (scale, min) is rounded to fp16 first, then each element gets its nearest code under
+// that stored scale, and the block is judged by its weighted squared error with the values dequantized
+// exactly as to_float computes them (same float expressions), summed in double; the RTN block is
+// candidate zero, so the result is never worse than RTN under the weighted error.
+
+static double block_werr(const float *x, const float *deq, const float *imp, int G) {
+    double e = 0.0;
+    for (int j = 0; j < G; j++) {
+        double d = (double)x[j] - (double)deq[j];
+        e += (double)imp[j] * d * d;
+    }
+    return e;
+}
+
+// Round to nearest for |v| <= 2^22 without a libm call: adding 1.5 * 2^23 puts the integer part in the
+// low mantissa bits (llama.cpp's nearest_int). Ties may go either way, which is harmless here: every
+// candidate is judged by its error. Callers keep |v| in range by clamping or by refusing tiny scales.
+static inline int nearest_int(float v) {
+    float f = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+// One element of q4_eval: code l of v clamped to 0..15 (integer clamps: cmov, no branches), error
+// against the value to_float gives for it (DEQ), into accumulator E.
+#define Q4_ELEM(J, E, V, DEQ)                      \
+    do {                                           \
+        int l = nearest_int(V);                    \
+        l = l < 0 ? 0 : l;                         \
+        l = l > 15 ? 15 : l;                       \
+        q[J] = (uint8_t)l;                         \
+        float diff = x[J] - (DEQ);                 \
+        E += imp[J] * diff * diff;                 \
+    } while (0)
+
+// Codes q (0..15) for the stored scale ds (and min ms, asymmetric) and the weighted error of the block
+// dequantized as to_float would: sym (float)(q - 8) * ds, asym (float)q * ds + ms. The error is summed
+// in float (it only ranks candidates); the final choice against RTN is made in double.
+static float q4_eval(const float *x, const float *imp, int G, int asym, float ds, float ms, uint8_t *q) {
+    const float id = 1.0f / ds;
+    // Four partial sums so that the loop is not bound by one float add chain; two loops so that the
+    // type test is not in the loop. nearest_int needs |v| <= 2^22: q4_try only passes scales with
+    // max |x - m| / d below 2^20.
+    float e0 = 0.0f, e1 = 0.0f, e2 = 0.0f, e3 = 0.0f;
+    if (!asym) {  // v = x / d + 8, value (float)(l - 8) * d as to_float
+        for (int j = 0; j < G; j += 4) {
+            Q4_ELEM(j, e0, x[j] * id + 8.0f, (float)(l - 8) * ds);
+            Q4_ELEM(j + 1, e1, x[j + 1] * id + 8.0f, (float)(l - 8) * ds);
+            Q4_ELEM(j + 2, e2, x[j + 2] * id + 8.0f, (float)(l - 8) * ds);
+            Q4_ELEM(j + 3, e3, x[j + 3] * id + 8.0f, (float)(l - 8) * ds);
+        }
+    } else {  // v = (x - m) / d, value (float)l * d + m as to_float
+        for (int j = 0; j < G; j += 4) {
+            Q4_ELEM(j, e0, (x[j] - ms) * id, (float)l * ds + ms);
+            Q4_ELEM(j + 1, e1, (x[j + 1] - ms) * id, (float)l * ds + ms);
+            Q4_ELEM(j + 2, e2, (x[j + 2] - ms) * id, (float)l * ds + ms);
+            Q4_ELEM(j + 3, e3, (x[j + 3] - ms) * id, (float)l * ds + ms);
+        }
+    }
+    return (e0 + e1) + (e2 + e3);
+}
+
+typedef struct {
+    float err;
+    lmp_fp16 d16, m16;
+    uint8_t q[128];
+} q4_best;
+
+// Tries the scale d (and min m): rounds them to fp16, evaluates, keeps the codes if they are the best
+// so far. Returns 0 and the codes in q, or -1 when (d, m) is not representable.
+static int q4_try(const float *x, const float *imp, int G, int asym, float d, float m, float span, q4_best *best,
+                  uint8_t *q) {
+    lmp_fp16 d16 = lmp_f32_to_fp16(d), m16 = asym ? lmp_f32_to_fp16(m) : 0;
+    float ds = lmp_fp16_to_f32(d16), ms = lmp_fp16_to_f32(m16);
+    // Usable: finite, nonzero, and not so small that x / d leaves nearest_int's range (span = the
+    // largest |x - m| of the block, bounded above for asym by max - min + |m - min|).
+    if (!isfinite(ds) || ds == 0.0f || !isfinite(ms) || !(span < 1048576.0f * fabsf(ds))) return -1;
+    float e = q4_eval(x, imp, G, asym, ds, ms, q);
+    if (e < best->err) {
+        best->err = e;
+        best->d16 = d16;
+        best->m16 = m16;
+        memcpy(best->q, q, (size_t)G);
+    }
+    return 0;
+}
+
+// Why the search: RTN's scale comes from one extreme element; with importance weights a slightly
+// smaller or larger scale (and a least-squares re-fit of scale and min to the resulting codes) often
+// lowers the weighted error, as llama.cpp's make_qx_quants / make_qkx2_quants do.
+static void q4_block_weighted(const float *x, uint8_t *out, const float *imp, int G, int asym) {
+    uint8_t rtn[4 + 64], cand[4 + 64], q[128];
+    float deq[128];
+    q4_best best = {INFINITY, 0, 0, {0}};
+    if (!asym) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < G; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        for (int is = -9; amax > 0.0f && is <= 9; is++)
+            for (int side = 0; side < 2; side++) {  // largest element on the -8 side (RTN's) or the +7 side
+                float d = side == 0 ? max / -(8.0f + 0.1f * (float)is) : max / (7.0f + 0.1f * (float)is);
+                if (q4_try(x, imp, G, 0, d, 0.0f, amax, &best, q) < 0) continue;
+                float sxl = 0.0f, sll = 0.0f;  // least-squares scale for these codes: sum(w x l) / sum(w l^2)
+                for (int j = 0; j < G; j++) {
+                    float w = imp[j], l = (float)((int)q[j] - 8);
+                    sxl += w * x[j] * l;
+                    sll += w * l * l;
+                }
+                if (sll > 0.0f) q4_try(x, imp, G, 0, sxl / sll, 0.0f, amax, &best, q);
+            }
+    } else {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < G; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        for (int is = 0; max > min && is <= 20; is++) {
+            if (q4_try(x, imp, G, 1, (max - min) / (14.0f + 0.1f * (float)is), min, max - min, &best, q) < 0) continue;
+            // Weighted least squares of x ~ d * l + m over the codes l (double: the 2x2 system can be
+            // ill-conditioned).
+            double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0;
+            for (int j = 0; j < G; j++) {
+                double w = imp[j], l = q[j];
+                sw += w;
+                sl += w * l;
+                sll += w * l * l;
+                sx += w * x[j];
+                slx += w * l * x[j];
+            }
+            double det = sw * sll - sl * sl;
+            if (!(det > 0.0)) continue;
+            double dd = (sw * slx - sl * sx) / det, mm = (sll * sx - sl * slx) / det;
+            if (!(dd > 0.0 && dd < 1e30 && fabs(mm) < 1e30)) continue;  // also keeps the float casts defined
+            q4_try(x, imp, G, 1, (float)dd, (float)mm, (max - min) + fabsf((float)mm - min), &best, q);
+        }
+    }
+    // The final choice against RTN in double, exactly as the weighted error is defined.
+    q4_block_rtn(x, rtn, G, asym);
+    q4_block_to_float(rtn, deq, G, asym);
+    double rtn_err = block_werr(x, deq, imp, G);
+    memcpy(out, rtn, q4_block_bytes(G, asym));
+    if (best.err == INFINITY) return;
+    wr16(cand, best.d16);
+    if (asym) wr16(cand + 2, best.m16);
+    q4_pack(cand + q4_header(asym), best.q, G);
+    q4_block_to_float(cand, deq, G, asym);
+    if (block_werr(x, deq, imp, G) < rtn_err) memcpy(out, cand, q4_block_bytes(G, asym));
+}
+
+typedef struct {
+    float err;
+    lmp_block_q8_0 blk;
+} q8_best;
+
+// As q4_try for q8_0 (codes -127..127); also returns the least-squares sums for the re-fit.
+static int q8_0_try(const float *x, const float *imp, float d, q8_best *best, float *sxl, float *sll) {
+    lmp_block_q8_0 blk;
+    lmp_fp16 d16 = lmp_f32_to_fp16(d);
+    float ds = lmp_fp16_to_f32(d16);
+    if (!isfinite(ds) || ds <= 0.0f) return -1;
+    const float id = 1.0f / ds;
+    float e = 0.0f, a = 0.0f, b = 0.0f;
+    blk.d = d16;
+    for (int j = 0; j < LMP_QK8_0; j++) {
+        float v = x[j] * id;
+        v = v > -127.0f ? v : -127.0f;  // also maps NaN to -127
+        v = v < 127.0f ? v : 127.0f;
+        int l = nearest_int(v);
+        blk.qs[j] = (int8_t)l;
+        float w = imp[j], diff = x[j] - (float)l * ds;
+        e += w * diff * diff;
+        a += w * x[j] * (float)l;
+        b += w * (float)(l * l);
+    }
+    *sxl = a;
+    *sll = b;
+    if (e < best->err) {
+        best->err = e;
+        best->blk = blk;
+    }
+    return 0;
+}
+
+static void q8_0_block_weighted(const float *x, lmp_block_q8_0 *out, const float *imp) {
+    q8_best best = {INFINITY, {0, {0}}};
+    lmp_block_q8_0 rtn;
+    float deq[LMP_QK8_0];
+    float amax = 0.0f;
+    for (int j = 0; j < LMP_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+    for (int is = -9; amax > 0.0f && is <= 9; is++) {
+        float sxl, sll;
+        if (q8_0_try(x, imp, amax / (127.0f + 0.5f * (float)is), &best, &sxl, &sll) < 0 || !(sll > 0.0f)) continue;
+        q8_0_try(x, imp, sxl / sll, &best, &sxl, &sll);
+    }
+    q8_0_from_float(x, &rtn, LMP_QK8_0);
+    q8_0_to_float(&rtn, deq, LMP_QK8_0);
+    double rtn_err = block_werr(x, deq, imp, LMP_QK8_0);
+    *out = rtn;
+    if (best.err == INFINITY) return;
+    q8_0_to_float(&best.blk, deq, LMP_QK8_0);
+    if (block_werr(x, deq, imp, LMP_QK8_0) < rtn_err) *out = best.blk;
+}
+
+int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    if (!tt || !tt->is_quantized || !tt->storable || !src || !dst || n < 0 || n % tt->block_size != 0) return -1;
+    const int64_t G = tt->block_size, nb = n / G;
+    static const float ones[128] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    for (int64_t b = 0; b < nb; b++) {
+        const float *x = src + b * G, *w = imp ? imp + b * G : ones;  // the block helpers need a weight array
+        uint8_t *out = (uint8_t *)dst + (size_t)b * tt->type_size;
+        switch (t) {
+        case LMP_DTYPE_Q8_0: q8_0_block_weighted(x, (lmp_block_q8_0 *)out, w); break;
+        case LMP_DTYPE_Q4_0: q4_block_weighted(x, out, w, 32, 0); break;
+        case LMP_DTYPE_Q4_0_G64: q4_block_weighted(x, out, w, 64, 0); break;
+        case LMP_DTYPE_Q4_0_G128: q4_block_weighted(x, out, w, 128, 0); break;
+        case LMP_DTYPE_Q4_1: q4_block_weighted(x, out, w, 32, 1); break;
+        case LMP_DTYPE_Q4_1_G64: q4_block_weighted(x, out, w, 64, 1); break;
+        case LMP_DTYPE_Q4_1_G128: q4_block_weighted(x, out, w, 128, 1); break;
+        default: return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,342 @@
+// backend_cpu.c - the CPU backend: every op of backend.h on host memory, threaded with lmp_pool.
+//
+// Matrix products go to the fastest kernel table for this CPU (quant/kernels.h): decode (one token)
+// splits the weight rows across threads; batches (prefill, evaluation, calibration) use OpenBLAS sgemm
+// for float32 weights (single-threaded OpenBLAS per slice, so one thread pool owns the cores) and the
+// tiled integer kernels for quantized weights, with activations quantized once per batch.
+// It does not know the model's structure (forward.c) and never allocates per token.
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "kernels.h"
+#include "qtypes.h"
+#include "threadpool.h"
+
+typedef struct cpu_ctx {
+    lmp_pool *pool;
+    int n_threads;
+    const lmp_kernels *k;
+    void *act_q;          // quantized activations, (n, cols / 32) lmp_block_q8_a
+    size_t act_q_bytes;
+    float *scores;        // (n_threads, scores_per_thread) attention scratch
+    size_t scores_per_thread;
+} cpu_ctx;
+
+static cpu_ctx *ctx_of(lmp_backend *b) { return (cpu_ctx *)b->ctx; }
+
+static void *cpu_alloc(lmp_backend *b, size_t bytes) { return lmp_malloc(bytes); }
+static void cpu_free(lmp_backend *b, void *p) { lmp_free(p); }
+static void cpu_copy(lmp_backend *b, void *dst, const void *src, size_t bytes) {
+    if (dst != src) memcpy(dst, src, bytes);
+}
+static void cpu_synchronize(lmp_backend *b) {}
+
+static int cpu_supports_op(lmp_backend *b, lmp_op op, lmp_dtype t) {
+    if (op == LMP_OP_MATMUL || op == LMP_OP_GET_ROWS) {
+        const lmp_type_traits *tr = lmp_type_get(t);
+        return tr && tr->storable;
+    }
+    return op >= 0 && op < LMP_OP_COUNT;
+}
+
+static lmp_status cpu_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *err) { return LMP_OK; }
+
+// Grows a scratch buffer; returns 0 on failure. Scratch only grows, so steady-state decode never
+// allocates.
+static int scratch_reserve(void **buf, size_t *have, size_t need) {
+    if (*have >= need) return 1;
+    void *p = lmp_malloc(need);
+    if (!p) return 0;
+    lmp_free(*buf);
+    *buf = p;
+    *have = need;
+    return 1;
+}
+
+// ---- get_rows ----
+static void cpu_get_rows(lmp_backend *b, float *out, const lmp_weight *emb, const int32_t *tokens, int n) {
+    const lmp_type_traits *tr = lmp_type_get(emb->type);
+    for (int i = 0; i < n; i++)
+        tr->to_float((const char *)emb->data + (size_t)tokens[i] * emb->row_bytes, out + (size_t)i * emb->cols,
+                     emb->cols);
+}
+
+// ---- rmsnorm ----
+static void cpu_rmsnorm(lmp_backend *b, float *out, const float *x, const float *w, int n, int dim, float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        float ss = 0.0f;
+        for (int j = 0; j < dim; j++) ss += xi[j] * xi[j];
+        ss = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (int j = 0; j < dim; j++) oi[j] = w[j] * (ss * xi[j]);
+    }
+}
+
+// ---- matmul ----
+typedef struct {
+    cpu_ctx *c;
+    float *y;
+    const lmp_weight *w;
+    const float *x;
+    const void *xq;       // activations in the kernel's vec_dot_type
+    size_t xq_row_bytes;
+    int n;
+} matmul_job;
+
+// Why 16: a thread's slice starts on a 16-row boundary so kernels processing 4 or 8 rows per pass
+// never split a tile, and neighbouring threads never share a cache line of y.
+#define ROW_ALIGN 16
+
+static void matvec_worker(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    long long r0, r1;
+    lmp_split_range(j->w->rows, ith, nth, ROW_ALIGN, &r0, &r1);
+    if (r0 < r1) j->c->k->matvec[j->w->type](j->w->data, j->w->row_bytes, j->xq, j->y, j->w->cols, r0, r1);
+}
+
+static void matmul_q_worker(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    long long r0, r1;
+    lmp_split_range(j->w->rows, ith, nth, ROW_ALIGN, &r0, &r1);
+    if (r0 < r1)
+        j->c->k->matmul[j->w->type](j->w->data, j->w->row_bytes, j->xq, j->xq_row_bytes, j->n, j->y, j->w->rows,
+                                    j->w->cols, r0, r1);
+}
+
+static void sgemm_worker(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    long long r0, r1;
+    lmp_split_range(j->w->rows, ith, nth, ROW_ALIGN, &r0, &r1);
+    if (r0 >= r1) return;
+    const float *W = (const float *)j->w->data + (size_t)r0 * j->w->cols;
+    // y(n, r0..r1) = x(n, cols) * W[r0..r1]^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(r1 - r0), (int)j->w->cols, 1.0f, j->x,
+                (int)j->w->cols, W, (int)j->w->cols, 0.0f, j->y + r0, (int)j->w->rows);
+}
+
+static void quantize_rows_worker(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    long long i0, i1;
+    lmp_split_range(j->n, ith, nth, 1, &i0, &i1);
+    for (long long i = i0; i < i1; i++)
+        j->c->k->quantize_q8a(j->x + (size_t)i * j->w->cols, (char *)j->xq + (size_t)i * j->xq_row_bytes,
+                              j->w->cols);
+}
+
+static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
+    cpu_ctx *c = ctx_of(b);
+    const lmp_type_traits *tr = lmp_type_get(w->type);
+    matmul_job j = {c, y, w, x, x, (size_t)w->cols * sizeof(float), n};
+    if (tr->vec_dot_type == LMP_DTYPE_Q8_A) {
+        j.xq_row_bytes = lmp_type_row_size(LMP_DTYPE_Q8_A, w->cols);
+        if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j.xq_row_bytes * (size_t)n)) {
+            // Out of memory for a scratch buffer is not recoverable mid-forward; fill with NaN so the
+            // caller's result is visibly wrong rather than silently stale.
+            for (size_t i = 0; i < (size_t)n * (size_t)w->rows; i++) y[i] = NAN;
+            return;
+        }
+        j.xq = c->act_q;
+        if (n <= 4) quantize_rows_worker(&j, 0, 1);
+        else lmp_pool_run(c->pool, quantize_rows_worker, &j);
+    }
+    lmp_pool_fn fn = n == 1 ? matvec_worker : w->type == LMP_DTYPE_F32 ? sgemm_worker : matmul_q_worker;
+    // Why: waking the other threads costs a few microseconds; below ~64K multiply-adds one thread is faster.
+    if ((double)w->rows * (double)w->cols * n < 65536.0) fn(&j, 0, 1);
+    else lmp_pool_run(c->pool, fn, &j);
+}
+
+// ---- rope ----
+static void rope_rotate(float *v, const float *cs, const float *sn, int rope_dim, int neox) {
+    int half = rope_dim / 2;
+    if (neox) {
+        for (int i = 0; i < half; i++) {
+            float a = v[i], b = v[i + half];
+            v[i] = a * cs[i] - b * sn[i];
+            v[i + half] = a * sn[i] + b * cs[i];
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * cs[i] - b * sn[i];
+            v[2 * i + 1] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+static void cpu_rope(lmp_backend *b, float *q, float *k, int n, int n_heads, int n_kv, int pos0,
+                     const lmp_rope *r) {
+    int hd = r->head_dim, half = r->rope_dim / 2;
+    for (int i = 0; i < n; i++) {
+        const float *cs = r->cos_tab + (size_t)(pos0 + i) * half;
+        const float *sn = r->sin_tab + (size_t)(pos0 + i) * half;
+        for (int h = 0; h < n_heads; h++) rope_rotate(q + ((size_t)i * n_heads + h) * hd, cs, sn, r->rope_dim, r->neox);
+        for (int h = 0; h < n_kv; h++) rope_rotate(k + ((size_t)i * n_kv + h) * hd, cs, sn, r->rope_dim, r->neox);
+    }
+}
+
+// ---- attention ----
+typedef struct {
+    cpu_ctx *c;
+    float *out;
+    const float *q, *k_cache, *v_cache;
+    int n, pos0, n_heads, n_kv, hd;
+} attn_job;
+
+static void attn_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    const lmp_kernels *K = j->c->k;
+    const int kv_dim = j->n_kv * j->hd, group = j->n_heads / j->n_kv;
+    const float scale = 1.0f / sqrtf((float)j->hd);
+    float *att = j->c->scores + (size_t)ith * j->c->scores_per_thread;  // (pos0 + n)
+    long long w0, w1;
+    lmp_split_range((long long)j->n * j->n_heads, ith, nth, 1, &w0, &w1);
+    for (long long w = w0; w < w1; w++) {
+        int i = (int)(w / j->n_heads), h = (int)(w % j->n_heads);
+        int len = j->pos0 + i + 1;
+        const float *qi = j->q + ((size_t)i * j->n_heads + h) * j->hd;
+        const float *kh = j->k_cache + (size_t)(h / group) * j->hd;
+        const float *vh = j->v_cache + (size_t)(h / group) * j->hd;
+        float mx = -INFINITY;
+        for (int t = 0; t < len; t++) {
+            float s = K->dot_f32(qi, kh + (size_t)t * kv_dim, j->hd) * scale;
+            att[t] = s;
+            if (s > mx) mx = s;
+        }
+        float sum = 0.0f;
+        for (int t = 0; t < len; t++) {
+            att[t] = expf(att[t] - mx);
+            sum += att[t];
+        }
+        float inv = 1.0f / sum;
+        float *oi = j->out + ((size_t)i * j->n_heads + h) * j->hd;
+        memset(oi, 0, (size_t)j->hd * sizeof(float));
+        for (int t = 0; t < len; t++) K->axpy_f32(oi, att[t] * inv, vh + (size_t)t * kv_dim, j->hd);
+    }
+}
+
+static void cpu_attention(lmp_backend *b, float *out, const float *q, const float *k, const float *v,
+                          float *k_cache, float *v_cache, int n, int pos0, int n_heads, int n_kv, int hd) {
+    cpu_ctx *c = ctx_of(b);
+    size_t kv_dim = (size_t)n_kv * hd;
+    memcpy(k_cache + (size_t)pos0 * kv_dim, k, (size_t)n * kv_dim * sizeof(float));
+    memcpy(v_cache + (size_t)pos0 * kv_dim, v, (size_t)n * kv_dim * sizeof(float));
+    size_t per = (size_t)pos0 + (size_t)n + 16;
+    if (c->scores_per_thread < per) {
+        size_t bytes = per * (size_t)c->n_threads * sizeof(float);
+        size_t have = c->scores_per_thread * (size_t)c->n_threads * sizeof(float);
+        void *s = c->scores;
+        if (!scratch_reserve(&s, &have, bytes)) {
+            for (size_t i = 0; i < (size_t)n * n_heads * hd; i++) out[i] = NAN;
+            return;
+        }
+        c->scores = s;
+        c->scores_per_thread = per;
+    }
+    attn_job j = {c, out, q, k_cache, v_cache, n, pos0, n_heads, n_kv, hd};
+    if ((long long)n * n_heads * (pos0 + n) < 4096) attn_worker(&j, 0, 1);  // tiny: not worth a wake-up
+    else lmp_pool_run(c->pool, attn_worker, &j);
+}
+
+// ---- swiglu, add ----
+typedef struct {
+    float *gate;
+    const float *up;
+    size_t count;
+} swiglu_job;
+
+static void swiglu_worker(void *arg, int ith, int nth) {
+    swiglu_job *j = arg;
+    long long i0, i1;
+    lmp_split_range((long long)j->count, ith, nth, 64, &i0, &i1);
+    for (long long i = i0; i < i1; i++) {
+        float g = j->gate[i];
+        j->gate[i] = g / (1.0f + expf(-g)) * j->up[i];
+    }
+}
+
+static void cpu_swiglu(lmp_backend *b, float *gate, const float *up, int n, int ff) {
+    swiglu_job j = {gate, up, (size_t)n * ff};
+    if (j.count < 8192) swiglu_worker(&j, 0, 1);
+    else lmp_pool_run(ctx_of(b)->pool, swiglu_worker, &j);
+}
+
+static void cpu_add(lmp_backend *b, float *x, const float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+static void cpu_destroy(lmp_backend *b);
+
+static const lmp_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .host_memory = 1,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_host = cpu_copy,
+    .from_host = cpu_copy,
+    .supports_op = cpu_supports_op,
+    .upload_weight = cpu_upload_weight,
+    .synchronize = cpu_synchronize,
+    .get_rows = cpu_get_rows,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+};
+
+lmp_status lmp_backend_cpu_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
+    *out = NULL;
+    int n_threads = opts && opts->n_threads > 0 ? opts->n_threads : lmp_cpu_count();
+    if (n_threads > 256) return lmp_err(err, LMP_E_ARG, "%d threads is too many (at most 256)", n_threads);
+    lmp_backend *b = lmp_calloc(1, sizeof *b);
+    cpu_ctx *c = lmp_calloc(1, sizeof *c);
+    if (!b || !c) {
+        lmp_free(b);
+        lmp_free(c);
+        return lmp_err(err, LMP_E_NOMEM, "out of memory");
+    }
+    c->n_threads = n_threads;
+    c->k = lmp_kernels_best();
+    c->pool = lmp_pool_new(n_threads);
+    if (!c->pool) {
+        lmp_free(b);
+        lmp_free(c);
+        return lmp_err(err, LMP_E_NOMEM, "cannot start %d threads", n_threads);
+    }
+    // One thread pool owns the cores: OpenBLAS runs single-threaded inside each slice.
+    openblas_set_num_threads(1);
+    b->ops = &cpu_ops;
+    b->ctx = c;
+    *out = b;
+    return LMP_OK;
+}
+
+struct lmp_pool *lmp_backend_cpu_pool(lmp_backend *b) {
+    return b && b->ops == &cpu_ops ? ctx_of(b)->pool : NULL;
+}
+
+static void cpu_destroy(lmp_backend *b) {
+    cpu_ctx *c = ctx_of(b);
+    lmp_pool_free(c->pool);
+    lmp_free(c->act_q);
+    lmp_free(c->scores);
+    lmp_free(c);
+    lmp_free(b);
+}
+
+lmp_status lmp_backend_new(const char *name, const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
+    *out = NULL;
+    if (!name || strcmp(name, "cpu") == 0) return lmp_backend_cpu_new(opts, out, err);
+    if (strcmp(name, "cuda") == 0)
+        return lmp_err(err, LMP_E_UNSUPPORTED, "backend 'cuda' is not built into this lmpress (CPU only)");
+    return lmp_err(err, LMP_E_ARG, "unknown backend '%s' (available: cpu)", name);
+}
+
+void lmp_backend_free(lmp_backend *b) {
+    if (b) b->ops->destroy(b);
+}

@@ -1,0 +1,261 @@
+// forward.c - the Llama forward pass, written once against the backend interface (backend.h), and the
+// session that owns its buffers and KV cache.
+//
+// Per block: RMSNorm -> q, k, v projections -> RoPE -> causal attention with grouped KV heads -> output
+// projection + residual -> RMSNorm -> SwiGLU FFN + residual; then the final RMSNorm and the classifier
+// for the tokens whose logits are wanted. Each layer uses its own head counts and FFN width.
+// It does not sample or tokenize (generate.c, tokenizer.c).
+#include <math.h>
+#include <string.h>
+
+#include "session.h"
+
+struct lmp_session {
+    lmp_model *m;
+    lmp_backend *be;
+    int n_ctx, n_batch;
+    lmp_rope rope;
+    float *cos_tab, *sin_tab;  // (n_ctx, rope_dim / 2) host
+    // backend buffers, sized for n_batch tokens
+    float *x;       // (n_batch, dim) residual stream
+    float *xb;      // (n_batch, dim) normalised input of a sub-block
+    float *xb2;     // (n_batch, dim) output of a projection back to dim
+    float *q;       // (n_batch, max_heads * hd)
+    float *k;       // (n_batch, max_kv_heads * hd)
+    float *v;       // (n_batch, max_kv_heads * hd)
+    float *att;     // (n_batch, max_heads * hd)
+    float *hb;      // (n_batch, max_ffn) gate, then silu(gate) * up
+    float *hb2;     // (n_batch, max_ffn) up
+    float *logits;  // (n_batch, vocab), only for backends without host memory
+    float **k_cache, **v_cache;  // per layer (n_ctx, n_kv_heads_l * hd)
+    float *host_tmp;             // (n_batch, max(dim, max_ffn, max_heads * hd)) hooks on device backends
+    lmp_hook_fn hook;
+    void *hook_user;
+};
+
+static void *balloc(lmp_session *s, size_t n_floats, int *ok) {
+    void *p = s->be->ops->alloc(s->be, n_floats * sizeof(float));
+    if (!p) *ok = 0;
+    return p;
+}
+
+// Why float and powf: the frequencies and angles are computed exactly as llama2.c's run.c does, so
+// greedy generation reproduces its output token for token.
+static void rope_tables(lmp_session *s) {
+    const lmp_config *c = &s->m->cfg;
+    int half = c->rope_dim / 2;
+    for (int p = 0; p < s->n_ctx; p++) {
+        for (int i = 0; i < half; i++) {
+            float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->rope_dim);
+            float val = (float)p * freq;
+            s->cos_tab[(size_t)p * half + i] = cosf(val);
+            s->sin_tab[(size_t)p * half + i] = sinf(val);
+        }
+    }
+}
+
+lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_session **out, lmp_error *err) {
+    *out = NULL;
+    lmp_session_opts o = opts ? *opts : (lmp_session_opts){0};
+    const lmp_config *c = &m->cfg;
+    if (o.n_ctx <= 0) o.n_ctx = c->ctx;
+    if (o.n_ctx > c->ctx)
+        return lmp_err(err, LMP_E_ARG, "context %d is larger than the model's context length %d", o.n_ctx, c->ctx);
+    if (o.n_batch <= 0) o.n_batch = o.n_ctx < 512 ? o.n_ctx : 512;
+    if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
+    lmp_session *s = lmp_calloc(1, sizeof *s);
+    if (!s) return lmp_err(err, LMP_E_NOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = o.n_ctx;
+    s->n_batch = o.n_batch;
+    lmp_backend_opts bo = {o.n_threads};
+    lmp_status st = lmp_backend_new(o.backend, &bo, &s->be, err);
+    if (st) {
+        lmp_free(s);
+        return st;
+    }
+    int half = c->rope_dim / 2;
+    s->cos_tab = lmp_malloc((size_t)s->n_ctx * half * sizeof(float));
+    s->sin_tab = lmp_malloc((size_t)s->n_ctx * half * sizeof(float));
+    s->k_cache = lmp_calloc((size_t)c->n_layers, sizeof(float *));
+    s->v_cache = lmp_calloc((size_t)c->n_layers, sizeof(float *));
+    int ok = s->cos_tab && s->sin_tab && s->k_cache && s->v_cache;
+    if (!ok) goto nomem;
+    rope_tables(s);
+    s->rope = (lmp_rope){c->head_dim, c->rope_dim, c->rope_neox, s->cos_tab, s->sin_tab};
+    size_t nb = (size_t)s->n_batch, hd = (size_t)c->head_dim;
+    s->x = balloc(s, nb * c->dim, &ok);
+    s->xb = balloc(s, nb * c->dim, &ok);
+    s->xb2 = balloc(s, nb * c->dim, &ok);
+    s->q = balloc(s, nb * c->max_heads * hd, &ok);
+    s->k = balloc(s, nb * c->max_kv_heads * hd, &ok);
+    s->v = balloc(s, nb * c->max_kv_heads * hd, &ok);
+    s->att = balloc(s, nb * c->max_heads * hd, &ok);
+    s->hb = balloc(s, nb * c->max_ffn, &ok);
+    s->hb2 = balloc(s, nb * c->max_ffn, &ok);
+    if (!s->be->ops->host_memory) s->logits = balloc(s, nb * c->vocab, &ok);
+    for (int l = 0; l < c->n_layers && ok; l++) {
+        size_t kv = (size_t)s->n_ctx * m->layers[l].n_kv_heads * hd;
+        s->k_cache[l] = balloc(s, kv, &ok);
+        s->v_cache[l] = balloc(s, kv, &ok);
+    }
+    if (!ok) goto nomem;
+    // Give the backend its chance to copy weights (a no-op on the CPU).
+    lmp_weight *ws[] = {&m->tok_embd, &m->output};
+    for (size_t i = 0; i < 2; i++)
+        if ((st = s->be->ops->upload_weight(s->be, ws[i], err))) goto fail;
+    for (int l = 0; l < c->n_layers; l++) {
+        lmp_layer *L = &m->layers[l];
+        lmp_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < 7; i++)
+            if ((st = s->be->ops->upload_weight(s->be, lw[i], err))) goto fail;
+    }
+    *out = s;
+    return LMP_OK;
+nomem:
+    st = lmp_err(err, LMP_E_NOMEM, "out of memory allocating a context of %d positions", o.n_ctx);
+fail:
+    lmp_session_free(s);
+    return st;
+}
+
+void lmp_session_free(lmp_session *s) {
+    if (!s) return;
+    lmp_backend *be = s->be;
+    if (be) {
+        void *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->logits};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (bufs[i]) be->ops->free(be, bufs[i]);
+        for (int l = 0; l < s->m->cfg.n_layers; l++) {
+            if (s->k_cache && s->k_cache[l]) be->ops->free(be, s->k_cache[l]);
+            if (s->v_cache && s->v_cache[l]) be->ops->free(be, s->v_cache[l]);
+        }
+    }
+    lmp_free(s->k_cache);
+    lmp_free(s->v_cache);
+    lmp_free(s->cos_tab);
+    lmp_free(s->sin_tab);
+    lmp_free(s->host_tmp);
+    lmp_backend_free(be);
+    lmp_free(s);
+}
+
+int lmp_session_n_ctx(const lmp_session *s) { return s->n_ctx; }
+lmp_backend *lmp_session_backend(lmp_session *s) { return s->be; }
+const lmp_model *lmp_session_model(const lmp_session *s) { return s->m; }
+
+void lmp_session_set_hook(lmp_session *s, lmp_hook_fn fn, void *user) {
+    s->hook = fn;
+    s->hook_user = user;
+}
+
+static void call_hook(lmp_session *s, int l, lmp_hook_point where, const float *x, int n, int width) {
+    if (!s->hook) return;
+    if (s->be->ops->host_memory) {
+        s->hook(s->hook_user, l, where, x, n, width);
+        return;
+    }
+    const lmp_config *c = &s->m->cfg;
+    if (!s->host_tmp) {
+        size_t w = (size_t)c->dim;
+        if ((size_t)c->max_ffn > w) w = (size_t)c->max_ffn;
+        if ((size_t)c->max_heads * c->head_dim > w) w = (size_t)c->max_heads * c->head_dim;
+        s->host_tmp = lmp_malloc((size_t)s->n_batch * w * sizeof(float));
+        if (!s->host_tmp) return;
+    }
+    s->be->ops->to_host(s->be, s->host_tmp, x, (size_t)n * width * sizeof(float));
+    s->hook(s->hook_user, l, where, s->host_tmp, n, width);
+}
+
+// One transformer block on s->x (n tokens at positions pos..).
+static void block_forward(lmp_session *s, int l, int n, int pos) {
+    const lmp_config *c = &s->m->cfg;
+    const lmp_layer *L = &s->m->layers[l];
+    const lmp_backend_ops *op = s->be->ops;
+    lmp_backend *be = s->be;
+    const int hd = c->head_dim;
+
+    op->rmsnorm(be, s->xb, s->x, L->attn_norm, n, c->dim, c->rms_eps);
+    call_hook(s, l, LMP_HOOK_ATTN_IN, s->xb, n, c->dim);
+    op->matmul(be, s->q, &L->wq, s->xb, n);  // (n, n_heads * hd)
+    op->matmul(be, s->k, &L->wk, s->xb, n);  // (n, n_kv * hd)
+    op->matmul(be, s->v, &L->wv, s->xb, n);  // (n, n_kv * hd)
+    op->rope(be, s->q, s->k, n, L->n_heads, L->n_kv_heads, pos, &s->rope);
+    op->attention(be, s->att, s->q, s->k, s->v, s->k_cache[l], s->v_cache[l], n, pos, L->n_heads, L->n_kv_heads,
+                  hd);
+    call_hook(s, l, LMP_HOOK_ATTN_OUT_IN, s->att, n, L->n_heads * hd);
+    op->matmul(be, s->xb2, &L->wo, s->att, n);  // (n, dim)
+    op->add(be, s->x, s->xb2, (size_t)n * c->dim);
+
+    op->rmsnorm(be, s->xb, s->x, L->ffn_norm, n, c->dim, c->rms_eps);
+    call_hook(s, l, LMP_HOOK_FFN_IN, s->xb, n, c->dim);
+    op->matmul(be, s->hb, &L->w_gate, s->xb, n);  // (n, ffn)
+    op->matmul(be, s->hb2, &L->w_up, s->xb, n);   // (n, ffn)
+    op->swiglu(be, s->hb, s->hb2, n, L->ffn);
+    call_hook(s, l, LMP_HOOK_DOWN_IN, s->hb, n, L->ffn);
+    op->matmul(be, s->xb2, &L->w_down, s->hb, n);  // (n, dim)
+    op->add(be, s->x, s->xb2, (size_t)n * c->dim);
+}
+
+static lmp_status check_tokens(const lmp_session *s, const int32_t *tokens, int n, int pos, lmp_error *err) {
+    if (n < 0 || pos < 0) return lmp_err(err, LMP_E_ARG, "negative token count or position");
+    if ((int64_t)pos + n > s->n_ctx)
+        return lmp_err(err, LMP_E_ARG, "positions %d..%d exceed the context of %d", pos, pos + n - 1, s->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->m->cfg.vocab)
+            return lmp_err(err, LMP_E_ARG, "token id %d out of range (vocabulary %d)", tokens[i], s->m->cfg.vocab);
+    return LMP_OK;
+}
+
+lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int pos, int logits_from,
+                            float *logits, lmp_error *err) {
+    lmp_status st = check_tokens(s, tokens, n, pos, err);
+    if (st) return st;
+    if (logits && (logits_from < 0 || logits_from > n))
+        return lmp_err(err, LMP_E_ARG, "logits_from %d outside 0..%d", logits_from, n);
+    const lmp_config *c = &s->m->cfg;
+    const lmp_backend_ops *op = s->be->ops;
+    for (int b0 = 0; b0 < n; b0 += s->n_batch) {
+        int nb = n - b0 < s->n_batch ? n - b0 : s->n_batch;
+        op->get_rows(s->be, s->x, &s->m->tok_embd, tokens + b0, nb);
+        for (int l = 0; l < c->n_layers; l++) block_forward(s, l, nb, pos + b0);
+        if (!logits) continue;
+        // logits of batch rows [first, nb)
+        int first = logits_from > b0 ? logits_from - b0 : 0;
+        if (first >= nb) continue;
+        int nl = nb - first;
+        const float *xr = s->x + (size_t)first * c->dim;
+        op->rmsnorm(s->be, s->xb, xr, s->m->output_norm, nl, c->dim, c->rms_eps);
+        float *dst = logits + (size_t)(b0 + first - logits_from) * c->vocab;
+        if (op->host_memory) {
+            op->matmul(s->be, dst, &s->m->output, s->xb, nl);
+        } else {
+            op->matmul(s->be, s->logits, &s->m->output, s->xb, nl);
+            op->to_host(s->be, dst, s->logits, (size_t)nl * c->vocab * sizeof(float));
+        }
+    }
+    op->synchronize(s->be);
+    return LMP_OK;
+}
+
+lmp_status lmp_session_embed(lmp_session *s, const int32_t *tokens, int n, float *x, lmp_error *err) {
+    lmp_status st = check_tokens(s, tokens, n, 0, err);
+    if (st) return st;
+    if (n > s->n_batch) return lmp_err(err, LMP_E_ARG, "%d tokens exceed the batch of %d", n, s->n_batch);
+    s->be->ops->get_rows(s->be, s->x, &s->m->tok_embd, tokens, n);
+    s->be->ops->to_host(s->be, x, s->x, (size_t)n * s->m->cfg.dim * sizeof(float));
+    return LMP_OK;
+}
+
+lmp_status lmp_session_run_layers(lmp_session *s, float *x, int n, int pos, int l0, int l1, lmp_error *err) {
+    const lmp_config *c = &s->m->cfg;
+    if (n <= 0 || n > s->n_batch) return lmp_err(err, LMP_E_ARG, "%d tokens: batch is 1..%d", n, s->n_batch);
+    if (pos < 0 || pos + n > s->n_ctx) return lmp_err(err, LMP_E_ARG, "positions exceed the context");
+    if (l0 < 0 || l1 > c->n_layers || l0 > l1) return lmp_err(err, LMP_E_ARG, "bad layer range %d..%d", l0, l1);
+    size_t bytes = (size_t)n * c->dim * sizeof(float);
+    s->be->ops->from_host(s->be, s->x, x, bytes);
+    for (int l = l0; l < l1; l++) block_forward(s, l, n, pos);
+    s->be->ops->to_host(s->be, x, s->x, bytes);
+    s->be->ops->synchronize(s->be);
+    return LMP_OK;
+}

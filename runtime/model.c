@@ -1,0 +1,277 @@
+// model.c - builds an lmp_model from an lmp_file: reads the llama.* hyper-parameters, finds every
+// tensor by name, derives each layer's head counts and FFN width from its shapes, checks that all of
+// it is consistent, and loads the tokenizer. No weight is copied except the small norm vectors.
+#include "model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "qtypes.h"
+
+static lmp_status tensor_find(const lmp_file *f, const char *name, int required, const lmp_tensor **out,
+                              lmp_error *err) {
+    *out = lmp_file_find(f, name);
+    if (!*out && required) return lmp_err(err, LMP_E_FORMAT, "model has no tensor '%s'", name);
+    return LMP_OK;
+}
+
+static void shape_str(const lmp_tensor *t, char *buf, size_t n) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < t->ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? " x " : "", (long long)t->shape[i]);
+}
+
+// A matrix view; checks that the tensor is 2-D with the expected shape (0 = any) and of a type that
+// the runtime can multiply.
+static lmp_status weight_view(const lmp_file *f, const char *name, int64_t rows, int64_t cols,
+                              lmp_weight *w, lmp_error *err) {
+    const lmp_tensor *t;
+    lmp_status st = tensor_find(f, name, 1, &t, err);
+    if (st) return st;
+    if (t->ndim != 2 || (rows && t->shape[0] != rows) || (cols && t->shape[1] != cols)) {
+        char got[96];
+        shape_str(t, got, sizeof got);
+        return lmp_err(err, LMP_E_FORMAT, "tensor '%s' has shape [%s], expected [%lld x %lld]", name, got,
+                       (long long)rows, (long long)cols);
+    }
+    const lmp_type_traits *tr = lmp_type_get(t->type);
+    if (!tr || !tr->storable)
+        return lmp_err(err, LMP_E_UNSUPPORTED, "tensor '%s' has unsupported type %d", name, (int)t->type);
+    if (tr->vec_dot_type == LMP_DTYPE_Q8_A && t->shape[1] % LMP_QK8_A != 0)
+        return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld columns is not a multiple of %d", name,
+                       (long long)t->shape[1], LMP_QK8_A);
+    w->name = t->name;
+    w->type = t->type;
+    w->rows = t->shape[0];
+    w->cols = t->shape[1];
+    w->row_bytes = lmp_type_row_size(t->type, t->shape[1]);
+    w->data = t->data;
+    w->dev = NULL;
+    return LMP_OK;
+}
+
+// Norm weights may be stored in any float type; the runtime wants float32.
+static lmp_status norm_load(const lmp_file *f, const char *name, int64_t dim, float **out, lmp_error *err) {
+    const lmp_tensor *t;
+    lmp_status st = tensor_find(f, name, 1, &t, err);
+    if (st) return st;
+    if (t->ndim != 1 || t->shape[0] != dim) {
+        char got[96];
+        shape_str(t, got, sizeof got);
+        return lmp_err(err, LMP_E_FORMAT, "tensor '%s' has shape [%s], expected [%lld]", name, got,
+                       (long long)dim);
+    }
+    const lmp_type_traits *tr = lmp_type_get(t->type);
+    if (!tr || !tr->storable || dim % tr->block_size != 0)
+        return lmp_err(err, LMP_E_UNSUPPORTED, "tensor '%s' has unsupported type %d", name, (int)t->type);
+    float *v = lmp_malloc((size_t)dim * sizeof(float));
+    if (!v) return lmp_err(err, LMP_E_NOMEM, "out of memory loading '%s'", name);
+    tr->to_float(t->data, v, dim);
+    *out = v;
+    return LMP_OK;
+}
+
+static lmp_status get_u32_default(const lmp_meta *m, const char *key, uint32_t def, uint32_t *out,
+                                  lmp_error *err) {
+    if (!lmp_meta_find(m, key)) {
+        *out = def;
+        return LMP_OK;
+    }
+    return lmp_meta_get_u32(m, key, out, err);
+}
+
+static lmp_status get_f32_default(const lmp_meta *m, const char *key, float def, float *out,
+                                  lmp_error *err) {
+    if (!lmp_meta_find(m, key)) {
+        *out = def;
+        return LMP_OK;
+    }
+    return lmp_meta_get_f32(m, key, out, err);
+}
+
+static lmp_status read_config(const lmp_file *f, lmp_config *c, lmp_error *err) {
+    const lmp_meta *m = lmp_file_meta(f);
+    const char *arch;
+    lmp_status st = lmp_meta_get_str(m, "general.architecture", &arch, err);
+    if (st) return st;
+    if (strcmp(arch, "llama") != 0)
+        return lmp_err(err, LMP_E_UNSUPPORTED, "architecture '%s' is not supported (only 'llama')", arch);
+    uint32_t dim, n_layers, ctx, heads = 0, head_dim, rope_dim;
+    if ((st = lmp_meta_get_u32(m, "llama.embedding_length", &dim, err))) return st;
+    if ((st = lmp_meta_get_u32(m, "llama.block_count", &n_layers, err))) return st;
+    if ((st = lmp_meta_get_u32(m, "llama.context_length", &ctx, err))) return st;
+    if (!lmp_meta_find(m, "llama.attention.head_dim")) {
+        if ((st = lmp_meta_get_u32(m, "llama.attention.head_count", &heads, err))) return st;
+        if (heads == 0 || dim % heads)
+            return lmp_err(err, LMP_E_FORMAT, "llama.attention.head_count %u does not divide dim %u", heads, dim);
+        head_dim = dim / heads;
+    } else if ((st = lmp_meta_get_u32(m, "llama.attention.head_dim", &head_dim, err))) {
+        return st;
+    }
+    if ((st = get_u32_default(m, "llama.rope.dimension_count", head_dim, &rope_dim, err))) return st;
+    if ((st = get_f32_default(m, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->rms_eps, err))) return st;
+    if ((st = get_f32_default(m, "llama.rope.freq_base", 10000.0f, &c->rope_theta, err))) return st;
+    const char *style = "interleaved";
+    if (lmp_meta_find(m, "llama.rope.style") && (st = lmp_meta_get_str(m, "llama.rope.style", &style, err)))
+        return st;
+    if (strcmp(style, "interleaved") == 0) c->rope_neox = 0;
+    else if (strcmp(style, "neox") == 0) c->rope_neox = 1;
+    else return lmp_err(err, LMP_E_UNSUPPORTED, "llama.rope.style '%s' is not supported (interleaved, neox)", style);
+
+    if (dim == 0 || dim > (1u << 20)) return lmp_err(err, LMP_E_FORMAT, "llama.embedding_length %u is absurd", dim);
+    if (n_layers == 0 || n_layers > 4096) return lmp_err(err, LMP_E_FORMAT, "llama.block_count %u is absurd", n_layers);
+    if (ctx == 0 || ctx > (1u << 24)) return lmp_err(err, LMP_E_FORMAT, "llama.context_length %u is absurd", ctx);
+    if (head_dim == 0 || head_dim > 4096 || head_dim % 2)
+        return lmp_err(err, LMP_E_FORMAT, "head dimension %u is absurd (must be even, <= 4096)", head_dim);
+    if (rope_dim == 0 || rope_dim > head_dim || rope_dim % 2)
+        return lmp_err(err, LMP_E_FORMAT, "llama.rope.dimension_count %u must be even and <= head_dim %u", rope_dim,
+                       head_dim);
+    if (!(c->rms_eps > 0 && c->rms_eps < 1))
+        return lmp_err(err, LMP_E_FORMAT, "RMSNorm epsilon %g is absurd", (double)c->rms_eps);
+    if (!(c->rope_theta > 1 && c->rope_theta < 1e9f))
+        return lmp_err(err, LMP_E_FORMAT, "llama.rope.freq_base %g is absurd", (double)c->rope_theta);
+    c->dim = (int)dim;
+    c->n_layers = (int)n_layers;
+    c->ctx = (int)ctx;
+    c->head_dim = (int)head_dim;
+    c->rope_dim = (int)rope_dim;
+    return LMP_OK;
+}
+
+static lmp_status load_layer(const lmp_file *f, const lmp_config *c, int l, lmp_layer *L, lmp_error *err) {
+    char name[96];
+    lmp_status st;
+    const int64_t dim = c->dim, hd = c->head_dim;
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
+    if ((st = norm_load(f, NAME("attn_norm.weight"), dim, &L->attn_norm, err))) return st;
+    if ((st = norm_load(f, NAME("ffn_norm.weight"), dim, &L->ffn_norm, err))) return st;
+    if ((st = weight_view(f, NAME("attn_q.weight"), 0, dim, &L->wq, err))) return st;
+    if (L->wq.rows % hd)
+        return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld rows is not a multiple of head_dim %lld", name,
+                       (long long)L->wq.rows, (long long)hd);
+    L->n_heads = (int)(L->wq.rows / hd);
+    if ((st = weight_view(f, NAME("attn_k.weight"), 0, dim, &L->wk, err))) return st;
+    if (L->wk.rows % hd)
+        return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld rows is not a multiple of head_dim %lld", name,
+                       (long long)L->wk.rows, (long long)hd);
+    L->n_kv_heads = (int)(L->wk.rows / hd);
+    if (L->n_heads % L->n_kv_heads)
+        return lmp_err(err, LMP_E_FORMAT, "layer %d: %d KV heads do not divide %d query heads", l, L->n_kv_heads,
+                       L->n_heads);
+    if ((st = weight_view(f, NAME("attn_v.weight"), L->wk.rows, dim, &L->wv, err))) return st;
+    if ((st = weight_view(f, NAME("attn_output.weight"), dim, L->wq.rows, &L->wo, err))) return st;
+    if ((st = weight_view(f, NAME("ffn_gate.weight"), 0, dim, &L->w_gate, err))) return st;
+    L->ffn = (int)L->w_gate.rows;
+    if ((st = weight_view(f, NAME("ffn_up.weight"), L->ffn, dim, &L->w_up, err))) return st;
+    if ((st = weight_view(f, NAME("ffn_down.weight"), dim, L->ffn, &L->w_down, err))) return st;
+#undef NAME
+    return LMP_OK;
+}
+
+lmp_status lmp_model_from_file(lmp_file *f, lmp_model **out, lmp_error *err) {
+    *out = NULL;
+    if (!f) return lmp_err(err, LMP_E_ARG, "no file");
+    lmp_model *m = lmp_calloc(1, sizeof *m);
+    if (!m) {
+        lmp_file_close(f);
+        return lmp_err(err, LMP_E_NOMEM, "out of memory");
+    }
+    m->file = f;
+    lmp_config *c = &m->cfg;
+    lmp_status st = read_config(f, c, err);
+    if (st) goto fail;
+    if ((st = weight_view(f, "token_embd.weight", 0, c->dim, &m->tok_embd, err))) goto fail;
+    c->vocab = (int)m->tok_embd.rows;
+    uint32_t vocab_meta;
+    const lmp_meta *meta = lmp_file_meta(f);
+    if (lmp_meta_find(meta, "llama.vocab_size")) {
+        if ((st = lmp_meta_get_u32(meta, "llama.vocab_size", &vocab_meta, err))) goto fail;
+        if ((int64_t)vocab_meta != m->tok_embd.rows) {
+            st = lmp_err(err, LMP_E_FORMAT, "llama.vocab_size %u does not match token_embd.weight rows %lld",
+                         vocab_meta, (long long)m->tok_embd.rows);
+            goto fail;
+        }
+    }
+    if (lmp_file_find(f, "output.weight")) {
+        if ((st = weight_view(f, "output.weight", c->vocab, c->dim, &m->output, err))) goto fail;
+    } else {
+        m->output = m->tok_embd;
+        m->tied = 1;
+    }
+    if ((st = norm_load(f, "output_norm.weight", c->dim, &m->output_norm, err))) goto fail;
+    m->layers = lmp_calloc((size_t)c->n_layers, sizeof(lmp_layer));
+    if (!m->layers) {
+        st = lmp_err(err, LMP_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        lmp_layer *L = &m->layers[l];
+        if ((st = load_layer(f, c, l, L, err))) goto fail;
+        if (L->n_heads > c->max_heads) c->max_heads = L->n_heads;
+        if (L->n_kv_heads > c->max_kv_heads) c->max_kv_heads = L->n_kv_heads;
+        if (L->ffn > c->max_ffn) c->max_ffn = L->ffn;
+    }
+    for (size_t i = 0; i < lmp_file_n_tensors(f); i++) {
+        const lmp_tensor *t = lmp_file_tensor(f, i);
+        m->n_params += lmp_tensor_nelements(t);
+        m->weight_bytes += t->nbytes;
+    }
+    if (lmp_meta_find(meta, "tokenizer.model")) {
+        if ((st = lmp_tokenizer_from_meta(meta, &m->tok, err))) {
+            lmp_err_prefix(err, "tokenizer");
+            goto fail;
+        }
+        if (lmp_tokenizer_n_vocab(m->tok) > c->vocab) {
+            st = lmp_err(err, LMP_E_FORMAT, "tokenizer has %d tokens but the model only %d embeddings",
+                         lmp_tokenizer_n_vocab(m->tok), c->vocab);
+            goto fail;
+        }
+    }
+    *out = m;
+    return LMP_OK;
+fail:
+    lmp_model_free(m);
+    return st;
+}
+
+lmp_status lmp_model_load(const char *path, const lmp_import_opts *opts, lmp_model **out, lmp_error *err) {
+    *out = NULL;
+    lmp_file *f = NULL;
+    lmp_status st = lmp_open_any(path, opts, LMP_OPEN_DEFAULT, &f, err);
+    if (st) return st;
+    st = lmp_model_from_file(f, out, err);
+    if (st) lmp_err_prefix(err, "%s", path);
+    return st;
+}
+
+void lmp_model_free(lmp_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            lmp_free(m->layers[l].attn_norm);
+            lmp_free(m->layers[l].ffn_norm);
+        }
+    }
+    lmp_free(m->layers);
+    lmp_free(m->output_norm);
+    lmp_tokenizer_free(m->tok);
+    lmp_file_close(m->file);
+    lmp_free(m);
+}
+
+static uint64_t weight_bytes(const lmp_weight *w) { return (uint64_t)w->rows * w->row_bytes; }
+
+uint64_t lmp_model_bytes_per_token(const lmp_model *m) {
+    uint64_t b = m->tok_embd.row_bytes + weight_bytes(&m->output);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        b += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo) +
+             weight_bytes(&L->w_gate) + weight_bytes(&L->w_up) + weight_bytes(&L->w_down);
+    }
+    return b;
+}
+
+double lmp_model_bpw(const lmp_model *m) {
+    return m->n_params ? (double)m->weight_bytes * 8.0 / (double)m->n_params : 0.0;
+}

@@ -1,0 +1,519 @@
+// test_quant.c - the type table and reference codecs of quant/qtypes.c.
+//
+//  * fp16: all 65536 halves round-trip exactly (NaN stays NaN) and decode to the value their bits mean;
+//    f32 -> f16 on many random floats equals a double-precision round-to-nearest-even reference;
+//  * bf16: round to nearest even against the same kind of reference, NaN stays NaN;
+//  * per type: dequantize(quantize(x)) error bounds derived from the format, RMSE ordering
+//    (q8_0 < q4_1 < q4_0 on Gaussian data; group 32 <= 64 <= 128), hand-computed ggml blocks, and
+//    bit-exactness against ggml's quantizers through the fixture written by scripts/gen_quant_fixtures.py
+//    (gguf.quants, kept bit-exact with ggml's C reference by the llama.cpp project);
+//  * vec_dot_ref equals the dot of the dequantized values within float rounding;
+//  * lmp_quantize_row_weighted is never worse than RTN under the weighted error (random and heavy-tailed
+//    data, random and absent importance) and better on average;
+//  * names, aliases, row sizes, bits per weight; unknown dtype values give NULL / "?" / 0 / -1.
+#include <float.h>
+
+#include "lmp_common.h"
+#include "qtypes.h"
+#include "test_util.h"
+
+static int irand(int lo, int hi) { return lo + (int)(test_rand_u64() % (uint64_t)(hi - lo + 1)); }
+
+static float random_float_bits(void) {  // any finite float, all exponents equally likely
+    for (;;) {
+        uint32_t u = (uint32_t)test_rand_u64();
+        float f = lmp_u32_as_f32(u);
+        if (isfinite(f)) return f;
+    }
+}
+
+static int is_asym(lmp_dtype t) { return t == LMP_DTYPE_Q4_1 || t == LMP_DTYPE_Q4_1_G64 || t == LMP_DTYPE_Q4_1_G128; }
+
+// ---- fp16 / bf16 ----
+
+// The value the half's bits mean, computed independently in double.
+static double half_value(uint16_t h) {
+    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp((double)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp((double)(m | 1024), e - 25);
+    return s ? -v : v;
+}
+
+static void test_fp16_exhaustive(void) {
+    int bad_rt = 0, bad_val = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = lmp_fp16_to_f32((lmp_fp16)h);
+        double v = half_value((uint16_t)h);
+        if (isnan(v)) {
+            lmp_fp16 back = lmp_f32_to_fp16(f);
+            if (!isnan(f) || (back & 0x7c00) != 0x7c00 || (back & 0x3ff) == 0 || (back & 0x8000) != (h & 0x8000)) bad_rt++;
+            continue;
+        }
+        if ((double)f != v || !!signbit(f) != (int)(h >> 15)) bad_val++;
+        if (lmp_f32_to_fp16(f) != h) bad_rt++;
+    }
+    CHECKF(bad_val == 0, "%d halves decode to the wrong value", bad_val);
+    CHECKF(bad_rt == 0, "%d halves do not round-trip (NaN must stay NaN)", bad_rt);
+}
+
+// Round to nearest even of f to a half, in double: returns the rounded value (inf on overflow).
+static double half_round_ref(float f) {
+    double v = fabs((double)f);
+    if (v == 0.0) return (double)f;
+    int e;
+    frexp(v, &e);  // v = m * 2^e, m in [0.5, 1)
+    int ue = e - 11;  // ulp exponent of an 11-bit significand
+    if (ue < -24) ue = -24;  // subnormal halves: fixed ulp 2^-24
+    double q = rint(ldexp(v, -ue));  // exact scaling; rint rounds half to even
+    double r = ldexp(q, ue);
+    if (r >= 65520.0) r = INFINITY;  // 65520 = max half + half ulp: ties round up to inf
+    if (r > 65504.0 && r < 65520.0) r = 65504.0;  // (not reachable: r is a multiple of the ulp)
+    return signbit(f) ? -r : r;
+}
+
+static void test_fp16_rounding(void) {
+    int bad = 0;
+    for (int i = 0; i < 2000000 && bad < 5; i++) {
+        float f;
+        switch (i % 4) {
+        case 0: f = random_float_bits(); break;  // any magnitude: overflow and underflow
+        case 1: f = (2.0f * test_rand_uniform() - 1.0f) * 70000.0f; break;  // around the half range
+        case 2: f = ldexpf(2.0f * test_rand_uniform() - 1.0f, irand(-27, -12)); break;  // subnormal halves
+        default: {  // exact midpoints between two adjacent halves: ties go to even
+            uint16_t h = (uint16_t)irand(0, 0x7bfe);
+            double a = half_value(h), b = half_value((uint16_t)(h + 1));
+            f = (float)((a + b) / 2);
+            if (test_rand_u64() & 1) f = -f;
+        }
+        }
+        double want = half_round_ref(f);
+        float got = lmp_fp16_to_f32(lmp_f32_to_fp16(f));
+        if ((double)got != want || !!signbit(got) != !!signbit(f)) {
+            bad++;
+            CHECKF(0, "f32 %.9g (0x%08x) -> f16 %.9g, want %.9g", f, lmp_f32_as_u32(f), got, want);
+        }
+    }
+    CHECK(lmp_f32_to_fp16(INFINITY) == 0x7c00 && lmp_f32_to_fp16(-INFINITY) == 0xfc00);
+    lmp_fp16 n = lmp_f32_to_fp16(NAN);
+    CHECK((n & 0x7c00) == 0x7c00 && (n & 0x3ff) != 0);
+    CHECK(lmp_f32_to_fp16(65504.0f) == 0x7bff && lmp_f32_to_fp16(65519.99f) == 0x7bff && lmp_f32_to_fp16(65520.0f) == 0x7c00);
+    CHECK(lmp_f32_to_fp16(ldexpf(1.0f, -25)) == 0 && lmp_f32_to_fp16(ldexpf(1.5f, -25)) == 1);
+}
+
+static double bf16_round_ref(float f) {
+    double v = fabs((double)f);
+    if (v == 0.0 || isinf(v)) return (double)f;
+    int e;
+    frexp(v, &e);
+    int ue = e - 8;
+    if (ue < -133) ue = -133;  // f32 subnormals: bf16 keeps 7 of their bits
+    double r = ldexp(rint(ldexp(v, -ue)), ue);
+    if (r >= ldexp(1.0, 128)) r = INFINITY;
+    return signbit(f) ? -r : r;
+}
+
+static void test_bf16_rounding(void) {
+    int bad = 0;
+    for (int i = 0; i < 1000000 && bad < 5; i++) {
+        float f = random_float_bits();
+        if (i & 1) {  // exact ties: low 16 bits = 0x8000
+            f = lmp_u32_as_f32((lmp_f32_as_u32(f) & 0xffff0000u) | 0x8000u);
+            if (!isfinite(f)) continue;
+        }
+        double want = bf16_round_ref(f);
+        float got = lmp_bf16_to_f32(lmp_f32_to_bf16(f));
+        if ((double)got != want) {
+            bad++;
+            CHECKF(0, "f32 0x%08x -> bf16 %.9g, want %.9g", lmp_f32_as_u32(f), got, want);
+        }
+    }
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = lmp_bf16_to_f32((lmp_bf16)h);
+        if (isnan(f)) CHECK(isnan(lmp_bf16_to_f32(lmp_f32_to_bf16(f))));
+        else if (lmp_f32_to_bf16(f) != h) bad++;
+    }
+    CHECKF(bad == 0, "%d bf16 mismatches", bad);
+    CHECK(isnan(lmp_bf16_to_f32(lmp_f32_to_bf16(lmp_u32_as_f32(0x7f800001u)))));  // signalling NaN stays NaN
+}
+
+// ---- codecs ----
+
+static const lmp_dtype qtypes[] = {LMP_DTYPE_Q8_0,    LMP_DTYPE_Q4_0,    LMP_DTYPE_Q4_1,     LMP_DTYPE_Q4_0_G64,
+                                   LMP_DTYPE_Q4_0_G128, LMP_DTYPE_Q4_1_G64, LMP_DTYPE_Q4_1_G128};
+#define N_QTYPES 7
+
+static void gaussian(float *x, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) x[i] = test_rand_normal() * scale;
+}
+
+static void heavy_tailed(float *x, int64_t n) {  // Student-t-like: normal / sqrt(uniform)
+    for (int64_t i = 0; i < n; i++) x[i] = test_rand_normal() / sqrtf(test_rand_uniform() + 1e-4f) * 0.02f;
+}
+
+static float rd_fp16(const uint8_t *p) {
+    lmp_fp16 h;
+    memcpy(&h, p, 2);
+    return lmp_fp16_to_f32(h);
+}
+
+// Per element: |x - deq| within the rounding step of the format, allowing for the scale (and min)
+// having been stored as fp16 after the codes were chosen with the unrounded float scale:
+//   q8_0:  |d32|/2 + 127 |d32 - d16|
+//   q4_0:  |d32|/2 + 8 |d32 - d16|, or |d32| + ... where x/d32 > 7.5 (clamped to code 15: ggml's rule)
+//   q4_1:  d32/2 + 15 |d32 - d16| + |min - m16|
+// plus a few float roundings of the values themselves.
+static void test_roundtrip_bounds(void) {
+    const int64_t n = 128 * 64;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    uint8_t *q = malloc((size_t)n * 2);
+    for (int kind = 0; kind < 3; kind++) {
+        if (kind == 0) gaussian(x, n, 0.05f);
+        else if (kind == 1) heavy_tailed(x, n);
+        else for (int64_t i = 0; i < n; i++) x[i] = test_rand_uniform() * 2.0f - 0.3f;  // shifted
+        for (int qi = 0; qi < N_QTYPES; qi++) {
+            lmp_dtype t = qtypes[qi];
+            const lmp_type_traits *tt = lmp_type_get(t);
+            const int64_t G = tt->block_size;
+            tt->from_float_ref(x, q, n);
+            tt->to_float(q, y, n);
+            int bad = 0;
+            for (int64_t b = 0; b < n / G; b++) {
+                const float *xb = x + b * G;
+                const uint8_t *blk = q + (size_t)b * tt->type_size;
+                float amax = 0, smax = 0, mn = FLT_MAX, mx = -FLT_MAX;
+                for (int64_t j = 0; j < G; j++) {
+                    if (fabsf(xb[j]) > amax) amax = fabsf(xb[j]), smax = xb[j];
+                    mn = fminf(mn, xb[j]);
+                    mx = fmaxf(mx, xb[j]);
+                }
+                double d16 = rd_fp16(blk);
+                for (int64_t j = 0; j < G; j++) {
+                    double e = fabs((double)xb[j] - y[b * G + j]), bound;
+                    double fl = 4.0 * FLT_EPSILON * (fabs(xb[j]) + fabs(y[b * G + j])) + 1e-30;
+                    if (t == LMP_DTYPE_Q8_0) {
+                        double d32 = amax / 127.0f;
+                        bound = d32 / 2 + 127.0 * fabs(d32 - d16) + fl;
+                    } else if (!is_asym(t)) {
+                        double d32 = smax / -8.0f;
+                        double r = d32 != 0 ? xb[j] / d32 : 0;
+                        bound = (r > 7.5 ? fabs(d32) : fabs(d32) / 2) + 8.0 * fabs(d32 - d16) + fl;
+                    } else {
+                        double d32 = (mx - mn) / 15.0f;
+                        bound = d32 / 2 + 15.0 * fabs(d32 - d16) + fabs(mn - rd_fp16(blk + 2)) + fl;
+                    }
+                    if (!(e <= bound) && bad++ < 3)
+                        CHECKF(0, "%s kind %d block %lld elem %lld: x %.9g deq %.9g err %.3g > bound %.3g", tt->name,
+                               kind, (long long)b, (long long)j, xb[j], y[b * G + j], e, bound);
+                }
+            }
+        }
+    }
+    free(x);
+    free(y);
+    free(q);
+}
+
+static double rmse(lmp_dtype t, const float *x, int64_t n) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    uint8_t *q = malloc(lmp_type_row_size(t, n));
+    float *y = malloc(n * sizeof(float));
+    tt->from_float_ref(x, q, n);
+    tt->to_float(q, y, n);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+    free(q);
+    free(y);
+    return sqrt(s / (double)n);
+}
+
+static void test_rmse_ordering(void) {
+    const int64_t n = 128 * 512;
+    float *x = malloc(n * sizeof(float));
+    gaussian(x, n, 1.0f);
+    double r8 = rmse(LMP_DTYPE_Q8_0, x, n), r40 = rmse(LMP_DTYPE_Q4_0, x, n), r41 = rmse(LMP_DTYPE_Q4_1, x, n);
+    double r40_64 = rmse(LMP_DTYPE_Q4_0_G64, x, n), r40_128 = rmse(LMP_DTYPE_Q4_0_G128, x, n);
+    double r41_64 = rmse(LMP_DTYPE_Q4_1_G64, x, n), r41_128 = rmse(LMP_DTYPE_Q4_1_G128, x, n);
+    fprintf(stderr, "RMSE on N(0,1): q8_0 %.5f q4_1 %.5f q4_0 %.5f | q4_0 g64 %.5f g128 %.5f | q4_1 g64 %.5f g128 %.5f\n",
+            r8, r41, r40, r40_64, r40_128, r41_64, r41_128);
+    CHECKF(r8 < r41 && r41 < r40, "q8_0 %.5f < q4_1 %.5f < q4_0 %.5f", r8, r41, r40);
+    CHECKF(r40 <= r40_64 && r40_64 <= r40_128, "q4_0 %.5f <= g64 %.5f <= g128 %.5f", r40, r40_64, r40_128);
+    CHECKF(r41 <= r41_64 && r41_64 <= r41_128, "q4_1 %.5f <= g64 %.5f <= g128 %.5f", r41, r41_64, r41_128);
+    // Expected magnitudes (uniform rounding error = step / sqrt(12)); catches a codec that is off by a factor.
+    CHECKF(r8 > 0.003 && r8 < 0.012, "q8_0 RMSE %.5f out of the expected range", r8);
+    CHECKF(r40 > 0.05 && r40 < 0.12, "q4_0 RMSE %.5f out of the expected range", r40);
+    free(x);
+}
+
+// Blocks worked out by hand from ggml's reference formulas.
+static void test_known_blocks(void) {
+    float x[32];
+    // q4_0: x[j] = j - 16. Largest magnitude is x[0] = -16, so d = -16 / -8 = 2 (fp16 0x4000), id = 0.5,
+    // q[j] = min(15, trunc((j - 16) * 0.5 + 8.5)) = min(15, floor((j + 1) / 2)).
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16);
+    lmp_block_q4_0 b4;
+    lmp_type_get(LMP_DTYPE_Q4_0)->from_float_ref(x, &b4, 32);
+    CHECKF(b4.d == 0x4000, "q4_0 d = 0x%04x, want 0x4000", b4.d);
+    for (int j = 0; j < 16; j++) {
+        int lo = (j + 1) / 2, hi = (j + 17) / 2 > 15 ? 15 : (j + 17) / 2;
+        CHECKF(b4.qs[j] == (uint8_t)(lo | hi << 4), "q4_0 qs[%d] = 0x%02x, want 0x%02x", j, b4.qs[j], lo | hi << 4);
+    }
+    const uint8_t want4[16] = {0x80, 0x91, 0x91, 0xa2, 0xa2, 0xb3, 0xb3, 0xc4,
+                               0xc4, 0xd5, 0xd5, 0xe6, 0xe6, 0xf7, 0xf7, 0xf8};
+    CHECK(memcmp(b4.qs, want4, 16) == 0);
+    // The same with the sign flipped: max = +16, d = -2 (0xc000); x[j] * id = (16 - j) / 2.
+    for (int j = 0; j < 32; j++) x[j] = (float)(16 - j);
+    lmp_type_get(LMP_DTYPE_Q4_0)->from_float_ref(x, &b4, 32);
+    CHECK(b4.d == 0xc000 && memcmp(b4.qs, want4, 16) == 0);
+    // q8_0: x[0] = 127 -> d = 1 (0x3c00), id = 1; x[j] = j - 15.5 for j >= 1 round half away from zero:
+    // -14.5 -> -15, ..., -0.5 -> -1, 0.5 -> 1, ..., 15.5 -> 16.
+    x[0] = 127.0f;
+    for (int j = 1; j < 32; j++) x[j] = (float)j - 15.5f;
+    lmp_block_q8_0 b8;
+    lmp_type_get(LMP_DTYPE_Q8_0)->from_float_ref(x, &b8, 32);
+    CHECKF(b8.d == 0x3c00, "q8_0 d = 0x%04x", b8.d);
+    CHECK(b8.qs[0] == 127);
+    for (int j = 1; j < 32; j++) {
+        int want = j < 16 ? j - 16 : j - 15;
+        CHECKF(b8.qs[j] == want, "q8_0 qs[%d] = %d, want %d", j, b8.qs[j], want);
+    }
+    // q4_1: x[j] = j / 4 + 1: min 1, max 8.75, d = 7.75 / 15, codes round((x - 1) / d) = round(j * 15 / 31).
+    for (int j = 0; j < 32; j++) x[j] = (float)j / 4 + 1;
+    lmp_block_q4_1 b1;
+    lmp_type_get(LMP_DTYPE_Q4_1)->from_float_ref(x, &b1, 32);
+    CHECK(b1.m == 0x3c00 && b1.d == lmp_f32_to_fp16(7.75f / 15.0f));
+    for (int j = 0; j < 16; j++) {
+        int lo = (int)(j * 15.0 / 31.0 + 0.5), hi = (int)((j + 16) * 15.0 / 31.0 + 0.5);
+        CHECKF(b1.qs[j] == (uint8_t)(lo | hi << 4), "q4_1 qs[%d] = 0x%02x, want 0x%02x", j, b1.qs[j], lo | hi << 4);
+    }
+    // All zeros: q4_0's d = 0 / -8 = -0 (fp16 0x8000, as ggml) and every code the zero point.
+    memset(x, 0, sizeof x);
+    lmp_type_get(LMP_DTYPE_Q4_0)->from_float_ref(x, &b4, 32);
+    CHECK(b4.d == 0x8000 && b4.qs[0] == 0x88 && b4.qs[15] == 0x88);
+    lmp_type_get(LMP_DTYPE_Q8_0)->from_float_ref(x, &b8, 32);
+    CHECK(b8.d == 0 && b8.qs[0] == 0 && b8.qs[31] == 0);
+}
+
+// Bit-exact against ggml's quantizers (via gguf.quants): tests/fixtures/quant_ggml.bin.
+static void test_ggml_fixture(void) {
+    size_t size = 0;
+    uint8_t *f = test_read_file("tests/fixtures/quant_ggml.bin", &size);
+    CHECKF(f != NULL, "tests/fixtures/quant_ggml.bin missing (run tests from the repository root)");
+    if (!f) return;
+    uint32_t nb = 0;
+    if (size >= 12) memcpy(&nb, f + 8, 4);
+    const size_t n = (size_t)nb * 32;
+    const size_t want = 12 + n * 4 + (size_t)nb * (34 + 18 + 20) + 3 * n * 4;
+    CHECKF(size >= 12 && !memcmp(f, "LMPQFIX1", 8) && nb > 0 && nb < 100000 && size == want,
+           "bad fixture header or size %zu (want %zu)", size, want);
+    if (size != want) {
+        free(f);
+        return;
+    }
+    const float *x = (const float *)(f + 12);
+    const uint8_t *enc = f + 12 + n * 4;
+    const uint8_t *deq = enc + (size_t)nb * (34 + 18 + 20);
+    const lmp_dtype types[3] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0, LMP_DTYPE_Q4_1};
+    uint8_t *q = malloc((size_t)nb * 34);
+    float *y = malloc(n * sizeof(float));
+    for (int k = 0; k < 3; k++) {
+        const lmp_type_traits *tt = lmp_type_get(types[k]);
+        tt->from_float_ref(x, q, (int64_t)n);
+        int bad = 0;
+        for (uint32_t b = 0; b < nb; b++)
+            if (memcmp(q + (size_t)b * tt->type_size, enc + (size_t)b * tt->type_size, tt->type_size) && bad++ < 3)
+                CHECKF(0, "%s block %u differs from ggml's", tt->name, b);
+        tt->to_float(enc, y, (int64_t)n);
+        int badd = 0;
+        for (size_t i = 0; i < n; i++) {
+            float g;
+            memcpy(&g, deq + i * 4, 4);
+            if (memcmp(&g, &y[i], 4) && !(isnan(g) && isnan(y[i])) && badd++ < 3)
+                CHECKF(0, "%s dequantized element %zu: %.9g, ggml %.9g", tt->name, i, y[i], g);
+        }
+        enc += (size_t)nb * tt->type_size;
+        deq += n * 4;
+    }
+    free(q);
+    free(y);
+    free(f);
+}
+
+// vec_dot_ref vs the dot of the dequantized rows, in double. The reference sums nb block terms in float,
+// each rounded a few times: |diff| <= (nb + 4) * eps * (sum |w_j x_j| + sum_blocks |m s|); the float
+// types sum n products: (n + 2) * eps * sum |w_j x_j|.
+static void test_vec_dot_ref(void) {
+    const lmp_dtype all[] = {LMP_DTYPE_F32, LMP_DTYPE_F16, LMP_DTYPE_BF16, LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0,
+                             LMP_DTYPE_Q4_1, LMP_DTYPE_Q4_0_G64, LMP_DTYPE_Q4_0_G128, LMP_DTYPE_Q4_1_G64,
+                             LMP_DTYPE_Q4_1_G128};
+    const int64_t ns[] = {128, 1024, 4096};
+    for (int ti = 0; ti < 10; ti++)
+        for (int ni = 0; ni < 3; ni++) {
+            lmp_dtype t = all[ti];
+            const lmp_type_traits *tt = lmp_type_get(t), *xt = lmp_type_get(tt->vec_dot_type);
+            const int64_t n = ns[ni];
+            float *w = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+            float *wd = malloc(n * sizeof(float)), *xd = malloc(n * sizeof(float));
+            uint8_t *wq = malloc(lmp_type_row_size(t, n)), *xq = malloc(lmp_type_row_size(tt->vec_dot_type, n));
+            for (int64_t i = 0; i < n; i++) {
+                w[i] = test_rand_normal() * 0.1f + (is_asym(t) ? 0.05f : 0.0f);
+                x[i] = test_rand_normal();
+            }
+            tt->from_float_ref(w, wq, n);
+            xt->from_float_ref(x, xq, n);
+            tt->to_float(wq, wd, n);
+            xt->to_float(xq, xd, n);
+            double exact = 0, S = 0, ms = 0;
+            for (int64_t i = 0; i < n; i++) {
+                exact += (double)wd[i] * xd[i];
+                S += fabs((double)wd[i] * xd[i]);
+            }
+            if (is_asym(t))
+                for (int64_t k = 0; k < n / 32; k++)
+                    ms += fabs((double)rd_fp16(wq + (size_t)(k * 32 / tt->block_size) * tt->type_size + 2) *
+                               ((const lmp_block_q8_a *)xq)[k].s);
+            float got;
+            tt->vec_dot_ref(n, &got, wq, xq);
+            double tol = tt->is_quantized ? ((double)(n / 32) + 4) * FLT_EPSILON * (S + ms) : ((double)n + 2) * FLT_EPSILON * S;
+            CHECKF(fabs(got - exact) <= tol, "%s n=%lld: vec_dot_ref %.9g, dequantized dot %.9g (tol %.3g)", tt->name,
+                   (long long)n, got, exact, tol);
+            free(w), free(x), free(wd), free(xd), free(wq), free(xq);
+        }
+}
+
+static void test_q8_a_ref(void) {
+    const lmp_type_traits *tt = lmp_type_get(LMP_DTYPE_Q8_A);
+    CHECK(tt && !tt->storable && tt->block_size == 32 && tt->type_size == sizeof(lmp_block_q8_a));
+    float x[256];
+    lmp_block_q8_a q[8];
+    gaussian(x, 256, 3.0f);
+    memset(x + 64, 0, 32 * sizeof(float));  // block 2 all zero
+    tt->from_float_ref(x, q, 256);
+    for (int b = 0; b < 8; b++) {
+        float amax = 0;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            sum += q[b].qs[j];
+            CHECK(q[b].qs[j] >= -127 && q[b].qs[j] <= 127);
+            if (q[b].d != 0) CHECK(q[b].qs[j] == (int8_t)roundf(x[b * 32 + j] / q[b].d));
+        }
+        CHECK(q[b].d == amax / 127.0f);
+        CHECK(q[b].s == q[b].d * (float)sum);
+    }
+    CHECK(q[2].d == 0 && q[2].s == 0);
+}
+
+// Weighted error of a quantized block against x under importance imp (NULL = ones), in double.
+static double werr(lmp_dtype t, const uint8_t *q, const float *x, const float *imp, int64_t n) {
+    float *y = malloc(n * sizeof(float));
+    lmp_type_get(t)->to_float(q, y, n);
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) e += (imp ? imp[i] : 1.0) * ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+    free(y);
+    return e;
+}
+
+static void test_weighted_never_worse(void) {
+    const int64_t n = 128 * 32;
+    float *x = malloc(n * sizeof(float)), *imp = malloc(n * sizeof(float));
+    uint8_t *qr = malloc((size_t)n * 2), *qw = malloc((size_t)n * 2);
+    for (int kind = 0; kind < 4; kind++) {
+        if (kind & 1) heavy_tailed(x, n);
+        else gaussian(x, n, 0.02f);
+        for (int64_t i = 0; i < n; i++) imp[i] = expf(2.0f * test_rand_normal());  // spread over orders of magnitude
+        const float *w = kind >= 2 ? NULL : imp;
+        for (int qi = 0; qi < N_QTYPES; qi++) {
+            lmp_dtype t = qtypes[qi];
+            const lmp_type_traits *tt = lmp_type_get(t);
+            const int64_t G = tt->block_size;
+            tt->from_float_ref(x, qr, n);
+            CHECK(lmp_quantize_row_weighted(t, x, qw, n, w) == 0);
+            double tot_r = 0, tot_w = 0;
+            int worse = 0;
+            for (int64_t b = 0; b < n / G; b++) {
+                const uint8_t *br = qr + (size_t)b * tt->type_size, *bw = qw + (size_t)b * tt->type_size;
+                double er = werr(t, br, x + b * G, w ? w + b * G : NULL, G);
+                double ew = werr(t, bw, x + b * G, w ? w + b * G : NULL, G);
+                tot_r += er;
+                tot_w += ew;
+                if (ew > er && worse++ < 3)
+                    CHECKF(0, "%s kind %d block %lld: weighted error %.6g > RTN %.6g", tt->name, kind, (long long)b, ew, er);
+            }
+            if (kind == 0)
+                fprintf(stderr, "%-10s weighted/RTN error (random importance): %.3f\n", tt->name, tot_w / tot_r);
+            // The search must actually help on the 4-bit types (it is the point of the function).
+            if (t != LMP_DTYPE_Q8_0) CHECKF(tot_w < 0.99 * tot_r, "%s kind %d: weighted %.6g vs RTN %.6g", tt->name, kind, tot_w, tot_r);
+            else CHECK(tot_w <= tot_r);
+        }
+    }
+    CHECK(lmp_quantize_row_weighted(LMP_DTYPE_F32, x, qw, 32, NULL) == -1);
+    CHECK(lmp_quantize_row_weighted(LMP_DTYPE_Q8_A, x, qw, 32, NULL) == -1);
+    CHECK(lmp_quantize_row_weighted((lmp_dtype)77, x, qw, 32, NULL) == -1);
+    CHECK(lmp_quantize_row_weighted(LMP_DTYPE_Q4_0_G64, x, qw, 32, NULL) == -1);  // not a multiple of the group
+    // All-zero importance in a block: any choice is optimal; must still succeed and be finite.
+    memset(imp, 0, 32 * sizeof(float));
+    CHECK(lmp_quantize_row_weighted(LMP_DTYPE_Q4_1, x, qw, 32, imp) == 0);
+    free(x), free(imp), free(qr), free(qw);
+}
+
+static void test_table(void) {
+    struct {
+        lmp_dtype t;
+        const char *name;
+        int64_t bs;
+        size_t ts;
+        double bpw;
+    } rows[] = {
+        {LMP_DTYPE_F32, "f32", 1, 4, 32},           {LMP_DTYPE_F16, "f16", 1, 2, 16},
+        {LMP_DTYPE_BF16, "bf16", 1, 2, 16},         {LMP_DTYPE_Q8_0, "q8_0", 32, 34, 8.5},
+        {LMP_DTYPE_Q4_0, "q4_0", 32, 18, 4.5},      {LMP_DTYPE_Q4_1, "q4_1", 32, 20, 5.0},
+        {LMP_DTYPE_Q4_0_G64, "q4_0_g64", 64, 34, 4.25}, {LMP_DTYPE_Q4_0_G128, "q4_0_g128", 128, 66, 4.125},
+        {LMP_DTYPE_Q4_1_G64, "q4_1_g64", 64, 36, 4.5}, {LMP_DTYPE_Q4_1_G128, "q4_1_g128", 128, 68, 4.25},
+        {LMP_DTYPE_Q8_A, "q8_a", 32, 40, 10.0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const lmp_type_traits *tt = lmp_type_get(rows[i].t);
+        CHECKF(tt && !strcmp(tt->name, rows[i].name), "row %zu", i);
+        if (!tt) continue;
+        CHECK(tt->block_size == rows[i].bs && tt->type_size == rows[i].ts);
+        CHECK(lmp_type_bpw(rows[i].t) == rows[i].bpw);
+        CHECK(lmp_type_from_name(rows[i].name) == (int)rows[i].t);
+        CHECK(!strcmp(lmp_type_name(rows[i].t), rows[i].name));
+        CHECK(tt->to_float && tt->from_float_ref && tt->vec_dot_ref && tt->description && tt->description[0]);
+        CHECK(tt->is_quantized == (rows[i].bs > 1));
+        CHECK(tt->storable == (rows[i].t != LMP_DTYPE_Q8_A));
+        CHECK(tt->vec_dot_type == (rows[i].bs > 1 ? LMP_DTYPE_Q8_A : LMP_DTYPE_F32));
+        CHECK(lmp_type_row_size(rows[i].t, rows[i].bs * 3) == rows[i].ts * 3);
+        if (rows[i].bs > 1) CHECK(lmp_type_row_size(rows[i].t, rows[i].bs + 1) == 0);
+    }
+    CHECK(sizeof(lmp_block_q4_0_g128) == 66 && sizeof(lmp_block_q4_1_g64) == 36);
+    CHECK(lmp_type_from_name("Q4_0") == LMP_DTYPE_Q4_0 && lmp_type_from_name("q8") == LMP_DTYPE_Q8_0 &&
+          lmp_type_from_name("Q4") == LMP_DTYPE_Q4_0 && lmp_type_from_name("BF16") == LMP_DTYPE_BF16);
+    CHECK(lmp_type_from_name("q5_0") == -1 && lmp_type_from_name("") == -1 && lmp_type_from_name(NULL) == -1 &&
+          lmp_type_from_name("q4_0 ") == -1);
+    const int unknown[] = {LMP_DTYPE_COUNT, 11, 99, 101, -1, 0x7fffffff, 1 << 16};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        lmp_dtype t = (lmp_dtype)unknown[i];
+        CHECKF(lmp_type_get(t) == NULL, "dtype %d", unknown[i]);
+        CHECK(!strcmp(lmp_type_name(t), "?"));
+        CHECK(lmp_type_row_size(t, 32) == 0 && lmp_type_bpw(t) == 0.0);
+    }
+    CHECK(lmp_type_row_size(LMP_DTYPE_F32, 7) == 28 && lmp_type_row_size(LMP_DTYPE_F32, 0) == 0);
+    CHECK(lmp_type_row_size(LMP_DTYPE_F32, -32) == 0);
+    CHECK(lmp_type_row_size(LMP_DTYPE_F32, (int64_t)1 << 62) == 0);  // 2^64 bytes: overflow
+}
+
+int main(void) {
+    test_seed();
+    RUN(test_fp16_exhaustive);
+    RUN(test_fp16_rounding);
+    RUN(test_bf16_rounding);
+    RUN(test_roundtrip_bounds);
+    RUN(test_rmse_ordering);
+    RUN(test_known_blocks);
+    RUN(test_ggml_fixture);
+    RUN(test_vec_dot_ref);
+    RUN(test_q8_a_ref);
+    RUN(test_weighted_never_worse);
+    RUN(test_table);
+    return test_report();
+}

@@ -7,6 +7,7 @@
 // It does not know the model's structure (forward.c) and never allocates per token.
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "backend.h"
@@ -178,42 +179,93 @@ static void cpu_rope(lmp_backend *b, float *q, float *k, int n, int n_heads, int
 }
 
 // ---- attention ----
+// Decode (one query token) runs dot/axpy per head, heads split across threads. Batches (prefill,
+// evaluation, calibration) run in tiles of (head, ATT_QB query rows): S = Q K^T and O = P V are two
+// sgemm calls per tile, and threads take tiles from a shared counter, most expensive (latest
+// queries) first, so the causal triangle's uneven work balances across cores.
+#define ATT_QB 32
+
 typedef struct {
     cpu_ctx *c;
     float *out;
     const float *q, *k_cache, *v_cache;
     int n, pos0, n_heads, n_kv, hd;
+    int n_qblocks;
+    atomic_int next;  // next tile to take (batched path)
 } attn_job;
 
-static void attn_worker(void *arg, int ith, int nth) {
-    attn_job *j = arg;
-    const lmp_kernels *K = j->c->k;
+// One query row i of head h: out = softmax(q k^T * scale) v over cache rows [0, pos0 + i].
+static void attn_row(const attn_job *j, const lmp_kernels *K, float *att, int i, int h) {
     const int kv_dim = j->n_kv * j->hd, group = j->n_heads / j->n_kv;
     const float scale = 1.0f / sqrtf((float)j->hd);
-    float *att = j->c->scores + (size_t)ith * j->c->scores_per_thread;  // (pos0 + n)
-    long long w0, w1;
-    lmp_split_range((long long)j->n * j->n_heads, ith, nth, 1, &w0, &w1);
-    for (long long w = w0; w < w1; w++) {
-        int i = (int)(w / j->n_heads), h = (int)(w % j->n_heads);
-        int len = j->pos0 + i + 1;
-        const float *qi = j->q + ((size_t)i * j->n_heads + h) * j->hd;
-        const float *kh = j->k_cache + (size_t)(h / group) * j->hd;
-        const float *vh = j->v_cache + (size_t)(h / group) * j->hd;
+    const int len = j->pos0 + i + 1;
+    const float *qi = j->q + ((size_t)i * j->n_heads + h) * j->hd;  // (hd)
+    const float *kh = j->k_cache + (size_t)(h / group) * j->hd;     // (len, kv_dim) strided
+    const float *vh = j->v_cache + (size_t)(h / group) * j->hd;     // (len, kv_dim) strided
+    float mx = -INFINITY;
+    for (int t = 0; t < len; t++) {
+        float s = K->dot_f32(qi, kh + (size_t)t * kv_dim, j->hd) * scale;
+        att[t] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < len; t++) {
+        att[t] = expf(att[t] - mx);
+        sum += att[t];
+    }
+    float inv = 1.0f / sum;
+    float *oi = j->out + ((size_t)i * j->n_heads + h) * j->hd;  // (hd)
+    memset(oi, 0, (size_t)j->hd * sizeof(float));
+    for (int t = 0; t < len; t++) K->axpy_f32(oi, att[t] * inv, vh + (size_t)t * kv_dim, j->hd);
+}
+
+static void attn_decode_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    float *att = j->c->scores + (size_t)ith * j->c->scores_per_thread;  // (pos0 + 1)
+    long long h0, h1;
+    lmp_split_range(j->n_heads, ith, nth, 1, &h0, &h1);
+    for (long long h = h0; h < h1; h++) attn_row(j, j->c->k, att, 0, (int)h);
+}
+
+// Tile (h, query rows [i0, i1)): keys [0, pos0 + i1) of kv head h / group.
+static void attn_tile(attn_job *j, float *S, int h, int i0, int i1) {
+    const int hd = j->hd, kv_dim = j->n_kv * hd, q_dim = j->n_heads * hd, group = j->n_heads / j->n_kv;
+    const int qb = i1 - i0, len = j->pos0 + i1;
+    const float *Q = j->q + (size_t)i0 * q_dim + (size_t)h * hd;           // (qb, hd), row stride q_dim
+    const float *Kh = j->k_cache + (size_t)(h / group) * hd;               // (len, hd), row stride kv_dim
+    const float *Vh = j->v_cache + (size_t)(h / group) * hd;               // (len, hd), row stride kv_dim
+    float *O = j->out + (size_t)i0 * q_dim + (size_t)h * hd;               // (qb, hd), row stride q_dim
+    // S(qb, len) = Q K^T / sqrt(hd)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, len, hd, 1.0f / sqrtf((float)hd), Q, q_dim, Kh,
+                kv_dim, 0.0f, S, len);
+    for (int r = 0; r < qb; r++) {
+        float *s = S + (size_t)r * len;
+        int valid = j->pos0 + i0 + r + 1;  // causal: keys [0, valid)
         float mx = -INFINITY;
-        for (int t = 0; t < len; t++) {
-            float s = K->dot_f32(qi, kh + (size_t)t * kv_dim, j->hd) * scale;
-            att[t] = s;
-            if (s > mx) mx = s;
-        }
+        for (int t = 0; t < valid; t++) mx = s[t] > mx ? s[t] : mx;
         float sum = 0.0f;
-        for (int t = 0; t < len; t++) {
-            att[t] = expf(att[t] - mx);
-            sum += att[t];
+        for (int t = 0; t < valid; t++) {
+            s[t] = expf(s[t] - mx);
+            sum += s[t];
         }
         float inv = 1.0f / sum;
-        float *oi = j->out + ((size_t)i * j->n_heads + h) * j->hd;
-        memset(oi, 0, (size_t)j->hd * sizeof(float));
-        for (int t = 0; t < len; t++) K->axpy_f32(oi, att[t] * inv, vh + (size_t)t * kv_dim, j->hd);
+        for (int t = 0; t < valid; t++) s[t] *= inv;
+        for (int t = valid; t < len; t++) s[t] = 0.0f;
+    }
+    // O(qb, hd) = P(qb, len) V(len, hd)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, len, 1.0f, S, len, Vh, kv_dim, 0.0f, O, q_dim);
+}
+
+static void attn_batch_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    float *S = j->c->scores + (size_t)ith * j->c->scores_per_thread;  // (ATT_QB, pos0 + n)
+    const int tiles = j->n_qblocks * j->n_heads;
+    for (;;) {
+        int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (t >= tiles) break;
+        int qblk = j->n_qblocks - 1 - t / j->n_heads, h = t % j->n_heads;  // latest query blocks first
+        int i0 = qblk * ATT_QB, i1 = i0 + ATT_QB < j->n ? i0 + ATT_QB : j->n;
+        attn_tile(j, S, h, i0, i1);
     }
 }
 
@@ -223,7 +275,7 @@ static void cpu_attention(lmp_backend *b, float *out, const float *q, const floa
     size_t kv_dim = (size_t)n_kv * hd;
     memcpy(k_cache + (size_t)pos0 * kv_dim, k, (size_t)n * kv_dim * sizeof(float));
     memcpy(v_cache + (size_t)pos0 * kv_dim, v, (size_t)n * kv_dim * sizeof(float));
-    size_t per = (size_t)pos0 + (size_t)n + 16;
+    size_t per = ((size_t)pos0 + (size_t)n + 16) * (n > 1 ? ATT_QB : 1);
     if (c->scores_per_thread < per) {
         size_t bytes = per * (size_t)c->n_threads * sizeof(float);
         size_t have = c->scores_per_thread * (size_t)c->n_threads * sizeof(float);
@@ -235,9 +287,15 @@ static void cpu_attention(lmp_backend *b, float *out, const float *q, const floa
         c->scores = s;
         c->scores_per_thread = per;
     }
-    attn_job j = {c, out, q, k_cache, v_cache, n, pos0, n_heads, n_kv, hd};
-    if ((long long)n * n_heads * (pos0 + n) < 4096) attn_worker(&j, 0, 1);  // tiny: not worth a wake-up
-    else lmp_pool_run(c->pool, attn_worker, &j);
+    attn_job j = {c, out, q, k_cache, v_cache, n, pos0, n_heads, n_kv, hd, (n + ATT_QB - 1) / ATT_QB, 0};
+    long long work = (long long)n * n_heads * (pos0 + n) * hd;
+    if (n == 1) {
+        if (work < 16384) attn_decode_worker(&j, 0, 1);  // tiny: not worth a wake-up
+        else lmp_pool_run(c->pool, attn_decode_worker, &j);
+    } else {
+        if (work < 16384) attn_batch_worker(&j, 0, 1);
+        else lmp_pool_run(c->pool, attn_batch_worker, &j);
+    }
 }
 
 // ---- swiglu, add ----

@@ -80,10 +80,7 @@ static void kv_arr_head(gbuf *b, const char *key, uint32_t elem, uint64_t count)
 }
 
 // Adds "GGUF export: " before the message of a failed metadata lookup; keeps the status (also for err == NULL).
-static lmp_status exp_err(lmp_error *err, lmp_status st) {
-    if (err) lmp_err_prefix(err, "GGUF export");
-    return st;
-}
+static lmp_status exp_err(lmp_error *err, lmp_status st) { return lmp_err_prefix(err, st, "GGUF export"); }
 
 // ---- hyper-parameters ----
 

@@ -484,8 +484,7 @@ lmp_status lmp_gguf_open(const char *path, lmp_gguf **out, lmp_error *err) {
     lmp_status st = lmp_gguf_open_mem(map ? map : empty, size, out, err);
     if (st) {
         if (map) munmap(map, size);
-        if (err) lmp_err_prefix(err, "%s", path);
-        return st;
+        return lmp_err_prefix(err, st, "%s", path);
     }
     (*out)->mapped = map != NULL;
     return LMP_OK;

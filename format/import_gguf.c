@@ -339,15 +339,13 @@ static lmp_status import_tensor(const lmp_gguf_tensor *t, int keep_quantized, lm
     if (deq) {
         if ((st = lmp_gguf_dequantize(t->type, t->data, data, (int64_t)nel, err))) {
             lmp_free(data);
-            if (err) lmp_err_prefix(err, "tensor '%s'", t->name);
-            return st;
+            return lmp_err_prefix(err, st, "tensor '%s'", t->name);
         }
     } else {
         memcpy(data, t->data, (size_t)bytes);
     }
     st = lmp_builder_add(b, t->name, type, t->n_dims, shape, data, err);  // takes data, even on error
-    if (st && err) lmp_err_prefix(err, "GGUF import");
-    return st;
+    return lmp_err_prefix(err, st, "GGUF import");
 }
 
 static lmp_status import_all(const lmp_gguf *g, const char *path, int keep_quantized, lmp_builder *b, lmp_error *err) {

@@ -768,8 +768,7 @@ static lmp_status check_llama(const lmp_builder *b, const char *who, lmp_error *
     if ((st = lmp_meta_get_u32(m, "llama.embedding_length", &dim, err)) ||
         (st = lmp_meta_get_u32(m, "llama.block_count", &n_layers, err)))
     {
-        if (err) lmp_err_prefix(err, "%s", who);
-        return st;
+        return lmp_err_prefix(err, st, "%s", who);
     }
     if (dim == 0 || n_layers == 0 || n_layers > 4096)
         return lmp_err(err, LMP_E_FORMAT, "%s: llama.embedding_length %u / llama.block_count %u out of range", who, dim,
@@ -863,7 +862,7 @@ lmp_status lmp_import_hdf5(const char *path, const lmp_import_opts *opts, lmp_bu
     }
     const char *arch = NULL;
     if ((st = lmp_meta_get_str(m, "general.architecture", &arch, err))) {
-        lmp_err_prefix(err, "%s", who);
+        lmp_err_prefix(err, st, "%s", who);
         goto done;
     }
     if (strcmp(arch, "llama") == 0 && (st = check_llama(b, who, err))) goto done;

@@ -112,8 +112,7 @@ static lmp_status parse_json_file(const char *dir, const char *name, size_t max,
     if (crc) *crc = lmp_crc32(*crc, text, n);
     st = lmp_json_parse(text, n, NULL, out, err);
     lmp_free(text);
-    if (st && err) lmp_err_prefix(err, "%s", name);
-    return st;
+    return lmp_err_prefix(err, st, "%s", name);
 }
 
 // ---- config.json ----
@@ -869,7 +868,7 @@ done:
     } else {
         lmp_builder_free(b);
         // Name the directory once, unless the message already starts with a path inside it.
-        if (err && strncmp(err->msg, dir, strlen(dir)) != 0) lmp_err_prefix(err, "%s", dir);
+        if (err && strncmp(err->msg, dir, strlen(dir)) != 0) lmp_err_prefix(err, st, "%s", dir);
     }
     lmp_free(e);
     shards_free(sh, n_sh);

@@ -20,8 +20,8 @@ lmp_status lmp_err(lmp_error *err, lmp_status st, const char *fmt, ...) {
     return st;
 }
 
-lmp_status lmp_err_prefix(lmp_error *err, const char *fmt, ...) {
-    if (!err) return LMP_E_ARG;
+lmp_status lmp_err_prefix(lmp_error *err, lmp_status st, const char *fmt, ...) {
+    if (!err || st == LMP_OK) return st;
     char prefix[LMP_ERROR_MSG_MAX], old[LMP_ERROR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -29,7 +29,7 @@ lmp_status lmp_err_prefix(lmp_error *err, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
     snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
-    return err->status;
+    return st;
 }
 
 const char *lmp_status_name(lmp_status st) {

@@ -43,10 +43,13 @@ lmp_status lmp_err(lmp_error *err, lmp_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-// Prefixes the existing message of err with "prefix: " (for adding context on the way up).
-lmp_status lmp_err_prefix(lmp_error *err, const char *fmt, ...)
+// Adds context on the way up: prefixes err's message with the printf-formatted prefix and ": ", and
+// returns st unchanged, so that `return lmp_err_prefix(err, st, "%s", path);` keeps the status whether or
+// not the caller passed an lmp_error. Does nothing to err when err is NULL or st is LMP_OK (err->status
+// is never changed: it already holds st when st came from a call given err).
+lmp_status lmp_err_prefix(lmp_error *err, lmp_status st, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
 const char *lmp_status_name(lmp_status st);

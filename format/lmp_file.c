@@ -625,7 +625,7 @@ lmp_status lmp_file_open(const char *path, unsigned flags, lmp_file **out, lmp_e
     lmp_status st = parse_file(f, flags, err);
     if (st) {
         file_free(f);
-        return lmp_err_prefix(err, "%s", path);
+        return lmp_err_prefix(err, st, "%s", path);
     }
     *out = f;
     return LMP_OK;

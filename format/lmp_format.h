@@ -140,8 +140,11 @@ typedef struct lmp_tensor {
     void *data;        // host bytes: into the mapping (reader) or caller memory (writer)
 } lmp_tensor;
 
+// Product of all dimensions / of all but the last one. 0 when t is NULL or t->ndim is not in
+// 1..LMP_MAX_DIMS; -1 when a dimension is negative or the product overflows int64 (never for a tensor of
+// an opened file: the reader checks its shape).
 int64_t lmp_tensor_nelements(const lmp_tensor *t);
-int64_t lmp_tensor_nrows(const lmp_tensor *t);  // product of all but the last dimension
+int64_t lmp_tensor_nrows(const lmp_tensor *t);
 // Bytes the shape needs in this dtype, or 0 if the last dim is not a multiple of the block size, the
 // dtype is unknown or the count overflows.
 uint64_t lmp_tensor_expected_bytes(lmp_dtype type, int ndim, const int64_t *shape);

@@ -574,7 +574,7 @@ lmp_status lmp_quant_run_gptq(lmp_qctx *q, lmp_error *err) {
                                           p->gptq_block, p->gptq_act_order, q->pool, out, &gs, err);
             if (st) {
                 lmp_free(out);
-                lmp_err_prefix(err, "%s", e->src->name);
+                lmp_err_prefix(err, st, "%s", e->src->name);
                 break;
             }
             if (gs.n_retries)

@@ -219,7 +219,7 @@ lmp_status lmp_model_from_file(lmp_file *f, lmp_model **out, lmp_error *err) {
     }
     if (lmp_meta_find(meta, "tokenizer.model")) {
         if ((st = lmp_tokenizer_from_meta(meta, &m->tok, err))) {
-            lmp_err_prefix(err, "tokenizer");
+            lmp_err_prefix(err, st, "tokenizer");
             goto fail;
         }
         if (lmp_tokenizer_n_vocab(m->tok) > c->vocab) {
@@ -241,8 +241,7 @@ lmp_status lmp_model_load(const char *path, const lmp_import_opts *opts, lmp_mod
     lmp_status st = lmp_open_any(path, opts, LMP_OPEN_DEFAULT, &f, err);
     if (st) return st;
     st = lmp_model_from_file(f, out, err);
-    if (st) lmp_err_prefix(err, "%s", path);
-    return st;
+    return lmp_err_prefix(err, st, "%s", path);
 }
 
 void lmp_model_free(lmp_model *m) {

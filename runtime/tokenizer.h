@@ -20,7 +20,8 @@ typedef struct lmp_tokenizer lmp_tokenizer;
 
 // Reads tokenizer.model, tokenizer.tokens, tokenizer.scores / tokenizer.merges, tokenizer.token_type,
 // tokenizer.bos_id, tokenizer.eos_id, tokenizer.add_bos, tokenizer.add_space_prefix, tokenizer.pre.
-// Validates everything (ids in range, no duplicate tokens, merges naming existing tokens).
+// Validates everything (ids in range, merges naming existing tokens). Duplicate token texts are
+// accepted: when text is matched, the first (lowest) id of a duplicated text wins.
 lmp_status lmp_tokenizer_from_meta(const lmp_meta *meta, lmp_tokenizer **out, lmp_error *err);
 void lmp_tokenizer_free(lmp_tokenizer *t);
 

@@ -407,6 +407,22 @@ static void test_tensor_helpers(void) {
     CHECK(lmp_tensor_nelements(&t) == 24 && lmp_tensor_nrows(&t) == 6);
     t.ndim = 1;
     CHECK(lmp_tensor_nelements(&t) == 2 && lmp_tensor_nrows(&t) == 1);
+    lmp_tensor big = {.ndim = 3, .shape = {1ll << 40, 1ll << 40, 2}};
+    CHECK(lmp_tensor_nelements(&big) == -1);
+    CHECK(lmp_tensor_nrows(&big) == -1);
+    CHECK(lmp_tensor_nelements(NULL) == 0);
+}
+
+// lmp_err_prefix passes the status through whether or not there is an lmp_error to prefix.
+static void test_err_prefix(void) {
+    lmp_error e = {0};
+    CHECK(lmp_err_prefix(NULL, LMP_E_FORMAT, "x") == LMP_E_FORMAT);
+    CHECK(lmp_err_prefix(NULL, LMP_OK, "x") == LMP_OK);
+    CHECK(lmp_err(&e, LMP_E_CHECKSUM, "bad %d", 7) == LMP_E_CHECKSUM);
+    CHECK(lmp_err_prefix(&e, LMP_E_CHECKSUM, "file '%s'", "a.lmp") == LMP_E_CHECKSUM);
+    CHECK(e.status == LMP_E_CHECKSUM && strcmp(e.msg, "file 'a.lmp': bad 7") == 0);
+    CHECK(lmp_err_prefix(&e, LMP_OK, "ignored") == LMP_OK);
+    CHECK(strcmp(e.msg, "file 'a.lmp': bad 7") == 0);
 }
 
 static void test_meta_many_keys(void) {
@@ -996,6 +1012,7 @@ int main(void) {
     RUN(test_writer_refuses_bad_input);
     RUN(test_builder);
     RUN(test_tensor_helpers);
+    RUN(test_err_prefix);
     RUN(test_meta_many_keys);
     RUN(test_assembler_matches_writer);
     RUN(test_malformed_header);

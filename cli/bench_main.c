@@ -30,7 +30,6 @@ int cli_bench_main(int argc, char **argv) {
     long long n_prefill = 128, n_decode = 64, reps = 3, threads = 0;
     int json = 0, c;
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     while ((c = cli_getopt("bench", argc, argv, "t:h", opts)) != -1) {
         switch (c) {
         case 'p': if (cli_parse_int("bench", "--prefill", optarg, 1, 1 << 16, &n_prefill)) return 2; break;

@@ -29,7 +29,6 @@ int cli_dump_logits_main(int argc, char **argv) {
     const char *list = NULL, *text = NULL, *out = NULL;
     long long batch = 0, threads = 0;
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     int c;
     while ((c = cli_getopt("dump-logits", argc, argv, "t:o:h", opts)) != -1) {
         switch (c) {

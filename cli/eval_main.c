@@ -104,7 +104,6 @@ int cli_eval_main(int argc, char **argv) {
     int json = 0, c;
     const char *plot = NULL;
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     while ((c = cli_getopt("eval-ppl", argc, argv, "t:qh", opts)) != -1) {
         switch (c) {
         case 'd': pp.data_path = optarg; break;

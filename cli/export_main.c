@@ -22,7 +22,6 @@ int cli_export_main(int argc, char **argv) {
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     const char *out = NULL;
     int fmt = 0, c;
     while ((c = cli_getopt("export", argc, argv, "o:h", opts)) != -1) {

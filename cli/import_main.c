@@ -27,14 +27,13 @@ int cli_import_main(int argc, char **argv) {
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     const char *out = NULL;
     int c;
     while ((c = cli_getopt("import", argc, argv, "o:qvh", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 't': io.tokenizer_path = optarg; break;
-        case 'd': io.keep_quantized = 0; break;
+        case 'd': io.dequantize = 1; break;
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': fputs(HELP, stdout); return 0;

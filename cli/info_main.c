@@ -71,7 +71,6 @@ int cli_info_main(int argc, char **argv) {
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     int tensors = 1, full = 0, c;
     while ((c = cli_getopt("info", argc, argv, "h", opts)) != -1) {
         switch (c) {

@@ -70,7 +70,6 @@ int cli_quantize_main(int argc, char **argv) {
     lmp_quant_override ov[MAX_OVERRIDES];
     char ov_pat[MAX_OVERRIDES][256];
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     const char *out = NULL;
     long long v;
     double d;

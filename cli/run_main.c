@@ -43,7 +43,6 @@ int cli_run_main(int argc, char **argv) {
     long long n_new = 256, seed = 0, ctx = 0, threads = 0;
     double temp = 1.0, top_p = 0.9;
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     int c;
     while ((c = cli_getopt("run", argc, argv, "p:n:t:qh", opts)) != -1) {
         switch (c) {

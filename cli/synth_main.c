@@ -33,7 +33,6 @@ int cli_synth_main(int argc, char **argv) {
     int kv_set = 0, c;
     const char *out = NULL, *tok_from = NULL;
     lmp_import_opts io = {0};
-    io.keep_quantized = 1;
     while ((c = cli_getopt("synth", argc, argv, "o:h", opts)) != -1) {
         switch (c) {
         case 'd': if (cli_parse_int("synth", "--dim", optarg, 2, 65536, &v)) return 2; p.dim = (int)v; break;

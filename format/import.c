@@ -107,7 +107,7 @@ lmp_status lmp_import_any(const char *path, const lmp_import_opts *opts, lmp_bui
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return lmp_err(err, LMP_E_IO, "%s: %s", path, strerror(errno));
-    lmp_import_opts defaults = {NULL, 1};
+    lmp_import_opts defaults = {0};
     if (!opts) opts = &defaults;
     switch (lmp_source_detect(path)) {
     case LMP_SOURCE_LLAMA2C: return lmp_import_llama2c(path, opts, out, err);

@@ -293,7 +293,7 @@ static lmp_status import_hparams(const lmp_gguf *g, lmp_meta *m, lmp_error *err)
 }
 
 // Our dtype for a GGUF tensor type, and whether its data must be dequantized to f32 (*deq).
-static lmp_status map_type(const lmp_gguf_tensor *t, int keep_quantized, lmp_dtype *out, int *deq, lmp_error *err) {
+static lmp_status map_type(const lmp_gguf_tensor *t, int dequantize, lmp_dtype *out, int *deq, lmp_error *err) {
     *deq = 0;
     switch (t->type) {
     case LMP_GGML_F32: *out = LMP_DTYPE_F32; return LMP_OK;
@@ -309,17 +309,17 @@ static lmp_status map_type(const lmp_gguf_tensor *t, int keep_quantized, lmp_dty
                        nm ? nm : "?", t->type);
     }
     }
-    if (!keep_quantized) {
+    if (dequantize) {
         *out = LMP_DTYPE_F32;
         *deq = 1;
     }
     return LMP_OK;
 }
 
-static lmp_status import_tensor(const lmp_gguf_tensor *t, int keep_quantized, lmp_builder *b, lmp_error *err) {
+static lmp_status import_tensor(const lmp_gguf_tensor *t, int dequantize, lmp_builder *b, lmp_error *err) {
     lmp_dtype type;
     int deq;
-    lmp_status st = map_type(t, keep_quantized, &type, &deq, err);
+    lmp_status st = map_type(t, dequantize, &type, &deq, err);
     if (st) return st;
     int64_t shape[LMP_MAX_DIMS];
     uint64_t nel = 1;
@@ -348,7 +348,7 @@ static lmp_status import_tensor(const lmp_gguf_tensor *t, int keep_quantized, lm
     return lmp_err_prefix(err, st, "GGUF import");
 }
 
-static lmp_status import_all(const lmp_gguf *g, const char *path, int keep_quantized, lmp_builder *b, lmp_error *err) {
+static lmp_status import_all(const lmp_gguf *g, const char *path, int dequantize, lmp_builder *b, lmp_error *err) {
     lmp_meta *m = lmp_builder_meta(b);
     const lmp_gguf_kv *arch_kv = lmp_gguf_find_kv(g, "general.architecture");
     if (!arch_kv) return lmp_err(err, LMP_E_FORMAT, "GGUF: missing key 'general.architecture'");
@@ -362,7 +362,7 @@ static lmp_status import_all(const lmp_gguf *g, const char *path, int keep_quant
     for (size_t i = 0; i < lmp_gguf_n_tensors(g); i++) {
         lmp_dtype type;
         int deq;
-        if ((st = map_type(lmp_gguf_tensor_at(g, i), keep_quantized, &type, &deq, err))) return st;
+        if ((st = map_type(lmp_gguf_tensor_at(g, i), dequantize, &type, &deq, err))) return st;
     }
     CHECK_META(lmp_meta_set_str(m, "general.architecture", "llama"));
     if ((st = copy_str_key(g, "general.name", m, "general.name", err))) return st;
@@ -374,14 +374,14 @@ static lmp_status import_all(const lmp_gguf *g, const char *path, int keep_quant
     CHECK_META(lmp_meta_set_str(m, "provenance.source", path));
     CHECK_META(lmp_meta_set_u32(m, "provenance.source_crc32", lmp_crc32(0, bytes, size)));
     for (size_t i = 0; i < lmp_gguf_n_tensors(g); i++)
-        if ((st = import_tensor(lmp_gguf_tensor_at(g, i), keep_quantized, b, err))) return st;
+        if ((st = import_tensor(lmp_gguf_tensor_at(g, i), dequantize, b, err))) return st;
     return LMP_OK;
 }
 
 lmp_status lmp_import_gguf(const char *path, const lmp_import_opts *opts, lmp_builder **out, lmp_error *err) {
     if (!out || !path) return lmp_err(err, LMP_E_ARG, "lmp_import_gguf: NULL argument");
     *out = NULL;
-    int keep = opts ? opts->keep_quantized : 1;
+    int dequantize = opts && opts->dequantize;
     lmp_gguf *g = NULL;
     lmp_status st = lmp_gguf_open(path, &g, err);
     if (st) return st;
@@ -390,7 +390,7 @@ lmp_status lmp_import_gguf(const char *path, const lmp_import_opts *opts, lmp_bu
         lmp_gguf_close(g);
         return lmp_err(err, LMP_E_NOMEM, "GGUF import: out of memory");
     }
-    st = import_all(g, path, keep, b, err);
+    st = import_all(g, path, dequantize, b, err);
     lmp_gguf_close(g);
     if (st) {
         lmp_builder_free(b);

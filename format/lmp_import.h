@@ -24,10 +24,15 @@ typedef enum lmp_source_kind {
     LMP_SOURCE_GGUF,         // GGUF v2/v3
 } lmp_source_kind;
 
+// All zeros (or a NULL opts) is the default: find the tokenizer as each importer does, keep quantized
+// tensors quantized.
 typedef struct lmp_import_opts {
-    const char *tokenizer_path;  // llama2.c tokenizer.bin; NULL: look for tokenizer.bin beside the model
-    int keep_quantized;          // GGUF: keep Q8_0/Q4_0/Q4_1 tensors as our identical types (default 1);
-                                 // 0 dequantizes everything to F32
+    // A llama2.c tokenizer.bin. llama2.c importer: NULL looks for tok<vocab>.bin, then tokenizer.bin,
+    // beside the model. HF importer: given, it replaces tokenizer.json. HDF5 and GGUF ignore it.
+    const char *tokenizer_path;
+    // GGUF: 0 keeps Q8_0/Q4_0/Q4_1 tensors as our bit-identical types; 1 dequantizes them to F32. Types
+    // we have no identical type for (Q4_K, Q6_K) are dequantized to F32 either way.
+    int dequantize;
 } lmp_import_opts;
 
 // Guesses the kind from magic bytes (a directory is HF; .bin with no magic is llama2.c legacy).

@@ -260,7 +260,7 @@ static void test_pass_stories(void) {
     qp.calib_tokens = 8 * 128;
     qp.calib_ctx = 128;
     qp.n_threads = 2;
-    lmp_import_opts io = {tok, 1};
+    lmp_import_opts io = {.tokenizer_path = tok};
     lmp_error err = {0};
     lmp_status st = lmp_quantize(model, &io, outp, &qp, NULL, &err);
     CHECKF(st == LMP_OK, "%s", err.msg);

@@ -278,7 +278,7 @@ static int import_refuses(size_t off, const void *bytes, size_t n, const char *w
     if (!ok) return 0;
     lmp_builder *bl = (lmp_builder *)1;
     lmp_error e = {0};
-    lmp_import_opts o = {NULL, 1};
+    lmp_import_opts o = {0};
     lmp_status st = lmp_import_gguf(path, &o, &bl, &e);
     if (st == LMP_OK) {
         lmp_builder_free(bl);
@@ -539,7 +539,7 @@ static void test_import_tiny(void) {
     if (!g) return;
     for (int keep = 1; keep >= 0; keep--) {
         lmp_builder *b = NULL;
-        lmp_import_opts o = {NULL, keep};
+        lmp_import_opts o = {.dequantize = !keep};
         CHECKF(lmp_import_gguf(TINY, &o, &b, &e) == LMP_OK, "%s", e.msg);
         if (!b) continue;
         const lmp_meta *m = lmp_builder_meta(b);
@@ -735,7 +735,7 @@ static void test_tiny_logits(void) {
         lmp_builder *b = NULL;
         lmp_file *f = NULL;
         lmp_error e = {0};
-        lmp_import_opts o = {NULL, keep};
+        lmp_import_opts o = {.dequantize = !keep};
         CHECKF(lmp_import_gguf(TINY, &o, &b, &e) == LMP_OK, "%s", e.msg);
         CHECKF(b && lmp_builder_to_file(b, &f, &e) == LMP_OK, "%s", e.msg);
         lmp_builder_free(b);
@@ -793,7 +793,7 @@ static lmp_file *import_to_file(const char *path, int keep) {
     lmp_builder *b = NULL;
     lmp_file *f = NULL;
     lmp_error e = {0};
-    lmp_import_opts o = {NULL, keep};
+    lmp_import_opts o = {.dequantize = !keep};
     if (lmp_import_gguf(path, &o, &b, &e) != LMP_OK || lmp_builder_to_file(b, &f, &e) != LMP_OK)
         fprintf(stderr, "  import %s: %s\n", path, e.msg);
     lmp_builder_free(b);
@@ -1080,7 +1080,7 @@ static void test_smollm2(void) {
     if (!test_file_exists(SMOLLM)) SKIP("%s absent (scripts/get-models.sh downloads it)", SMOLLM);
     lmp_builder *b = NULL;
     lmp_error e = {0};
-    lmp_import_opts o = {NULL, 1};
+    lmp_import_opts o = {0};
     CHECKF(lmp_import_gguf(SMOLLM, &o, &b, &e) == LMP_OK, "%s", e.msg);
     if (!b) return;
     const lmp_meta *m = lmp_builder_meta(b);
@@ -1123,7 +1123,7 @@ static void test_smollm2(void) {
     smollm2_logits(b, "q4_1", 0.15, 14);
     // Dequantized: the same weights as the reference, f32 against float64 arithmetic.
     b = NULL;
-    o.keep_quantized = 0;
+    o.dequantize = 1;
     CHECKF(lmp_import_gguf(SMOLLM, &o, &b, &e) == LMP_OK, "%s", e.msg);
     if (!b) return;
     t = bfind(b, "blk.29.attn_k.weight");

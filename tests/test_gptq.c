@@ -313,7 +313,7 @@ static void test_pass_stories(void) {
     qp.calib_ctx = 128;
     qp.gptq_act_order = 1;
     qp.n_threads = 2;
-    lmp_import_opts io = {tok, 1};
+    lmp_import_opts io = {.tokenizer_path = tok};
     lmp_quant_summary sum;
     lmp_error err = {0};
     lmp_status st = lmp_quantize(model, &io, outp, &qp, &sum, &err);

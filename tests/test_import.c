@@ -794,7 +794,7 @@ static void test_hf_tokenizer_bin(void) {
         fwrite(t, 1, (size_t)len, f);
     }
     fclose(f);
-    lmp_import_opts o = {path, 1};
+    lmp_import_opts o = {.tokenizer_path = path};
     lmp_builder *b = NULL;
     lmp_error e = {0};
     CHECKF(lmp_import_hf(FIX "/hf_tiny_gqa", &o, &b, &e) == LMP_OK, "%s", e.msg);

@@ -176,7 +176,7 @@ static void test_stories260k(void) {
     uint8_t *raw = test_read_file(bin, &raw_n);
     CHECK(raw && raw_n == 1056540);
     if (!raw) return;
-    lmp_import_opts opts = {.tokenizer_path = tok, .keep_quantized = 1};
+    lmp_import_opts opts = {.tokenizer_path = tok};
     lmp_builder *b = NULL;
     lmp_error err = {0};
     CHECKF(lmp_import_llama2c(bin, &opts, &b, &err) == LMP_OK, "%s", err.msg);
@@ -267,7 +267,7 @@ static lmp_status import_bytes(const char *name, const uint8_t *p, size_t n, con
     char path[512];
     snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
     test_write_file(path, p, n);
-    lmp_import_opts opts = {.tokenizer_path = tok_path, .keep_quantized = 1};
+    lmp_import_opts opts = {.tokenizer_path = tok_path};
     lmp_builder *b = NULL;
     err->msg[0] = 0;
     lmp_status st = lmp_import_llama2c(path, &opts, &b, err);
@@ -378,7 +378,7 @@ static void test_malformed_models(void) {
 // Imports the tiny legacy model with the first len bytes of buf as its tokenizer.
 static lmp_status try_tokenizer(const char *tpath, const uint8_t *buf, size_t len, lmp_error *e) {
     test_write_file(tpath, buf, len);
-    lmp_import_opts opts = {.tokenizer_path = tpath, .keep_quantized = 1};
+    lmp_import_opts opts = {.tokenizer_path = tpath};
     lmp_builder *b = NULL;
     e->msg[0] = 0;
     lmp_status st = lmp_import_llama2c(FIX "tiny_legacy.bin", &opts, &b, e);
@@ -391,7 +391,7 @@ static void test_malformed_tokenizer(void) {
     blob tk = load(FIX "tokenizer.bin");
     char tpath[512];
     snprintf(tpath, sizeof tpath, "%s/tok_variant.bin", test_tmpdir());
-    lmp_import_opts opts = {.tokenizer_path = tpath, .keep_quantized = 1};
+    lmp_import_opts opts = {.tokenizer_path = tpath};
     lmp_error e;
     lmp_builder *b;
     // offsets of every token record

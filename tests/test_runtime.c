@@ -61,7 +61,7 @@ static void check_against_ref(const char *model_path, const char *tok_path, cons
         CHECKF(0, "cannot read fixture %s", ref_path);
         return;
     }
-    lmp_import_opts io = {tok_path, 1};
+    lmp_import_opts io = {.tokenizer_path = tok_path};
     lmp_error err = {0};
     lmp_model *m = NULL;
     CHECKF(lmp_model_load(model_path, &io, &m, &err) == LMP_OK, "%s: %s", model_path, err.msg);
@@ -145,7 +145,7 @@ static int sink_piece(void *user, const char *bytes, size_t len) {
 // llama2.c's run.c, temperature 0, no prompt: the text it prints for stories260K.
 static void test_stories260k_greedy(void) {
     if (!have_stories()) SKIP("%s not found", g_model);
-    lmp_import_opts io = {g_tok, 1};
+    lmp_import_opts io = {.tokenizer_path = g_tok};
     lmp_error err = {0};
     lmp_model *m = NULL;
     CHECKF(lmp_model_load(g_model, &io, &m, &err) == LMP_OK, "%s", err.msg);
@@ -175,7 +175,7 @@ static void test_stories260k_greedy(void) {
 // Sampling with a seed is reproducible, and differs between seeds.
 static void test_sampling_seeded(void) {
     if (!have_stories()) SKIP("%s not found", g_model);
-    lmp_import_opts io = {g_tok, 1};
+    lmp_import_opts io = {.tokenizer_path = g_tok};
     lmp_error err = {0};
     lmp_model *m = NULL;
     CHECK(lmp_model_load(g_model, &io, &m, &err) == LMP_OK);
@@ -202,7 +202,7 @@ static void test_sampling_seeded(void) {
 // Bad calls are refused with a message, not a crash.
 static void test_eval_bad_input(void) {
     if (!have_stories()) SKIP("%s not found", g_model);
-    lmp_import_opts io = {g_tok, 1};
+    lmp_import_opts io = {.tokenizer_path = g_tok};
     lmp_error err = {0};
     lmp_model *m = NULL;
     CHECK(lmp_model_load(g_model, &io, &m, &err) == LMP_OK);

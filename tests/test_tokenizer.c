@@ -826,7 +826,6 @@ static void test_bpe_smollm2(void) {
         return;
     }
     lmp_import_opts opts = {0};
-    opts.keep_quantized = 1;
     lmp_builder *b = NULL;
     lmp_error err = {0};
     lmp_status st = lmp_import_gguf(path, &opts, &b, &err);

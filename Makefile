@@ -30,6 +30,16 @@ SANFLAGS :=
 OPT := -O2
 endif
 
+# Target architecture: the compiler's target triple (x86_64-linux-gnu, aarch64-linux-gnu, ...), or the
+# machine's when the compiler cannot say.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifeq ($(TARGET_MACHINE),)
+TARGET_MACHINE := $(shell uname -m)
+endif
+ifneq ($(filter x86_64 x86_64-% amd64 amd64-%,$(TARGET_MACHINE)),)
+TARGET_X86_64 := 1
+endif
+
 # Dependencies: pkg-config when present, Debian's paths otherwise.
 PKGS := hdf5 openblas zlib
 HAVE_PKGCONFIG := $(shell command -v pkg-config >/dev/null 2>&1 && pkg-config --exists $(PKGS) 2>/dev/null && echo 1)
@@ -37,8 +47,12 @@ ifeq ($(HAVE_PKGCONFIG),1)
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 DEP_LIBS := $(shell pkg-config --libs $(PKGS))
 else
-DEP_CFLAGS := -I/usr/include/hdf5/serial -I/usr/include/x86_64-linux-gnu/openblas-pthread
-DEP_LIBS := -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas -lz
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+ifeq ($(MULTIARCH),)
+MULTIARCH := x86_64-linux-gnu
+endif
+DEP_CFLAGS := -I/usr/include/hdf5/serial -I/usr/include/$(MULTIARCH)/openblas-pthread
+DEP_LIBS := -L/usr/lib/$(MULTIARCH)/hdf5/serial -lhdf5 -L/usr/lib/$(MULTIARCH)/openblas-pthread -lopenblas -lz
 endif
 
 INCLUDES := -Iformat -Iquant -Iruntime -Iprune -Idistill -Icuda -Icli
@@ -48,11 +62,16 @@ CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 LDLIBS := $(DEP_LIBS) -lm -pthread $(SANFLAGS)
 
-# Per-ISA kernel files are compiled with their instruction set and only called after a CPU check.
+# Per-ISA files (*_avx2.c, *_avx512.c) are compiled with their instruction set and only called after a
+# CPU check. They exist for x86-64 only: on other targets they are left out of the library (their
+# callers are behind #if defined(__x86_64__)) and these flags, which other compilers refuse, are unused.
 AVX2_FLAGS := -O3 -mavx2 -mfma -mf16c
 AVX512_FLAGS := -O3 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 
 LIB_SRC := $(wildcard format/*.c quant/*.c runtime/*.c prune/*.c distill/*.c)
+ifneq ($(TARGET_X86_64),1)
+LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+endif
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/bench_*.c)
@@ -72,6 +91,7 @@ $(DEPS_OK):
 	@scripts/check-deps.sh
 	@mkdir -p $(BUILD) && touch $@
 
+ifeq ($(TARGET_X86_64),1)
 $(BUILD)/obj/%_avx2.o: %_avx2.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(AVX2_FLAGS) -c $< -o $@
@@ -79,6 +99,7 @@ $(BUILD)/obj/%_avx2.o: %_avx2.c | $(DEPS_OK)
 $(BUILD)/obj/%_avx512.o: %_avx512.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+endif
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)

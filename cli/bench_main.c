@@ -46,10 +46,33 @@ int cli_bench_main(int argc, char **argv) {
     if (n < 1) return cli_usage_error("bench", "expected at least one MODEL");
     for (int k = 0; k < n; k++)
         if (cli_check_input("bench", argv[optind + k])) return 1;
-    lmp_pool *pool = lmp_pool_new((int)threads);
-    if (!pool) {
-        cli_error("bench: cannot start threads");
+    // Every model is loaded and checked before the bandwidth is measured and the table begins, so that a bad
+    // model or option leaves one error line and an empty stdout.
+    lmp_model **models = lmp_calloc((size_t)n, sizeof *models);
+    if (!models) {
+        cli_error("bench: out of memory");
         return 1;
+    }
+    int rc = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        const char *path = argv[optind + k];
+        lmp_error err = {0};
+        if (lmp_model_load(path, &io, &models[k], &err)) rc = cli_fail(&err);
+        else if (n_prefill + n_decode > models[k]->cfg.ctx) {
+            cli_error("bench: %s: --prefill %lld + --decode %lld exceed the context %d", path, n_prefill, n_decode,
+                      models[k]->cfg.ctx);
+            rc = 1;
+        }
+    }
+    lmp_pool *pool = rc ? NULL : lmp_pool_new((int)threads);
+    if (!rc && !pool) {
+        cli_error("bench: cannot start threads");
+        rc = 1;
+    }
+    if (rc) {
+        for (int k = 0; k < n; k++) lmp_model_free(models[k]);
+        lmp_free(models);
+        return rc;
     }
     double bw = lmp_measure_read_bandwidth(pool, (size_t)512 << 20, 5);
     int nth = lmp_pool_size(pool);
@@ -59,25 +82,14 @@ int cli_bench_main(int argc, char **argv) {
         printf("read bandwidth: %.2f GB/s (%d threads)\n\n| %-28s | %10s | %12s | %11s | %10s | %10s | %7s |\n"
                "|------------------------------|-----------:|-------------:|------------:|-----------:|-----------:|--------:|\n",
                bw / 1e9, nth, "model", "MB/token", "prefill t/s", "decode t/s", "roofline", "ms/token", "% roof");
-    int rc = 0;
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < n && !rc; k++) {
         const char *path = argv[optind + k];
         lmp_error err = {0};
-        lmp_model *m = NULL;
+        lmp_model *m = models[k];
         lmp_session *s = NULL;
         int32_t *toks = NULL;
         float *logits = NULL;
-        if (lmp_model_load(path, &io, &m, &err)) {
-            rc = cli_fail(&err);
-            break;
-        }
         int np = (int)n_prefill, nd = (int)n_decode;
-        if (np + nd > m->cfg.ctx) {
-            cli_error("bench: %s: --prefill %d + --decode %d exceed the context %d", path, np, nd, m->cfg.ctx);
-            lmp_model_free(m);
-            rc = 1;
-            break;
-        }
         lmp_session_opts so = {np + nd, np, (int)threads, "cpu"};
         toks = lmp_malloc((size_t)(np + nd) * sizeof(int32_t));
         logits = lmp_malloc((size_t)m->cfg.vocab * sizeof(float));
@@ -104,11 +116,13 @@ int cli_bench_main(int argc, char **argv) {
             if (!rc) {
                 double bpt = (double)lmp_model_bytes_per_token(m), roof = bw / bpt;
                 double ptps = np / best_p, dtps = nd / best_d;
-                if (json)
-                    printf("%s\n  {\"path\": \"%s\", \"bytes_per_token\": %.0f, \"prefill_tok_s\": %.2f, "
-                           "\"decode_tok_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f}",
-                           k ? "," : "", path, bpt, ptps, dtps, roof, dtps / roof);
-                else
+                if (json) {
+                    printf("%s\n  {\"path\": ", k ? "," : "");
+                    cli_json_string(stdout, path);
+                    printf(", \"bytes_per_token\": %.0f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
+                           "\"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f}",
+                           bpt, ptps, dtps, roof, dtps / roof);
+                } else
                     printf("| %-28.28s | %10.2f | %12.1f | %11.1f | %10.1f | %10.2f | %6.1f%% |\n",
                            strrchr(path, '/') ? strrchr(path, '/') + 1 : path, bpt / 1e6, ptps, dtps, roof,
                            1e3 / dtps, 100.0 * dtps / roof);
@@ -118,8 +132,9 @@ int cli_bench_main(int argc, char **argv) {
         lmp_free(toks);
         lmp_free(logits);
         lmp_session_free(s);
-        lmp_model_free(m);
     }
+    for (int k = 0; k < n; k++) lmp_model_free(models[k]);
+    lmp_free(models);
     if (json) printf("\n]}\n");
     return rc;
 }

@@ -51,8 +51,17 @@ int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, 
 
 // 1 if both paths name the same existing file (same device and inode), else 0.
 int cli_same_file(const char *a, const char *b);
+// Refuses (usage error, returns 2) an output that would overwrite an input: the model itself (same device and
+// inode, so ./x, hard links and symlinks count), the tokenizer file, the tokenizer a llama2.c checkpoint picks
+// up beside itself when none is given, or a file of a model directory. Returns 0 when out is safe.
+int cli_check_clobber(const char *cmd, const char *model, const char *tokenizer, const char *out);
 // Checks that an input path exists and is readable (file or directory); prints and returns -1 if not.
 int cli_check_input(const char *cmd, const char *path);
+// Checks, before any work, that an output file can be created: its directory exists and is writable, and
+// the path is not a directory. Prints and returns -1 if not.
+int cli_check_output(const char *cmd, const char *path);
+// s as a JSON string literal (quotes, backslashes and control bytes escaped).
+void cli_json_string(FILE *f, const char *s);
 // The whole command line as one string (for provenance), in a static buffer.
 const char *cli_command_line(void);
 void cli_set_command_line(int argc, char **argv);

@@ -2,6 +2,7 @@
 // progress lines with rate and ETA, and input/output path checks.
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lmp_import.h"
 
 int cli_verbosity = 1;
 
@@ -125,6 +127,52 @@ int cli_same_file(const char *a, const char *b) {
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+// Why more than cli_same_file(model, out): a model path brings other inputs along. A llama2.c checkpoint
+// reads the tokenizer found beside it (tok*.bin, tokenizer.bin) and a Hugging Face directory its files;
+// writing the output over one of them would destroy an input the user never named.
+int cli_check_clobber(const char *cmd, const char *model, const char *tokenizer, const char *out) {
+    struct stat so, sm;
+    if (stat(out, &so) != 0) return 0;  // a new file clobbers nothing
+    if (cli_same_file(model, out))
+        return cli_usage_error(cmd, "output '%s' is the input '%s'; choose another name", out, model);
+    if (tokenizer && cli_same_file(tokenizer, out))
+        return cli_usage_error(cmd, "output '%s' is the tokenizer '%s'; choose another name", out, tokenizer);
+    if (stat(model, &sm) != 0) return 0;
+    char dir[4096];
+    if (S_ISDIR(sm.st_mode)) {
+        snprintf(dir, sizeof dir, "%s", out);  // is out's directory the model directory?
+        char *slash = strrchr(dir, '/');
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else if (slash == dir) dir[1] = 0;
+        else *slash = 0;
+        if (cli_same_file(dir, model))
+            return cli_usage_error(cmd, "output '%s' is a file of the input directory '%s'; choose another name", out,
+                                   model);
+        return 0;
+    }
+    if (tokenizer || lmp_source_detect(model) != LMP_SOURCE_LLAMA2C) return 0;
+    const char *slash = strrchr(model, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - model + 1) : 0, model);
+    char pat[4200];
+    const char *names[] = {"tok[0-9]*.bin", "tokenizer.bin"};
+    for (int i = 0; i < 2; i++) {
+        glob_t g;
+        snprintf(pat, sizeof pat, "%s%s", dir, names[i]);
+        if (glob(pat, 0, NULL, &g) != 0) continue;
+        int hit = -1;
+        for (size_t k = 0; k < g.gl_pathc && hit < 0; k++)
+            if (cli_same_file(g.gl_pathv[k], out)) hit = (int)k;
+        if (hit >= 0) {
+            cli_usage_error(cmd, "output '%s' is the tokenizer '%s' found beside '%s'; choose another name", out,
+                            g.gl_pathv[hit], model);
+            globfree(&g);
+            return 2;
+        }
+        globfree(&g);
+    }
+    return 0;
+}
+
 int cli_check_input(const char *cmd, const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -136,6 +184,49 @@ int cli_check_input(const char *cmd, const char *path) {
         return -1;
     }
     return 0;
+}
+
+// Why check before the work: the writers only find out at the end (after a long quantization, or once the
+// results are already on stdout) that the output cannot be created, with a message about a temporary name.
+int cli_check_output(const char *cmd, const char *path) {
+    struct stat st;
+    if (!*path) {
+        cli_error("%s: the output path is empty", cmd);
+        return -1;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cli_error("%s: output '%s' is a directory; give a file name", cmd, path);
+        return -1;
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (stat(dir, &st) != 0) {
+        cli_error("%s: cannot write '%s': directory '%s' does not exist", cmd, path, dir);
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        cli_error("%s: cannot write '%s': '%s' is not a directory", cmd, path, dir);
+        return -1;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        cli_error("%s: cannot write '%s': directory '%s' is not writable", cmd, path, dir);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
 }
 
 static char g_cmdline[2048];

@@ -1,5 +1,6 @@
 // dump_logits_main.c - "lmpress dump-logits MODEL": raw float32 logits of a token sequence, for checks
 // against independent implementations (scripts/ref_*.py).
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,9 @@ int cli_dump_logits_main(int argc, char **argv) {
     if (!out) return cli_usage_error("dump-logits", "missing -o OUT.f32");
     const char *path = argv[optind];
     if (cli_check_input("dump-logits", path)) return 1;
-    if (cli_same_file(path, out)) return cli_usage_error("dump-logits", "output '%s' is the input", out);
+    if (io.tokenizer_path && cli_check_input("dump-logits", io.tokenizer_path)) return 1;
+    if (cli_check_clobber("dump-logits", path, io.tokenizer_path, out)) return 2;
+    if (cli_check_output("dump-logits", out)) return 1;
     lmp_error err = {0};
     lmp_model *m = NULL;
     if (lmp_model_load(path, &io, &m, &err)) return cli_fail(&err);
@@ -68,6 +71,11 @@ int cli_dump_logits_main(int argc, char **argv) {
                 goto done;
             }
             toks[n++] = (int32_t)v;
+            if (*end && !end[1]) {  // trailing comma
+                cli_usage_error("dump-logits", "--tokens: '%s' ends with a comma", list);
+                rc = 2;
+                goto done;
+            }
             p = *end ? end + 1 : end;
         }
     } else {
@@ -90,9 +98,10 @@ int cli_dump_logits_main(int argc, char **argv) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
     FILE *f = fopen(tmp, "wb");
-    if (!f || fwrite(logits, sizeof(float), n * (size_t)m->cfg.vocab, f) != n * (size_t)m->cfg.vocab || fclose(f) != 0 ||
-        rename(tmp, out) != 0) {
-        cli_error("dump-logits: cannot write '%s'", out);
+    int ok = f && fwrite(logits, sizeof(float), n * (size_t)m->cfg.vocab, f) == n * (size_t)m->cfg.vocab;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, out) != 0) {
+        cli_error("dump-logits: cannot write '%s': %s", out, strerror(errno));
         unlink(tmp);
         goto done;
     }

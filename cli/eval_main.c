@@ -25,24 +25,13 @@ static const char *HELP =
     "  -q, --quiet          no progress\n"
     "  -h, --help\n";
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void print_json(FILE *f, char **paths, const lmp_ppl_result *r, int n, const char *data) {
     fprintf(f, "{\"data\": ");
-    json_string(f, data);
+    cli_json_string(f, data);
     fprintf(f, ", \"ctx\": %d, \"chunks\": %d, \"models\": [", r[0].ctx, r[0].chunks);
     for (int k = 0; k < n; k++) {
         fprintf(f, "%s\n  {\"path\": ", k ? "," : "");
-        json_string(f, paths[k]);
+        cli_json_string(f, paths[k]);
         fprintf(f,
                 ", \"ppl\": %.6f, \"ppl_err\": %.6f, \"nll\": %.6f, \"tokens\": %" PRId64 ", \"params\": %" PRId64
                 ", \"bits_per_weight\": %.4f, \"file_bytes\": %" PRIu64
@@ -126,10 +115,11 @@ int cli_eval_main(int argc, char **argv) {
     char **paths = argv + optind;
     for (int k = 0; k < n; k++) {
         if (cli_check_input("eval-ppl", paths[k])) return 1;
-        if (plot && cli_same_file(plot, paths[k]))
-            return cli_usage_error("eval-ppl", "--plot '%s' is one of the models", plot);
+        if (plot && cli_check_clobber("eval-ppl", paths[k], io.tokenizer_path, plot)) return 2;
     }
+    if (io.tokenizer_path && cli_check_input("eval-ppl", io.tokenizer_path)) return 1;
     if (plot && cli_same_file(plot, pp.data_path)) return cli_usage_error("eval-ppl", "--plot '%s' is the data file", plot);
+    if (plot && cli_check_output("eval-ppl", plot)) return 1;
     lmp_error err = {0};
     lmp_model **models = lmp_calloc((size_t)n, sizeof *models);
     lmp_ppl_result *res = lmp_calloc((size_t)n, sizeof *res);

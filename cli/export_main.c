@@ -39,7 +39,9 @@ int cli_export_main(int argc, char **argv) {
     if (!out) return cli_usage_error("export", "missing -o OUT");
     const char *src = argv[optind];
     if (cli_check_input("export", src)) return 1;
-    if (cli_same_file(src, out)) return cli_usage_error("export", "output '%s' is the input; choose another name", out);
+    if (io.tokenizer_path && cli_check_input("export", io.tokenizer_path)) return 1;
+    if (cli_check_clobber("export", src, io.tokenizer_path, out)) return 2;
+    if (cli_check_output("export", out)) return 1;
     lmp_error err = {0};
     lmp_file *f = NULL;
     if (lmp_open_any(src, &io, LMP_OPEN_DEFAULT, &f, &err)) return cli_fail(&err);

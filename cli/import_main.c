@@ -14,6 +14,7 @@ static const char *HELP =
     "  safetensors), or a GGUF file (llama architecture).\n"
     "  -o, --output FILE   output .lmp file (written to a temporary name, renamed on success)\n"
     "  --tokenizer FILE    llama2.c tokenizer.bin\n"
+    "  --no-tokenizer      llama2.c: import the weights alone when no tokenizer is given or found\n"
     "  --dequant           GGUF: dequantize q8_0/q4_0/q4_1 tensors to f32 (default: keep them)\n"
     "  -q, --quiet / -v, --verbose\n"
     "  -h, --help\n";
@@ -21,6 +22,7 @@ static const char *HELP =
 int cli_import_main(int argc, char **argv) {
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"tokenizer", required_argument, 0, 't'},
+                                         {"no-tokenizer", no_argument, 0, 'N'},
                                          {"dequant", no_argument, 0, 'd'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"verbose", no_argument, 0, 'v'},
@@ -28,11 +30,12 @@ int cli_import_main(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     lmp_import_opts io = {0};
     const char *out = NULL;
-    int c;
+    int c, no_tok = 0;
     while ((c = cli_getopt("import", argc, argv, "o:qvh", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 't': io.tokenizer_path = optarg; break;
+        case 'N': no_tok = 1; break;
         case 'd': io.dequantize = 1; break;
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
@@ -45,8 +48,8 @@ int cli_import_main(int argc, char **argv) {
     const char *src = argv[optind];
     if (cli_check_input("import", src)) return 1;
     if (io.tokenizer_path && cli_check_input("import", io.tokenizer_path)) return 1;
-    if (cli_same_file(src, out) || (io.tokenizer_path && cli_same_file(io.tokenizer_path, out)))
-        return cli_usage_error("import", "output '%s' is the input; choose another name", out);
+    if (cli_check_clobber("import", src, io.tokenizer_path, out)) return 2;
+    if (no_tok && io.tokenizer_path) return cli_usage_error("import", "--no-tokenizer and --tokenizer contradict each other");
     lmp_source_kind kind = lmp_source_detect(src);
     if (kind == LMP_SOURCE_LMP)
         return cli_usage_error("import", "'%s' is already an lmpress file (nothing to import)", src);
@@ -55,11 +58,22 @@ int cli_import_main(int argc, char **argv) {
                   "directory)", src);
         return 1;
     }
+    if (cli_check_output("import", out)) return 1;
     double t0 = lmp_time_now();
     lmp_error err = {0};
     lmp_builder *b = NULL;
     if (lmp_import_any(src, &io, &b, &err)) return cli_fail(&err);
     lmp_meta *m = lmp_builder_meta(b);
+    // A llama2.c checkpoint carries no tokenizer: without one found beside it the .lmp could not run or be
+    // evaluated, so that is an error unless asked for.
+    if (kind == LMP_SOURCE_LLAMA2C && !no_tok && !lmp_meta_find(m, "tokenizer.tokens")) {
+        uint64_t vocab = 0;
+        lmp_meta_get_u64(m, "llama.vocab_size", &vocab, &err);
+        lmp_builder_free(b);
+        cli_error("import: no tokenizer for '%s': neither tok%llu.bin nor tokenizer.bin is beside it (give "
+                  "--tokenizer FILE, or --no-tokenizer to import the weights alone)", src, (unsigned long long)vocab);
+        return 1;
+    }
     char line[2300];
     snprintf(line, sizeof line, "import: %s", cli_command_line());
     if (lmp_meta_set_str(m, "provenance.command", cli_command_line()) ||

@@ -10,16 +10,24 @@
 
 static const char *HELP =
     "usage: lmpress info [options] MODEL\n"
-    "Prints the metadata and the tensor table (name, dtype, shape, bytes) of a model. MODEL may be an .lmp file\n"
-    "or any importable checkpoint (shown as it would be imported). Every checksum is verified.\n"
+    "Prints the metadata and the tensor table (name, dtype, shape, bytes, CRC32) of a model. MODEL may be an .lmp\n"
+    "file or any importable checkpoint (shown as it would be imported). Every checksum is verified.\n"
     "  --tokenizer FILE   llama2.c tokenizer.bin for a llama2.c checkpoint\n"
     "  --no-tensors       metadata only\n"
     "  --full             print arrays in full (default: first 8 elements)\n"
     "  -h, --help\n";
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
 static void print_scalar(const lmp_kv *kv) {
     switch (kv->type) {
-    case LMP_KV_U32: printf("%" PRIu32, kv->v.u32); break;
+    case LMP_KV_U32:  // checksums in hex, as the "checksum:" line and the tensor table show them
+        if (ends_with(kv->key, "checksum") || ends_with(kv->key, "crc32")) printf("0x%08" PRIx32, kv->v.u32);
+        else printf("%" PRIu32, kv->v.u32);
+        break;
     case LMP_KV_I32: printf("%" PRId32, kv->v.i32); break;
     case LMP_KV_U64: printf("%" PRIu64, kv->v.u64); break;
     case LMP_KV_I64: printf("%" PRId64, kv->v.i64); break;
@@ -107,7 +115,8 @@ int cli_info_main(int argc, char **argv) {
     int64_t params = 0;
     uint64_t bytes = 0;
     size_t nt = lmp_file_n_tensors(f);
-    if (tensors) printf("\ntensors (%zu):\n  %-32s %-10s %-20s %12s\n", nt, "name", "dtype", "shape", "bytes");
+    if (tensors)
+        printf("\ntensors (%zu):\n  %-32s %-10s %-20s %12s  %-10s\n", nt, "name", "dtype", "shape", "bytes", "crc32");
     for (size_t i = 0; i < nt; i++) {
         const lmp_tensor *t = lmp_file_tensor(f, i);
         params += lmp_tensor_nelements(t);
@@ -118,7 +127,8 @@ int cli_info_main(int argc, char **argv) {
         shape[0] = 0;
         for (int d = 0; d < t->ndim; d++)
             u += (size_t)snprintf(shape + u, sizeof shape - u, "%s%" PRId64, d ? " x " : "", t->shape[d]);
-        printf("  %-32s %-10s %-20s %12" PRIu64 "\n", t->name, lmp_type_name(t->type), shape, t->nbytes);
+        printf("  %-32s %-10s %-20s %12" PRIu64 "  0x%08x\n", t->name, lmp_type_name(t->type), shape, t->nbytes,
+               t->crc32);
     }
     printf("\n%zu tensors, %" PRId64 " parameters, %" PRIu64 " bytes of tensor data, %.3f bits per weight\n", nt,
            params, bytes, params ? (double)bytes * 8.0 / (double)params : 0.0);

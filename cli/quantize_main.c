@@ -1,5 +1,6 @@
 // quantize_main.c - "lmpress quantize IN --bits 8|4 ...": the quantization pass on the command line.
 #include <getopt.h>
+#include <regex.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,7 +41,36 @@ static void print_help(void) {
     }
 }
 
-static void warn_cb(void *user, const char *msg) { cli_warn("%s", msg); }
+// Warnings are held until the pass ends: a failure then prints its one line alone, a success prints them
+// before the summary. -v prints them as they come.
+typedef struct {
+    char **msgs;
+    int n, cap;
+} warn_list;
+
+static void warn_cb(void *user, const char *msg) {
+    warn_list *w = user;
+    if (cli_verbosity >= 2) {
+        cli_warn("%s", msg);
+        return;
+    }
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 16;
+        char **m = lmp_realloc(w->msgs, (size_t)cap * sizeof *m);
+        if (!m) return;
+        w->msgs = m;
+        w->cap = cap;
+    }
+    if ((w->msgs[w->n] = lmp_strdup(msg))) w->n++;
+}
+
+static void warn_list_free(warn_list *w, int print) {
+    for (int i = 0; i < w->n; i++) {
+        if (print) cli_warn("%s", w->msgs[i]);
+        lmp_free(w->msgs[i]);
+    }
+    lmp_free(w->msgs);
+}
 
 static int parse_type(const char *opt, const char *s, int *out) {
     int t = lmp_type_from_name(s);
@@ -108,6 +138,14 @@ int cli_quantize_main(int argc, char **argv) {
             if (parse_type("--tensor-type", eq + 1, &t)) return 2;
             memcpy(ov_pat[p.n_overrides], optarg, (size_t)(eq - optarg));
             ov_pat[p.n_overrides][eq - optarg] = 0;
+            regex_t re;  // the pass compiles it the same way (POSIX extended); checked here to fail early
+            int rerr = regcomp(&re, ov_pat[p.n_overrides], REG_EXTENDED | REG_NOSUB);
+            if (rerr) {
+                char why[128];
+                regerror(rerr, &re, why, sizeof why);
+                return cli_usage_error("quantize", "--tensor-type '%s': bad regular expression: %s", optarg, why);
+            }
+            regfree(&re);
             ov[p.n_overrides].pattern = ov_pat[p.n_overrides];
             ov[p.n_overrides].type = (lmp_dtype)t;
             p.n_overrides++;
@@ -137,6 +175,7 @@ int cli_quantize_main(int argc, char **argv) {
     if (p.method == LMP_QUANT_RTN && p.calib_path)
         return cli_usage_error("quantize", "--calib is only used by --method imatrix, awq or gptq");
     if (p.calib_path && cli_check_input("quantize", p.calib_path)) return 1;
+    if (io.tokenizer_path && cli_check_input("quantize", io.tokenizer_path)) return 1;
     char def_out[4096];
     if (!out) {
         const char *tname = p.bits == 8 ? "q8_0" : lmp_type_name(p.asym ? (p.group == 32 ? LMP_DTYPE_Q4_1 : p.group == 64 ? LMP_DTYPE_Q4_1_G64 : LMP_DTYPE_Q4_1_G128)
@@ -149,11 +188,14 @@ int cli_quantize_main(int argc, char **argv) {
                  p.method != LMP_QUANT_RTN ? "-" : "", p.method != LMP_QUANT_RTN ? lmp_quant_method_name(p.method) : "");
         out = def_out;
     }
-    if (cli_same_file(in, out) || (io.tokenizer_path && cli_same_file(io.tokenizer_path, out)) ||
-        (p.calib_path && cli_same_file(p.calib_path, out)))
-        return cli_usage_error("quantize", "output '%s' is an input; choose another name", out);
+    if (cli_check_clobber("quantize", in, io.tokenizer_path, out)) return 2;
+    if (p.calib_path && cli_same_file(p.calib_path, out))
+        return cli_usage_error("quantize", "output '%s' is the calibration file; choose another name", out);
+    if (!p.dry_run && cli_check_output("quantize", out)) return 1;
     p.command_line = cli_command_line();
+    warn_list warns = {0};
     p.warn = warn_cb;
+    p.warn_user = &warns;
     cli_progress prog = {0};
     p.progress = cli_progress_cb;
     p.progress_user = &prog;
@@ -161,6 +203,7 @@ int cli_quantize_main(int argc, char **argv) {
     lmp_quant_summary s;
     lmp_status st = lmp_quantize(in, &io, out, &p, &s, &err);
     cli_progress_done(&prog);
+    warn_list_free(&warns, !st);
     if (st) return cli_fail(&err);
     if (cli_verbosity >= 1) {
         fprintf(stderr, "lmpress: %s %s -> %s (%s%s)\n", p.dry_run ? "would quantize" : "quantized", in,

@@ -22,6 +22,7 @@ static const char *HELP =
     "  -h, --help\n";
 
 static int print_piece(void *user, const char *bytes, size_t len) {
+    *(size_t *)user += len;
     fwrite(bytes, 1, len, stdout);
     fflush(stdout);
     return 0;
@@ -62,12 +63,13 @@ int cli_run_main(int argc, char **argv) {
     if (optind != argc - 1) return cli_usage_error("run", "expected exactly one MODEL");
     const char *path = argv[optind];
     if (cli_check_input("run", path)) return 1;
+    if (io.tokenizer_path && cli_check_input("run", io.tokenizer_path)) return 1;
     lmp_error err = {0};
     lmp_model *m = NULL;
     if (lmp_model_load(path, &io, &m, &err)) return cli_fail(&err);
     if (!m->tok) {
         lmp_model_free(m);
-        cli_error("run: %s has no tokenizer (import it with --tokenizer FILE)", path);
+        cli_error("run: '%s' has no tokenizer (give --tokenizer FILE for a llama2.c checkpoint)", path);
         return 1;
     }
     if (ctx > m->cfg.ctx) {
@@ -84,9 +86,10 @@ int cli_run_main(int argc, char **argv) {
                          &err))
         goto done;
     lmp_gen_stats gs;
-    lmp_status st = lmp_generate(s, prompt, (int)n_new, &sm, print_piece, NULL, &gs, &err);
+    size_t printed = 0;
+    lmp_status st = lmp_generate(s, prompt, (int)n_new, &sm, print_piece, &printed, &gs, &err);
     lmp_sampler_free(&sm);
-    printf("\n");
+    if (!st || printed) printf("\n");  // nothing on stdout when the prompt is refused
     fflush(stdout);
     if (st) goto done;
     if (cli_verbosity >= 1)

@@ -54,11 +54,14 @@ int cli_synth_main(int argc, char **argv) {
     if (optind != argc) return cli_usage_error("synth", "unexpected argument '%s'", argv[optind]);
     if (!out) return cli_usage_error("synth", "missing -o OUT.lmp");
     if (!kv_set) p.n_kv_heads = p.n_heads;
+    if (io.tokenizer_path && !tok_from) return cli_usage_error("synth", "--tokenizer is only used with --tokenizer-from");
+    if (io.tokenizer_path && cli_check_input("synth", io.tokenizer_path)) return 1;
+    if (cli_check_output("synth", out)) return 1;
     lmp_error err = {0};
     lmp_file *tf = NULL;
     if (tok_from) {
         if (cli_check_input("synth", tok_from)) return 1;
-        if (cli_same_file(tok_from, out)) return cli_usage_error("synth", "output '%s' is the input", out);
+        if (cli_check_clobber("synth", tok_from, io.tokenizer_path, out)) return 2;
         if (lmp_open_any(tok_from, &io, LMP_OPEN_SKIP_CRC, &tf, &err)) return cli_fail(&err);
         p.tokenizer_from = lmp_file_meta(tf);
         uint64_t n;

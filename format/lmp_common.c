@@ -104,6 +104,18 @@ uint32_t lmp_crc32(uint32_t crc, const void *buf, size_t n) {
     return (uint32_t)c;
 }
 
+uint32_t lmp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+    // crc32_combine(a, b, len) = shift(a, len) ^ b, with shift linear in a and additive in len. z_off_t
+    // may be 32 bits: shift crc_a over B 1 GiB at a time (combining with 0), then combine the rest.
+    uLong c = crc_a;
+    uint64_t n = len_b;
+    while (n > (1u << 30)) {
+        c = crc32_combine(c, 0, (z_off_t)(1u << 30));
+        n -= 1u << 30;
+    }
+    return (uint32_t)crc32_combine(c, crc_b, (z_off_t)n);
+}
+
 double lmp_time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -75,6 +75,9 @@ static inline int lmp_add_overflow(uint64_t a, uint64_t b, uint64_t *out) {
 // CRC32 (zlib polynomial), incremental: crc = lmp_crc32(0, buf, n); crc = lmp_crc32(crc, more, m).
 // Handles buffers larger than 4 GiB.
 uint32_t lmp_crc32(uint32_t crc, const void *buf, size_t n);
+// The CRC32 of A followed by B from crc_a = CRC32 of A, crc_b = CRC32 of B and len_b = B's length (for
+// checksums computed in pieces, in parallel).
+uint32_t lmp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 // Monotonic seconds.
 double lmp_time_now(void);

@@ -868,6 +868,62 @@ static void test_random_corruption(void) {
     free(c0.p);
 }
 
+// ---- tensor CRCs checked in parallel ----
+
+static void test_crc32_combine(void) {
+    uint8_t buf[3000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)test_rand_u64();
+    const size_t cuts[] = {0, 1, 7, 1024, 2999, 3000};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        size_t a = cuts[i];
+        uint32_t whole = lmp_crc32(0, buf, sizeof buf);
+        uint32_t c = lmp_crc32_combine(lmp_crc32(0, buf, a), lmp_crc32(0, buf + a, sizeof buf - a), sizeof buf - a);
+        CHECKF(c == whole, "cut at %zu: 0x%08x != 0x%08x", a, c, whole);
+    }
+}
+
+// A file large enough for the parallel check (tensors cut into 4 MiB pieces): it opens, and a corrupted
+// tensor is reported by name, the first in directory order when several are bad.
+static void test_parallel_crc(void) {
+    enum { NT = 5 };
+    const int64_t n[NT] = {300, 10 * 1000 * 1000 + 3, 1 << 20, 7, 3 * (1 << 20) + 11};  // f32 elements: ~57 MB
+    const char *names[NT] = {"t.small", "t.big", "t.4mib", "t.tiny", "t.last"};
+    lmp_tensor ts[NT];
+    uint64_t x = test_rand_u64() | 1;
+    for (int i = 0; i < NT; i++) {
+        float *d = malloc((size_t)n[i] * sizeof *d);
+        for (int64_t j = 0; j < n[i]; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            d[j] = (float)(int32_t)x * 1e-9f;
+        }
+        ts[i] = (lmp_tensor){.name = names[i], .type = LMP_DTYPE_F32, .ndim = 1, .shape = {n[i]}, .data = d};
+    }
+    void *buf = NULL;
+    size_t size = 0;
+    lmp_error e = {0};
+    CHECKF(lmp_file_write_mem(NULL, ts, NT, &buf, &size, &e) == LMP_OK, "%s", e.msg);
+    lmp_file *f = NULL;
+    CHECKF(buf && lmp_file_open_mem(buf, size, 0, 0, &f, &e) == LMP_OK, "%s", e.msg);
+    size_t off[NT] = {0};
+    for (int i = 0; f && i < NT; i++) off[i] = (size_t)((const uint8_t *)lmp_file_tensor(f, (size_t)i)->data - (const uint8_t *)buf);
+    lmp_file_close(f);
+    if (buf) {
+        uint8_t *p = buf;
+        p[off[4] + 4 * (size_t)n[4] - 1] ^= 0x40;  // t.last, its last byte
+        f = NULL;
+        CHECK(lmp_file_open_mem(buf, size, 0, 0, &f, &e) == LMP_E_CHECKSUM && !f);
+        CHECKF(strstr(e.msg, "tensor 't.last': CRC32 mismatch"), "%s", e.msg);
+        p[off[1] + 9 * (size_t)(4 << 20) + 5] ^= 0x01;  // t.big, in its last piece
+        p[off[2]] ^= 0x80;                                // t.4mib, first byte
+        CHECK(lmp_file_open_mem(buf, size, 0, 0, &f, &e) == LMP_E_CHECKSUM && !f);
+        CHECKF(strstr(e.msg, "tensor 't.big': CRC32 mismatch"), "%s", e.msg);
+        CHECK(lmp_file_open_mem(buf, size, 0, LMP_OPEN_SKIP_CRC, &f, &e) == LMP_OK);
+        lmp_file_close(f);
+    }
+    lmp_free(buf);
+    for (int i = 0; i < NT; i++) free(ts[i].data);
+}
+
 // ---- allocation failures ----
 
 static void test_alloc_failure_walk(void) {
@@ -1021,6 +1077,8 @@ int main(void) {
     RUN(test_truncated_structures);
     RUN(test_truncated_every_prefix);
     RUN(test_random_corruption);
+    RUN(test_crc32_combine);
+    RUN(test_parallel_crc);
     RUN(test_alloc_failure_walk);
     cleanup_tmpdir();
     return test_report();

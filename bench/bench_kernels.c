@@ -1,6 +1,6 @@
 // bench_kernels.c - throughput of the CPU kernels (quant/kernels.h) against the machine's read bandwidth.
 //
-// First measures the read bandwidth (threads summing a 1 GiB buffer, best of many runs), then for
+// First measures the read bandwidth (runtime/membw.h, as `lmpress bench` does), then for
 // each weight type and shape: matvec (decode) GB/s of weight bytes, % of that bandwidth and GFLOP/s
 // for 1 and 2 threads; then matmul (m = 64 and 512 activation rows) GFLOP/s per type against the
 // scalar table and, for f32, OpenBLAS cblas_sgemm. Matrices are cycled through enough copies that the
@@ -16,6 +16,7 @@
 
 #include "kernels.h"
 #include "lmp_common.h"
+#include "membw.h"
 #include "qtypes.h"
 #include "threadpool.h"
 
@@ -49,55 +50,6 @@ static void usage(FILE *f) {
             "  --no-matvec       skip the matvec table\n"
             "  -h, --help        this text\n"
             "Environment: LMP_ISA caps the default table as in the runtime.\n");
-}
-
-// ---- read bandwidth ----
-
-typedef struct {
-    const uint64_t *buf;
-    size_t words;
-    uint64_t sums[64];
-} bw_job;
-
-// Sums this thread's part of the slice as four interleaved streams (as a 4-row matvec tile reads), so
-// that the hardware prefetchers are as busy as in the kernels; one stream per thread measures less.
-static void bw_worker(void *arg, int ith, int nth) {
-    bw_job *j = arg;
-    long long b, e;
-    lmp_split_range((long long)j->words, ith, nth, 64, &b, &e);
-    const long long q = (e - b) / 4 / 8 * 8;
-    const uint64_t *p0 = j->buf + b, *p1 = p0 + q, *p2 = p1 + q, *p3 = p2 + q;
-    uint64_t s[8] = {0};
-    for (long long i = 0; i < q; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += p0[i + k] + p1[i + k] + p2[i + k] + p3[i + k];
-    j->sums[ith & 63] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-}
-
-// Best rate of summing 128 MiB slices of the buffer in turn (each slice is evicted from the caches by
-// the others before it comes round again); best of many short runs, so that on a shared machine some
-// run has the cores to itself.
-static double measure_bandwidth(lmp_pool *pool, size_t bytes, int runs) {
-    uint64_t *buf = lmp_malloc(bytes);
-    if (!buf) {
-        fprintf(stderr, "bench_kernels: cannot allocate %zu bytes for the bandwidth test\n", bytes);
-        exit(1);
-    }
-    for (size_t i = 0; i < bytes / 8; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
-    const size_t slice = bytes < ((size_t)128 << 20) ? bytes : (size_t)128 << 20, nslices = bytes / slice;
-    bw_job j = {buf, slice / 8, {0}};
-    double best = 0.0;
-    for (int r = 0; r < runs; r++) {
-        j.buf = buf + (size_t)r % nslices * (slice / 8);
-        double t0 = lmp_time_now();
-        lmp_pool_run(pool, bw_worker, &j);
-        double dt = lmp_time_now() - t0;
-        double gbs = (double)slice / dt / 1e9;
-        if (gbs > best) best = gbs;
-    }
-    volatile uint64_t sink = j.sums[0];
-    (void)sink;
-    lmp_free(buf);
-    return best;
 }
 
 // CPU seconds used by the whole process (all threads). With the wall time it tells whether the run
@@ -397,9 +349,16 @@ int main(int argc, char **argv) {
     if (no_bw) {
         o.bw = 1.0;
     } else {
-        o.bw = measure_bandwidth(bwpool, quick ? (size_t)256 << 20 : (size_t)1 << 30, quick ? 8 : 40);
-        printf("read bandwidth (%d threads summing a %s buffer, 128 MiB slices, 4 streams per thread, best of %d): %.2f GB/s\n", maxth,
-               quick ? "256 MiB" : "1 GiB", quick ? 8 : 40, o.bw);
+        // The library's probe, as `lmpress bench` uses: both rooflines rest on the same number.
+        const size_t bw_bytes = quick ? (size_t)256 << 20 : LMP_MEMBW_DEFAULT_BYTES;
+        const int bw_reps = quick ? 5 : 20;
+        o.bw = lmp_measure_read_bandwidth(bwpool, bw_bytes, bw_reps) / 1e9;
+        if (o.bw <= 0) {
+            fprintf(stderr, "bench_kernels: cannot allocate %zu MiB for the bandwidth test\n", bw_bytes >> 20);
+            return 1;
+        }
+        printf("read bandwidth (%d threads reading a %zu MiB buffer, %d streams per thread, best of %d): %.2f GB/s\n",
+               maxth, bw_bytes >> 20, LMP_MEMBW_STREAMS, bw_reps, o.bw);
     }
     printf("(rates from the best call; cpu = CPU time the run got / (wall time x threads): well below 100%%\n"
            " means the machine was shared and even the best calls may understate the kernels)\n\n");

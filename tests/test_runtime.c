@@ -6,6 +6,7 @@
 
 #include "generate.h"
 #include "kernels.h"
+#include "membw.h"
 #include "session.h"
 #include "test_util.h"
 
@@ -224,7 +225,34 @@ static void test_eval_bad_input(void) {
     lmp_model_free(m);
 }
 
+// The bandwidth probe's read loops read every word (tails included): the same XOR as a plain loop, for
+// the C loop and, where the CPU has it, the AVX2 one; and the probe itself returns a rate.
+static void test_membw(void) {
+    size_t cap = 4096 + 37;
+    uint64_t *w = lmp_malloc(cap * sizeof *w);
+    if (!w) return;
+    for (size_t i = 0; i < cap; i++) w[i] = test_rand_u64();
+    const size_t ns[] = {0, 1, 31, 32, 33, 255, 256, 1000, 4096, 4096 + 37};
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        uint64_t want = 0;
+        for (size_t i = 0; i < ns[k]; i++) want ^= w[i];
+        CHECKF(lmp_membw_xor_words(w, ns[k]) == want, "C loop, n = %zu", ns[k]);
+#if defined(__x86_64__)
+        if (lmp_kernels_by_isa("avx2")) CHECKF(lmp_membw_xor_words_avx2(w, ns[k]) == want, "AVX2 loop, n = %zu", ns[k]);
+#endif
+    }
+    lmp_free(w);
+    lmp_pool *pool = lmp_pool_new(2);
+    CHECK(pool != NULL);
+    if (!pool) return;
+    double bw = lmp_measure_read_bandwidth(pool, (size_t)8 << 20, 2);
+    CHECKF(bw > 1e8 && bw < 1e13, "%g bytes/s", bw);
+    CHECK(lmp_measure_read_bandwidth(NULL, 1 << 20, 1) == 0.0);
+    lmp_pool_free(pool);
+}
+
 int main(void) {
+    RUN(test_membw);
     RUN(test_stories260k_logits);
     RUN(test_tiny_gqa_llama2c_logits);
     RUN(test_tiny_gqa_hf_logits);

@@ -218,6 +218,9 @@ static void collect_tables(void) {
         if (!k) fprintf(stderr, "SKIP table %s: this CPU does not run it (only the scalar reference and the others are tested)\n", *p);
         else if (g_ntables < 8) g_tables[g_ntables++] = k;
     }
+    fprintf(stderr, "tables compared with the scalar reference:");
+    for (int i = 0; i < g_ntables; i++) fprintf(stderr, " %s", g_tables[i]->isa);
+    fprintf(stderr, "\n");
 }
 
 static void test_tables_present(void) {

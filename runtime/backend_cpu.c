@@ -194,29 +194,27 @@ typedef struct {
     atomic_int next;  // next tile to take (batched path)
 } attn_job;
 
-// One query row i of head h: out = softmax(q k^T * scale) v over cache rows [0, pos0 + i].
-static void attn_row(const attn_job *j, const lmp_kernels *K, float *att, int i, int h) {
+// One query row i of head h: out = softmax(q k^T * scale) v over cache rows [0, pos0 + i], as two
+// matrix-vector products over the strided cache rows of the head's KV group.
+static void attn_row(const attn_job *j, float *att, int i, int h) {
     const int kv_dim = j->n_kv * j->hd, group = j->n_heads / j->n_kv;
-    const float scale = 1.0f / sqrtf((float)j->hd);
     const int len = j->pos0 + i + 1;
     const float *qi = j->q + ((size_t)i * j->n_heads + h) * j->hd;  // (hd)
-    const float *kh = j->k_cache + (size_t)(h / group) * j->hd;     // (len, kv_dim) strided
-    const float *vh = j->v_cache + (size_t)(h / group) * j->hd;     // (len, kv_dim) strided
+    const float *kh = j->k_cache + (size_t)(h / group) * j->hd;     // (len, hd), row stride kv_dim
+    const float *vh = j->v_cache + (size_t)(h / group) * j->hd;     // (len, hd), row stride kv_dim
+    float *oi = j->out + ((size_t)i * j->n_heads + h) * j->hd;      // (hd)
+    // att(len) = K q / sqrt(hd)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, len, j->hd, 1.0f / sqrtf((float)j->hd), kh, kv_dim, qi, 1, 0.0f, att,
+                1);
     float mx = -INFINITY;
-    for (int t = 0; t < len; t++) {
-        float s = K->dot_f32(qi, kh + (size_t)t * kv_dim, j->hd) * scale;
-        att[t] = s;
-        if (s > mx) mx = s;
-    }
+    for (int t = 0; t < len; t++) mx = att[t] > mx ? att[t] : mx;
     float sum = 0.0f;
     for (int t = 0; t < len; t++) {
         att[t] = expf(att[t] - mx);
         sum += att[t];
     }
-    float inv = 1.0f / sum;
-    float *oi = j->out + ((size_t)i * j->n_heads + h) * j->hd;  // (hd)
-    memset(oi, 0, (size_t)j->hd * sizeof(float));
-    for (int t = 0; t < len; t++) K->axpy_f32(oi, att[t] * inv, vh + (size_t)t * kv_dim, j->hd);
+    // out(hd) = V^T att / sum
+    cblas_sgemv(CblasRowMajor, CblasTrans, len, j->hd, 1.0f / sum, vh, kv_dim, att, 1, 0.0f, oi, 1);
 }
 
 static void attn_decode_worker(void *arg, int ith, int nth) {
@@ -224,7 +222,7 @@ static void attn_decode_worker(void *arg, int ith, int nth) {
     float *att = j->c->scores + (size_t)ith * j->c->scores_per_thread;  // (pos0 + 1)
     long long h0, h1;
     lmp_split_range(j->n_heads, ith, nth, 1, &h0, &h1);
-    for (long long h = h0; h < h1; h++) attn_row(j, j->c->k, att, 0, (int)h);
+    for (long long h = h0; h < h1; h++) attn_row(j, att, 0, (int)h);
 }
 
 // Tile (h, query rows [i0, i1)): keys [0, pos0 + i1) of kv head h / group.

@@ -39,4 +39,4 @@ else
     echo "bench: $SHARED/models/stories260K not found: skipping the stories260K rows"
 fi
 echo "== models: $LMPRESS bench ${models[*]}"
-"$LMPRESS" bench "${models[@]}" --prefill 128 --decode 64 --reps 3
+"$LMPRESS" bench "${models[@]}" --prefill 128 --decode 64 --reps 5

@@ -64,9 +64,42 @@ static void warn_cb(void *user, const char *msg) {
     if ((w->msgs[w->n] = lmp_strdup(msg))) w->n++;
 }
 
+// msg with every "blk.<digits>" written "blk.*", into out (size cap).
+static void warn_generalize(const char *msg, char *out, size_t cap) {
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 1 < cap;) {
+        if (!strncmp(p, "blk.", 4) && p[4] >= '0' && p[4] <= '9' && o + 6 < cap) {
+            memcpy(out + o, "blk.*", 5);
+            o += 5;
+            p += 4;
+            while (*p >= '0' && *p <= '9') p++;
+        } else
+            out[o++] = *p++;
+    }
+    out[o] = 0;
+}
+
+// Prints the held warnings, one line per message that differs only in its layer number ("blk.*...
+// (5 tensors)"), then frees them.
 static void warn_list_free(warn_list *w, int print) {
+    char a[1024], b[1024];
     for (int i = 0; i < w->n; i++) {
-        if (print) cli_warn("%s", w->msgs[i]);
+        if (!w->msgs[i]) continue;
+        warn_generalize(w->msgs[i], a, sizeof a);
+        int count = 1;
+        for (int j = i + 1; j < w->n; j++) {
+            if (!w->msgs[j]) continue;
+            warn_generalize(w->msgs[j], b, sizeof b);
+            if (!strcmp(a, b)) {
+                count++;
+                lmp_free(w->msgs[j]);
+                w->msgs[j] = NULL;
+            }
+        }
+        if (print) {
+            if (count > 1) cli_warn("%s (%d tensors)", a, count);
+            else cli_warn("%s", w->msgs[i]);
+        }
         lmp_free(w->msgs[i]);
     }
     lmp_free(w->msgs);

@@ -61,16 +61,6 @@ static void scalar_quantize_q8a(const float *x, void *xq, int64_t n) {
     lmp_type_get(LMP_DTYPE_Q8_A)->from_float_ref(x, xq, n);
 }
 
-static float scalar_dot_f32(const float *a, const float *b, int64_t n) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static void scalar_axpy_f32(float *y, float a, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
-}
-
 static const lmp_kernels g_scalar = {
     .isa = "scalar",
     .matvec = {matvec_f32, matvec_f16, matvec_bf16, matvec_q8_0, matvec_q4_0, matvec_q4_1, matvec_q4_0_g64,
@@ -78,8 +68,6 @@ static const lmp_kernels g_scalar = {
     .matmul = {matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, matmul_q4_1, matmul_q4_0_g64,
                matmul_q4_0_g128, matmul_q4_1_g64, matmul_q4_1_g128},
     .quantize_q8a = scalar_quantize_q8a,
-    .dot_f32 = scalar_dot_f32,
-    .axpy_f32 = scalar_axpy_f32,
 };
 
 // ---- run-time dispatch ----

@@ -37,8 +37,6 @@ typedef struct lmp_kernels {
     lmp_matvec_fn matvec[LMP_DTYPE_COUNT];    // indexed by weight dtype; never NULL
     lmp_matmul_fn matmul[LMP_DTYPE_COUNT];    // indexed by weight dtype; never NULL
     lmp_quantize_act_fn quantize_q8a;
-    float (*dot_f32)(const float *a, const float *b, int64_t n);
-    void (*axpy_f32)(float *y, float a, const float *x, int64_t n);  // y += a * x
 } lmp_kernels;
 
 // The fastest table this CPU runs. The environment variable LMP_ISA=scalar|avx2|avx512vnni caps the

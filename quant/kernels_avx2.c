@@ -1,6 +1,6 @@
 // kernels_avx2.c - AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; called only after a
 // CPU check in kernels.c): f32/f16/bf16 and integer (q8_0, q4_0/q4_1 and their g64/g128 variants)
-// matvec and matmul, activation quantization (q8_a), dot and axpy.
+// matvec and matmul, and activation quantization (q8_a).
 //
 // Design (decode is memory-bound, so the goal is to keep the vector ALUs under the DRAM rate):
 //  * one tile routine per weight family, specialised at compile time for R weight rows x T activation
@@ -327,27 +327,6 @@ static void quantize_q8a(const float *x, void *xq, int64_t n) {
     }
 }
 
-static float dot_f32(const float *a, const float *b, int64_t n) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (int k = 0; k < 4; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k), acc[k]);
-    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
-    float s = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-// Multiply then add (no FMA) so that the result is bit-identical to the scalar loop.
-static void axpy_f32(float *y, float a, const float *x, int64_t n) {
-    const __m256 av = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(av, _mm256_loadu_ps(x + i))));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
 void lmp_kernels_init_avx2(lmp_kernels *k) {
     k->matvec[LMP_DTYPE_F32] = matvec_f32;
     k->matvec[LMP_DTYPE_F16] = matvec_f16;
@@ -370,8 +349,6 @@ void lmp_kernels_init_avx2(lmp_kernels *k) {
     k->matmul[LMP_DTYPE_Q4_1_G64] = matmul_q4_1_g64;
     k->matmul[LMP_DTYPE_Q4_1_G128] = matmul_q4_1_g128;
     k->quantize_q8a = quantize_q8a;
-    k->dot_f32 = dot_f32;
-    k->axpy_f32 = axpy_f32;
 }
 
 #endif  // __x86_64__

@@ -8,7 +8,6 @@
 //    activations the s8 one, the -8 offset of q4_0 comes back through the activation block sum as in the
 //    AVX2 file; q8_0 uses |w| and sign(x, w). These stay 256 bits wide: one activation block is 32
 //    bytes, and its scale has to be applied per block anyway;
-//  * dot_f32 and axpy_f32 (512-bit).
 // quantize_q8a stays the AVX2 one (it is not on the critical path and is bit-exact already).
 // The loops, the accumulation order and the next-tile prefetch of integer matvec are those of
 // kernels_avx2.c (the prefetch threshold was tuned on Zen 3, not on an AVX-512 host), so the test
@@ -275,30 +274,6 @@ TILE_SET(q4_0_g128, 2, CALL_Q4_0_G128)
 TILE_SET(q4_1_g64, 2, CALL_Q4_1_G64)
 TILE_SET(q4_1_g128, 2, CALL_Q4_1_G128)
 
-// ---- dot, axpy ----
-
-static float dot_f32(const float *a, const float *b, int64_t n) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64)
-        #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++)
-            acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16 * k), _mm512_loadu_ps(b + i + 16 * k), acc[k]);
-    for (; i + 16 <= n; i += 16) acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc[0]);
-    float s = hsum16(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-// Multiply then add (no FMA) so that the result is bit-identical to the scalar loop.
-static void axpy_f32(float *y, float a, const float *x, int64_t n) {
-    const __m512 av = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(av, _mm512_loadu_ps(x + i))));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
 void lmp_kernels_init_avx512(lmp_kernels *k) {
     k->matvec[LMP_DTYPE_F32] = matvec_f32;
     k->matvec[LMP_DTYPE_F16] = matvec_f16;
@@ -320,8 +295,6 @@ void lmp_kernels_init_avx512(lmp_kernels *k) {
     k->matmul[LMP_DTYPE_Q4_0_G128] = matmul_q4_0_g128;
     k->matmul[LMP_DTYPE_Q4_1_G64] = matmul_q4_1_g64;
     k->matmul[LMP_DTYPE_Q4_1_G128] = matmul_q4_1_g128;
-    k->dot_f32 = dot_f32;
-    k->axpy_f32 = axpy_f32;
 }
 
 #endif  // __x86_64__

@@ -179,7 +179,7 @@ static void cpu_rope(lmp_backend *b, float *q, float *k, int n, int n_heads, int
 }
 
 // ---- attention ----
-// Decode (one query token) runs dot/axpy per head, heads split across threads. Batches (prefill,
+// Decode (one query token) runs two sgemv per head, heads split across threads. Batches (prefill,
 // evaluation, calibration) run in tiles of (head, ATT_QB query rows): S = Q K^T and O = P V are two
 // sgemm calls per tile, and threads take tiles from a shared counter, most expensive (latest
 // queries) first, so the causal triangle's uneven work balances across cores.

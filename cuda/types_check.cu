@@ -7,6 +7,7 @@ static_assert(sizeof(lmp_block_q8_0) == 34, "q8_0");
 static_assert(sizeof(lmp_block_q4_0) == 18, "q4_0");
 static_assert(sizeof(lmp_block_q4_1) == 20, "q4_1");
 static_assert(sizeof(lmp_block_q8_a) == 40, "q8_a");
+static_assert(sizeof(lmp_block_q16_a) == 68, "q16_a");
 
 // Dequantizes q4_0 rows: one thread per element. The reference semantics of docs/format.md.
 __global__ void lmp_check_dequant_q4_0(const lmp_block_q4_0 *b, float *y, int n) {

@@ -61,6 +61,10 @@ static void scalar_quantize_q8a(const float *x, void *xq, int64_t n) {
     lmp_type_get(LMP_DTYPE_Q8_A)->from_float_ref(x, xq, n);
 }
 
+static void scalar_quantize_q16a(const float *x, void *xq, int64_t n) {
+    lmp_type_get(LMP_DTYPE_Q16_A)->from_float_ref(x, xq, n);
+}
+
 static const lmp_kernels g_scalar = {
     .isa = "scalar",
     .matvec = {matvec_f32, matvec_f16, matvec_bf16, matvec_q8_0, matvec_q4_0, matvec_q4_1, matvec_q4_0_g64,
@@ -68,6 +72,7 @@ static const lmp_kernels g_scalar = {
     .matmul = {matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, matmul_q4_1, matmul_q4_0_g64,
                matmul_q4_0_g128, matmul_q4_1_g64, matmul_q4_1_g128},
     .quantize_q8a = scalar_quantize_q8a,
+    .quantize_q16a = scalar_quantize_q16a,
 };
 
 // ---- run-time dispatch ----

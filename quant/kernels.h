@@ -19,7 +19,8 @@ extern "C" {
 
 // Matrix-vector product (decode): y[r] = dot(W[r, 0..n), x) for r in [r0, r1).
 //   w: row-major weights, row r starts at (const char *)w + r * w_row_bytes, type = table index
-//   x: one activation row of n elements in the weight type's vec_dot_type (float or lmp_block_q8_a)
+//   x: one activation row of n elements in the weight type's vec_dot_type (float, lmp_block_q8_a or
+//      lmp_block_q16_a)
 //   y: indexed by absolute row r (y[r0..r1) written)
 typedef void (*lmp_matvec_fn)(const void *w, size_t w_row_bytes, const void *x, float *y, int64_t n,
                               int64_t r0, int64_t r1);
@@ -29,14 +30,16 @@ typedef void (*lmp_matvec_fn)(const void *w, size_t w_row_bytes, const void *x, 
 typedef void (*lmp_matmul_fn)(const void *w, size_t w_row_bytes, const void *x, size_t x_row_bytes,
                               int64_t m, float *y, int64_t ldy, int64_t n, int64_t r0, int64_t r1);
 
-// Quantize one activation row of n floats (n multiple of 32) to n/32 lmp_block_q8_a.
+// Quantize one activation row of n floats (n multiple of 32) to n/32 blocks of lmp_block_q8_a or
+// lmp_block_q16_a, bit-identical to the type's from_float_ref.
 typedef void (*lmp_quantize_act_fn)(const float *x, void *xq, int64_t n);
 
 typedef struct lmp_kernels {
     const char *isa;                          // "scalar", "avx2", "avx512vnni"
     lmp_matvec_fn matvec[LMP_DTYPE_COUNT];    // indexed by weight dtype; never NULL
     lmp_matmul_fn matmul[LMP_DTYPE_COUNT];    // indexed by weight dtype; never NULL
-    lmp_quantize_act_fn quantize_q8a;
+    lmp_quantize_act_fn quantize_q8a;         // activations of the 4-bit types
+    lmp_quantize_act_fn quantize_q16a;        // activations of q8_0
 } lmp_kernels;
 
 // The fastest table this CPU runs. The environment variable LMP_ISA=scalar|avx2|avx512vnni caps the

@@ -1,6 +1,6 @@
 // kernels_avx2.c - AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; called only after a
 // CPU check in kernels.c): f32/f16/bf16 and integer (q8_0, q4_0/q4_1 and their g64/g128 variants)
-// matvec and matmul, and activation quantization (q8_a).
+// matvec and matmul, and activation quantization (q8_a, q16_a).
 //
 // Design (decode is memory-bound, so the goal is to keep the vector ALUs under the DRAM rate):
 //  * one tile routine per weight family, specialised at compile time for R weight rows x T activation
@@ -12,10 +12,11 @@
 //  * 4-bit weights: the unsigned nibble q (0..15) is the u8 operand of vpmaddubsw and the activation the
 //    s8 operand; the -8 offset of q4_0 is folded into the float step via the activation block's stored
 //    sum s (d_x * sum(q_x)): per lane dx * isum - s, so the 8 lanes together give dx * sum((q-8) x);
-//  * q8_0: |w| as u8 and sign(x, w) as s8 (the sign trick), then vpmaddwd with ones;
+//  * q8_0 takes 16-bit activations (q16_a, see lmp_types.h): the weights sign-extended to int16, then
+//    vpmaddwd against the activations, as many instructions per block as the 8-bit sign trick;
 //  * fp16 block scales come from a 64K-entry table broadcast straight from memory (kernels_internal.h);
-//  * integer matvec prefetches the next 4-row tile while it works on the current one when tiles are
-//    short (PF_TILE_MAX): with n = 4096 a q4_0 tile is 9 KiB, too short for the hardware prefetchers.
+//  * matvec tiles take four rows a quarter of the range apart, so that each thread reads four long
+//    sequential streams (MATVEC_STREAMS in kernels_internal.h).
 // It does not do threading (callers split rows) nor any type without a row in qtypes.c.
 #if defined(__x86_64__)
 
@@ -46,13 +47,6 @@ AI __m256 f16_bcast(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
     return _mm256_broadcast_ss(&lmp_kernels_fp16_lut[h]);
-}
-
-// Prefetches the bytes [p, p + len) (len a compile-time constant after inlining). Matvec tiles use it
-// to pull the next tile's rows in at the pace the current tile consumes its own: with short rows a
-// tile is only a few KiB, too short for the hardware prefetchers to ramp up on four new streams.
-AI void prefetch_next(const uint8_t *p, size_t len) {
-    for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
 // ---- float weights: f32, f16, bf16 ----
@@ -125,20 +119,22 @@ AI void ftile(int wt, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb
         }
 }
 
-// Float tiles ignore pf: measured here, prefetching the next tile slowed f32 / f16 matvec down (their
-// tiles are long and the hardware prefetchers already keep up).
-#define FT_F32(R_, T_) ((void)pf, ftile(WT_F32, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
-#define FT_F16(R_, T_) ((void)pf, ftile(WT_F16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
-#define FT_BF16(R_, T_) ((void)pf, ftile(WT_BF16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_F32(R_, T_) (ftile(WT_F32, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_F16(R_, T_) (ftile(WT_F16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_BF16(R_, T_) (ftile(WT_BF16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
 TILE_SET(f32, 3, FT_F32)
 TILE_SET(f16, 3, FT_F16)
 TILE_SET(bf16, 3, FT_BF16)
 
-// ---- integer kernels: q8_0 x q8_a ----
-
+// ---- integer kernels ----
 
 AI __m256i dot_u8s8(__m256i u, __m256i s) {  // 8 int32 lanes, each the sum of 4 products u8*s8
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// 8 int32 lanes, each the sum of 4 products s16*s16: 2 from (a0, b0) and 2 from (a1, b1).
+AI __m256i dot_s16(__m256i a0, __m256i b0, __m256i a1, __m256i b1) {
+    return _mm256_add_epi32(_mm256_madd_epi16(a0, b0), _mm256_madd_epi16(a1, b1));
 }
 
 #include "kernels_int_tiles.h"  // tile_q8_0, tile_q4 and matvec_/matmul_ of every integer type
@@ -188,6 +184,34 @@ static void quantize_q8a(const float *x, void *xq, int64_t n) {
     }
 }
 
+// Bit-identical to the reference (qtypes.c): d = amax / 32767, q = roundf(x / d). |x / d| <= 32767 up to
+// a rounding of d, and the saturating pack clamps to the reference's range.
+static void quantize_q16a(const float *x, void *xq, int64_t n) {
+    lmp_block_q16_a *y = xq;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / LMP_QK16_A; b++) {
+        const float *xb = x + b * LMP_QK16_A;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        const float d = hmax8(m) / 32767.0f;
+        y[b].d = d;
+        if (d == 0.0f) {
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            continue;
+        }
+        const __m256 dv = _mm256_set1_ps(d);
+        __m256i iv[4];
+        for (int k = 0; k < 4; k++) iv[k] = _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)));
+        // packs works within 128-bit lanes: (a0-3 b0-3 | a4-7 b4-7) -> reorder the 64-bit quarters
+        __m256i p0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(iv[0], iv[1]), 0xD8);
+        __m256i p1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(iv[2], iv[3]), 0xD8);
+        _mm256_storeu_si256((__m256i *)y[b].qs, p0);
+        _mm256_storeu_si256((__m256i *)(y[b].qs + 16), p1);
+    }
+}
+
 void lmp_kernels_init_avx2(lmp_kernels *k) {
     k->matvec[LMP_DTYPE_F32] = matvec_f32;
     k->matvec[LMP_DTYPE_F16] = matvec_f16;
@@ -210,6 +234,7 @@ void lmp_kernels_init_avx2(lmp_kernels *k) {
     k->matmul[LMP_DTYPE_Q4_1_G64] = matmul_q4_1_g64;
     k->matmul[LMP_DTYPE_Q4_1_G128] = matmul_q4_1_g128;
     k->quantize_q8a = quantize_q8a;
+    k->quantize_q16a = quantize_q16a;
 }
 
 #endif  // __x86_64__

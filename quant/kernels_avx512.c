@@ -6,12 +6,11 @@
 //  * the integer kernels with vpdpbusd (u8 x s8 -> int32, 4 products per lane, no 16-bit
 //    intermediate to saturate): for the 4-bit types the unsigned nibbles are the u8 operand and the
 //    activations the s8 one, the -8 offset of q4_0 comes back through the activation block sum as in the
-//    AVX2 file; q8_0 uses |w| and sign(x, w). These stay 256 bits wide: one activation block is 32
-//    bytes, and its scale has to be applied per block anyway;
-// quantize_q8a stays the AVX2 one (it is not on the critical path and is bit-exact already).
-// The integer loops, their accumulation order and the next-tile prefetch are the AVX2 file's own code
-// (kernels_int_tiles.h, with this file's dot_u8s8; the prefetch threshold was tuned on Zen 3, not on an
-// AVX-512 host), so the test tolerances are the same.
+//    AVX2 file; q8_0 (16-bit activations) uses vpdpwssd on the sign-extended weights. These stay 256
+//    bits wide: one activation block is 32 elements, and its scale has to be applied per block anyway;
+// quantize_q8a and quantize_q16a stay the AVX2 ones (not on the critical path, bit-exact already).
+// The integer loops and their accumulation order are the AVX2 file's own code (kernels_int_tiles.h, with
+// this file's dot_u8s8 and dot_s16), so the test tolerances are the same.
 #if defined(__x86_64__)
 
 #include <immintrin.h>
@@ -40,13 +39,6 @@ AI __m256 f16_bcast(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
     return _mm256_broadcast_ss(&lmp_kernels_fp16_lut[h]);
-}
-
-// Prefetches the bytes [p, p + len) (len a compile-time constant after inlining). Matvec tiles use it
-// to pull the next tile's rows in at the pace the current tile consumes its own: with short rows a
-// tile is only a few KiB, too short for the hardware prefetchers to ramp up on four new streams.
-AI void prefetch_next(const uint8_t *p, size_t len) {
-    for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
 // ---- float weights: f32, f16, bf16 ----
@@ -118,11 +110,9 @@ AI void ftile(int wt, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb
         }
 }
 
-// Float tiles ignore pf: measured here, prefetching the next tile slowed f32 / f16 matvec down (their
-// tiles are long and the hardware prefetchers already keep up).
-#define FT_F32(R_, T_) ((void)pf, ftile(WT_F32, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
-#define FT_F16(R_, T_) ((void)pf, ftile(WT_F16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
-#define FT_BF16(R_, T_) ((void)pf, ftile(WT_BF16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_F32(R_, T_) (ftile(WT_F32, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_F16(R_, T_) (ftile(WT_F16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
+#define FT_BF16(R_, T_) (ftile(WT_BF16, wp, wrb, xp, xrb, yp, ldy, n, R_, T_))
 TILE_SET(f32, 4, FT_F32)
 TILE_SET(f16, 4, FT_F16)
 TILE_SET(bf16, 4, FT_BF16)
@@ -131,6 +121,11 @@ TILE_SET(bf16, 4, FT_BF16)
 
 AI __m256i dot_u8s8(__m256i u, __m256i s) {  // 8 int32 lanes, each the sum of 4 products u8*s8 (VNNI)
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+}
+
+// 8 int32 lanes, each the sum of 4 products s16*s16: 2 from (a0, b0) and 2 from (a1, b1) (VNNI).
+AI __m256i dot_s16(__m256i a0, __m256i b0, __m256i a1, __m256i b1) {
+    return _mm256_dpwssd_epi32(_mm256_dpwssd_epi32(_mm256_setzero_si256(), a0, b0), a1, b1);
 }
 
 #include "kernels_int_tiles.h"  // tile_q8_0, tile_q4 and matvec_/matmul_ of every integer type

@@ -1,36 +1,35 @@
-// kernels_int_tiles.h - the integer tile kernels (q8_0 and the q4 family against q8_a activations) and
-// their matvec/matmul instantiations, shared by the x86 ISA files. Not a normal header: each of
+// kernels_int_tiles.h - the integer tile kernels (q8_0 against q16_a activations, the q4 family against
+// q8_a) and their matvec/matmul instantiations, shared by the x86 ISA files. Not a normal header: each of
 // kernels_avx2.c and kernels_avx512.c includes it once, after defining AI, hsum8, f16_bcast,
-// prefetch_next, lmp_kernels_fp16_lut access and dot_u8s8 (the one instruction that differs: maddubs +
-// madd on AVX2, vpdpbusd on AVX-512 VNNI), so both tables share loops, accumulation order and hence test
-// tolerances. Needs TILE_SET from kernels_internal.h.
+// lmp_kernels_fp16_lut access, dot_u8s8 and dot_s16 (the instructions that differ:
+// maddubs + madd and two madd on AVX2, vpdpbusd and two vpdpwssd on AVX-512 VNNI), so both tables share
+// loops, accumulation order and hence test tolerances. Needs TILE_SET from kernels_internal.h.
+// q8_0 x q16_a: the 32 weights of a block sign-extended to two vectors of 16 int16 (once per row, reused
+// for the T activation rows), dot_s16 with the activation's two vectors of 16 int16 gives 8 int32 lanes.
+// A lane sums 4 products of at most 128 * 32767, so it stays below 2^24 in magnitude.
 AI void tile_q8_0(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy, int64_t nb,
-                  const uint8_t *pf, int R, int T) {
+                  int R, int T) {
     __m256 acc[4][4];
     #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         #pragma GCC unroll 4
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        if (pf) prefetch_next(pf + (size_t)b * R * sizeof(lmp_block_q8_0), R * sizeof(lmp_block_q8_0));
-        __m256i xq[4];
-        __m256 dx[4];
+        const lmp_block_q16_a *xb[4];
         #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            const lmp_block_q8_a *xb = (const lmp_block_q8_a *)(x + (size_t)t * xrb) + b;
-            xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
-            dx[t] = _mm256_broadcast_ss(&xb->d);
-        }
+        for (int t = 0; t < T; t++) xb[t] = (const lmp_block_q16_a *)(x + (size_t)t * xrb) + b;
         #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *wb = w + (size_t)r * wrb + (size_t)b * sizeof(lmp_block_q8_0);
-            __m256i wq = _mm256_loadu_si256((const __m256i *)(wb + 2));
-            __m256i aw = _mm256_sign_epi8(wq, wq);
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb + 2)));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb + 18)));
             __m256 dw = f16_bcast(wb);
             #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
-                __m256 s = _mm256_cvtepi32_ps(dot_u8s8(aw, _mm256_sign_epi8(xq[t], wq)));
-                acc[r][t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, dx[t]), acc[r][t]);
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)xb[t]->qs);
+                __m256i x1 = _mm256_loadu_si256((const __m256i *)(xb[t]->qs + 16));
+                __m256 s = _mm256_cvtepi32_ps(dot_s16(w0, x0, w1, x1));
+                acc[r][t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_broadcast_ss(&xb[t]->d)), acc[r][t]);
             }
         }
     }
@@ -69,7 +68,7 @@ AI void q4_unpack(const uint8_t *qs, int G, __m256i *q) {
 // Asymmetric (q4_1 family): sum_k dw * dx_k * isum_k + mw * s_k, the min term per lane as
 //   mw * (sum_k s_k) / 8 (exact power-of-two scaling), kept in separate accumulators when registers allow.
 AI void tile_q4(int G, int asym, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, float *y, int64_t ldy,
-                int64_t nbw, const uint8_t *pf, int R, int T) {
+                int64_t nbw, int R, int T) {
     const int K = G / 32;
     const size_t hdr = asym ? 4 : 2, bb = hdr + (size_t)G / 2;
     const int sep = asym && R * T <= 4;  // separate accumulators for the min term
@@ -82,7 +81,6 @@ AI void tile_q4(int G, int asym, const uint8_t *w, size_t wrb, const uint8_t *x,
             accm[r][t] = _mm256_setzero_ps();
         }
     for (int64_t B = 0; B < nbw; B++) {
-        if (pf) prefetch_next(pf + (size_t)B * R * bb, R * bb);
         const lmp_block_q8_a *xb[4];
         __m256 sx[4];
         #pragma GCC unroll 4
@@ -129,13 +127,13 @@ AI void tile_q4(int G, int asym, const uint8_t *w, size_t wrb, const uint8_t *x,
 }
 
 // Tiles take n in elements; the integer tiles want the number of weight blocks.
-#define CALL_Q8_0(R_, T_) tile_q8_0(wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
-#define CALL_Q4_0(R_, T_) tile_q4(32, 0, wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
-#define CALL_Q4_1(R_, T_) tile_q4(32, 1, wp, wrb, xp, xrb, yp, ldy, n / 32, pf, R_, T_)
-#define CALL_Q4_0_G64(R_, T_) tile_q4(64, 0, wp, wrb, xp, xrb, yp, ldy, n / 64, pf, R_, T_)
-#define CALL_Q4_0_G128(R_, T_) tile_q4(128, 0, wp, wrb, xp, xrb, yp, ldy, n / 128, pf, R_, T_)
-#define CALL_Q4_1_G64(R_, T_) tile_q4(64, 1, wp, wrb, xp, xrb, yp, ldy, n / 64, pf, R_, T_)
-#define CALL_Q4_1_G128(R_, T_) tile_q4(128, 1, wp, wrb, xp, xrb, yp, ldy, n / 128, pf, R_, T_)
+#define CALL_Q8_0(R_, T_) tile_q8_0(wp, wrb, xp, xrb, yp, ldy, n / 32, R_, T_)
+#define CALL_Q4_0(R_, T_) tile_q4(32, 0, wp, wrb, xp, xrb, yp, ldy, n / 32, R_, T_)
+#define CALL_Q4_1(R_, T_) tile_q4(32, 1, wp, wrb, xp, xrb, yp, ldy, n / 32, R_, T_)
+#define CALL_Q4_0_G64(R_, T_) tile_q4(64, 0, wp, wrb, xp, xrb, yp, ldy, n / 64, R_, T_)
+#define CALL_Q4_0_G128(R_, T_) tile_q4(128, 0, wp, wrb, xp, xrb, yp, ldy, n / 128, R_, T_)
+#define CALL_Q4_1_G64(R_, T_) tile_q4(64, 1, wp, wrb, xp, xrb, yp, ldy, n / 64, R_, T_)
+#define CALL_Q4_1_G128(R_, T_) tile_q4(128, 1, wp, wrb, xp, xrb, yp, ldy, n / 128, R_, T_)
 
 TILE_SET(q8_0, 2, CALL_Q8_0)
 TILE_SET(q4_0, 2, CALL_Q4_0)

@@ -1,6 +1,6 @@
 // qtypes.c - the type-traits table of qtypes.h and the scalar reference codecs of every lmp_dtype:
 // to_float, from_float_ref (round to nearest, bit-identical to ggml's reference for q8_0/q4_0/q4_1),
-// vec_dot_ref (weights against f32 or q8_a activations), and the importance-weighted quantizer
+// vec_dot_ref (weights against f32, q8_a or q16_a activations), and the importance-weighted quantizer
 // lmp_quantize_row_weighted.
 //
 // These are the definitions that every fast kernel (quant/kernels_*.c) is tested against: plain loops,
@@ -87,9 +87,11 @@ static void q8_0_to_float(const void *src, float *dst, int64_t n) {
         for (int j = 0; j < LMP_QK8_0; j++) dst[b * LMP_QK8_0 + j] = (float)x[b].qs[j] * d;
     }
 }
+// Against q16_a activations (see lmp_types.h for why q8_0 does not take q8_a): |isum| <= 32 * 128 * 32767
+// < 2^31, so the block's integer sum is exact in int32.
 static void q8_0_vec_dot(int64_t n, float *s, const void *w, const void *xv) {
     const lmp_block_q8_0 *a = w;
-    const lmp_block_q8_a *x = xv;
+    const lmp_block_q16_a *x = xv;
     float sum = 0.0f;
     for (int64_t b = 0; b < n / LMP_QK8_0; b++) {
         int32_t isum = 0;
@@ -132,6 +134,43 @@ static void q8_a_vec_dot(int64_t n, float *s, const void *w, const void *xv) {
     for (int64_t b = 0; b < n / LMP_QK8_A; b++) {
         int32_t isum = 0;
         for (int j = 0; j < LMP_QK8_A; j++) isum += (int32_t)a[b].qs[j] * (int32_t)x[b].qs[j];
+        sum += (a[b].d * x[b].d) * (float)isum;
+    }
+    *s = sum;
+}
+
+// ---- q16_a (run-time activations of q8_0) ----
+
+// d = amax / 32767, q = roundf(x / d) (a true division, as q8_a), clamped to [-32767, 32767].
+static void q16_a_from_float(const float *src, void *dst, int64_t n) {
+    lmp_block_q16_a *y = dst;
+    for (int64_t b = 0; b < n / LMP_QK16_A; b++) {
+        const float *x = src + b * LMP_QK16_A;
+        float amax = 0.0f;
+        for (int j = 0; j < LMP_QK16_A; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 32767.0f;
+        for (int j = 0; j < LMP_QK16_A; j++) {
+            float v = d != 0.0f ? roundf(x[j] / d) : 0.0f;
+            if (!(v >= -32767.0f)) v = v != v ? 0.0f : -32767.0f;
+            if (v > 32767.0f) v = 32767.0f;
+            y[b].qs[j] = (int16_t)v;
+        }
+        y[b].d = d;
+    }
+}
+static void q16_a_to_float(const void *src, float *dst, int64_t n) {
+    const lmp_block_q16_a *x = src;
+    for (int64_t b = 0; b < n / LMP_QK16_A; b++)
+        for (int j = 0; j < LMP_QK16_A; j++) dst[b * LMP_QK16_A + j] = (float)x[b].qs[j] * x[b].d;
+}
+// Not used by the runtime (q16_a is never a weight type); given so that no row of the table has a NULL.
+// int64 sum: 32 products of two int16 can exceed int32.
+static void q16_a_vec_dot(int64_t n, float *s, const void *w, const void *xv) {
+    const lmp_block_q16_a *a = w, *x = xv;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / LMP_QK16_A; b++) {
+        int64_t isum = 0;
+        for (int j = 0; j < LMP_QK16_A; j++) isum += (int64_t)a[b].qs[j] * (int64_t)x[b].qs[j];
         sum += (a[b].d * x[b].d) * (float)isum;
     }
     *s = sum;
@@ -263,7 +302,7 @@ static const lmp_type_traits g_traits[LMP_DTYPE_COUNT] = {
                        f16_vec_dot},
     [LMP_DTYPE_BF16] = {"bf16", "bfloat16 (upper half of f32)", 1, 2, 0, 1, LMP_DTYPE_F32, bf16_to_float,
                         bf16_from_float, bf16_vec_dot},
-    [LMP_DTYPE_Q8_0] = {"q8_0", "8-bit symmetric, group 32, fp16 scale (ggml Q8_0)", 32, 34, 1, 1, LMP_DTYPE_Q8_A,
+    [LMP_DTYPE_Q8_0] = {"q8_0", "8-bit symmetric, group 32, fp16 scale (ggml Q8_0)", 32, 34, 1, 1, LMP_DTYPE_Q16_A,
                         q8_0_to_float, q8_0_from_float, q8_0_vec_dot},
     [LMP_DTYPE_Q4_0] = {"q4_0", "4-bit symmetric, group 32, fp16 scale (ggml Q4_0)", 32, 18, 1, 1, LMP_DTYPE_Q8_A,
                         q4_0_to_float, q4_0_from_float, q4_0_vec_dot},
@@ -282,11 +321,15 @@ static const lmp_type_traits g_traits[LMP_DTYPE_COUNT] = {
 static const lmp_type_traits g_traits_q8_a = {
     "q8_a", "8-bit activations, group 32, f32 scale and scaled sum (run time only)", 32, 40, 1, 0, LMP_DTYPE_Q8_A,
     q8_a_to_float, q8_a_from_float, q8_a_vec_dot};
+static const lmp_type_traits g_traits_q16_a = {
+    "q16_a", "16-bit activations, group 32, f32 scale (run time only; q8_0's dot products)", 32, 68, 1, 0,
+    LMP_DTYPE_Q16_A, q16_a_to_float, q16_a_from_float, q16_a_vec_dot};
 
 const lmp_type_traits *lmp_type_get(lmp_dtype t) {
     // Compare as unsigned: a file's u32 may have become a negative enum value.
     if ((unsigned)t < (unsigned)LMP_DTYPE_COUNT) return &g_traits[t];
     if ((unsigned)t == (unsigned)LMP_DTYPE_Q8_A) return &g_traits_q8_a;
+    if ((unsigned)t == (unsigned)LMP_DTYPE_Q16_A) return &g_traits_q16_a;
     return NULL;
 }
 
@@ -297,6 +340,7 @@ int lmp_type_from_name(const char *name) {
     for (int t = 0; t < LMP_DTYPE_COUNT; t++)
         if (!strcasecmp(name, g_traits[t].name)) return t;
     if (!strcasecmp(name, g_traits_q8_a.name)) return LMP_DTYPE_Q8_A;
+    if (!strcasecmp(name, g_traits_q16_a.name)) return LMP_DTYPE_Q16_A;
     return -1;
 }
 

@@ -30,8 +30,8 @@ typedef struct lmp_type_traits {
     int64_t block_size;        // elements per block (1 for float types)
     size_t type_size;          // bytes per block
     int is_quantized;          // 1 for the integer block types
-    int storable;              // 0 for run-time-only types (q8_a)
-    lmp_dtype vec_dot_type;    // type the activation row must be in for vec_dot: F32 or Q8_A
+    int storable;              // 0 for run-time-only types (q8_a, q16_a)
+    lmp_dtype vec_dot_type;    // type the activation row must be in for vec_dot: F32, Q8_A or Q16_A
     lmp_to_float_fn to_float;
     lmp_from_float_fn from_float_ref;
     lmp_vec_dot_fn vec_dot_ref;

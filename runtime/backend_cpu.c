@@ -19,7 +19,7 @@ typedef struct cpu_ctx {
     lmp_pool *pool;
     int n_threads;
     const lmp_kernels *k;
-    void *act_q;          // quantized activations, (n, cols / 32) lmp_block_q8_a
+    void *act_q;          // quantized activations, (n, cols / 32) lmp_block_q8_a or lmp_block_q16_a
     size_t act_q_bytes;
     float *scores;        // (n_threads, scores_per_thread) attention scratch
     size_t scores_per_thread;
@@ -85,6 +85,7 @@ typedef struct {
     const void *xq;       // activations in the kernel's vec_dot_type
     size_t xq_row_bytes;
     int n;
+    lmp_quantize_act_fn quantize;  // f32 -> vec_dot_type, when that is not f32
 } matmul_job;
 
 // Why 16: a thread's slice starts on a 16-row boundary so kernels processing 4 or 8 rows per pass
@@ -123,16 +124,16 @@ static void quantize_rows_worker(void *arg, int ith, int nth) {
     long long i0, i1;
     lmp_split_range(j->n, ith, nth, 1, &i0, &i1);
     for (long long i = i0; i < i1; i++)
-        j->c->k->quantize_q8a(j->x + (size_t)i * j->w->cols, (char *)j->xq + (size_t)i * j->xq_row_bytes,
-                              j->w->cols);
+        j->quantize(j->x + (size_t)i * j->w->cols, (char *)j->xq + (size_t)i * j->xq_row_bytes, j->w->cols);
 }
 
 static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
     cpu_ctx *c = ctx_of(b);
     const lmp_type_traits *tr = lmp_type_get(w->type);
-    matmul_job j = {c, y, w, x, x, (size_t)w->cols * sizeof(float), n};
-    if (tr->vec_dot_type == LMP_DTYPE_Q8_A) {
-        j.xq_row_bytes = lmp_type_row_size(LMP_DTYPE_Q8_A, w->cols);
+    matmul_job j = {c, y, w, x, x, (size_t)w->cols * sizeof(float), n, NULL};
+    if (tr->vec_dot_type != LMP_DTYPE_F32) {
+        j.quantize = tr->vec_dot_type == LMP_DTYPE_Q16_A ? c->k->quantize_q16a : c->k->quantize_q8a;
+        j.xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, w->cols);
         if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j.xq_row_bytes * (size_t)n)) {
             // Out of memory for a scratch buffer is not recoverable mid-forward; fill with NaN so the
             // caller's result is visibly wrong rather than silently stale.

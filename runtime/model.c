@@ -38,9 +38,10 @@ static lmp_status weight_view(const lmp_file *f, const char *name, int64_t rows,
     const lmp_type_traits *tr = lmp_type_get(t->type);
     if (!tr || !tr->storable)
         return lmp_err(err, LMP_E_UNSUPPORTED, "tensor '%s' has unsupported type %d", name, (int)t->type);
-    if (tr->vec_dot_type == LMP_DTYPE_Q8_A && t->shape[1] % LMP_QK8_A != 0)
-        return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld columns is not a multiple of %d", name,
-                       (long long)t->shape[1], LMP_QK8_A);
+    const int64_t act_block = lmp_type_get(tr->vec_dot_type)->block_size;  // activations' block
+    if (t->shape[1] % act_block != 0)
+        return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld columns is not a multiple of %lld", name,
+                       (long long)t->shape[1], (long long)act_block);
     w->name = t->name;
     w->type = t->type;
     w->rows = t->shape[0];

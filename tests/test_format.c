@@ -313,6 +313,7 @@ static void test_writer_refuses_bad_input(void) {
         {{.name = "", .type = LMP_DTYPE_F32, .ndim = 1, .shape = {4}, .data = a}, "is 0 bytes"},
         {{.name = "x", .type = (lmp_dtype)77, .ndim = 1, .shape = {4}, .data = a}, "dtype 77"},
         {{.name = "x", .type = LMP_DTYPE_Q8_A, .ndim = 1, .shape = {32}, .data = a}, "cannot be stored"},
+        {{.name = "x", .type = LMP_DTYPE_Q16_A, .ndim = 1, .shape = {32}, .data = a}, "cannot be stored"},
         {{.name = "x", .type = LMP_DTYPE_F32, .ndim = 5, .shape = {1, 1, 1, 1}, .data = a}, "ndim 5"},
         {{.name = "x", .type = LMP_DTYPE_F32, .ndim = 0, .shape = {4}, .data = a}, "ndim 0"},
         {{.name = "x", .type = LMP_DTYPE_F32, .ndim = 2, .shape = {4, 0}, .data = a}, "dimension 1 is 0"},
@@ -738,6 +739,7 @@ static void test_malformed_directory(void) {
     VARIANT("unknown dtype", FIX, LMP_E_UNSUPPORTED, "tensor 't.b': unknown dtype 77", set_u32(c.p, c.t_dtype[1], 77));
     VARIANT("dtype huge", FIX, LMP_E_UNSUPPORTED, "unknown dtype 4294967295", set_u32(c.p, c.t_dtype[1], UINT32_MAX));
     VARIANT("runtime dtype", FIX, LMP_E_FORMAT, "dtype 100 (q8_a) is run-time only", set_u32(c.p, c.t_dtype[1], 100));
+    VARIANT("runtime dtype 16", FIX, LMP_E_FORMAT, "dtype 101 (q16_a) is run-time only", set_u32(c.p, c.t_dtype[1], 101));
     VARIANT("ndim 0", FIX, LMP_E_FORMAT, "tensor 't.a': ndim 0 (must be 1..4)", set_u32(c.p, c.t_ndim[0], 0));
     VARIANT("ndim 5", FIX, LMP_E_FORMAT, "tensor 't.c': ndim 5", set_u32(c.p, c.t_ndim[2], 5));
     VARIANT("dim 0", FIX, LMP_E_FORMAT, "tensor 't.a': dimension 1 is 0", set_u64(c.p, c.t_shape[0] + 8, 0));

@@ -719,8 +719,9 @@ static double rel_err(const float *a, const float *b, int n, int vocab, int *agr
 
 // The imported tiny model against the NumPy reference (which un-permutes q/k and uses rotate-half RoPE).
 // Dequantized import: f32 arithmetic vs float64, rel. error ~1e-6. Quantized import: the runtime rounds
-// activations to 8-bit blocks for its integer dot products; the reference run with --q8-activations
-// puts that loss at 2.7e-2 of max|logit| for this random model, hence 5e-2.
+// activations to 8-bit blocks for the 4-bit types' integer dot products (16-bit for q8_0); the reference
+// run with --q8-activations (8 bits for all) puts that loss at 2.7e-2 of max|logit| for this random
+// model, an upper bound, hence 5e-2.
 static void test_tiny_logits(void) {
     int32_t toks[64];
     int n = read_tokens(FIX "/tiny_tokens.txt", toks, 64);
@@ -839,7 +840,9 @@ static void test_export_roundtrip(void) {
 
 // A "neox" model (rows of q/k in rotate-half order) must be exported in GGUF's interleaved order: we make
 // one from the interleaved tiny model with an independent row shuffle, export it, re-import it and expect
-// the original rows back; both files must also give the same logits.
+// the original rows back; both files must also give the same logits, up to float rounding: q . k sums
+// in another order, and a difference in the last bit can move an activation of the quantized tensors by
+// one 16-bit step (q8_0: amax / 32767 = 3e-5 of the block's largest value), hence 1e-4.
 static void test_export_neox(void) {
     lmp_file *f = import_to_file(TINY, 1);
     CHECK(f != NULL);
@@ -896,7 +899,7 @@ static void test_export_neox(void) {
     if (a && b) {
         int agree;
         double err = rel_err(b, a, n, v1, &agree);
-        CHECKF(err < 1e-5, "neox vs interleaved logits: rel err %.3e", err);
+        CHECKF(err < 1e-4, "neox vs interleaved logits: rel err %.3e", err);
     }
     free(a);
     free(b);
@@ -1118,8 +1121,9 @@ static void test_smollm2(void) {
     t = bfind(b, "output_norm.weight");
     CHECK(t && t->type == LMP_DTYPE_F32 && t->ndim == 1 && t->shape[0] == 576);
     CHECK(lmp_builder_find(b, "output.weight") == NULL);
-    // Kept q8_0/q4_1: the runtime's integer dot products round activations to 8 bits, which the
-    // reference script estimates (--q8-activations) at up to ~9e-2 of max|logit| on these positions.
+    // Kept q8_0/q4_1: the runtime's integer dot products round activations to 8 bits (q4_1; 16 for
+    // q8_0), which the reference script (--q8-activations, 8 bits for both) bounds at ~9e-2 of max|logit|
+    // on these positions.
     smollm2_logits(b, "q4_1", 0.15, 14);
     // Dequantized: the same weights as the reference, f32 against float64 arithmetic.
     b = NULL;

@@ -16,7 +16,7 @@
 //        (per block the reference rounds dw*dx, the product with the integer sum and the running sum;
 //        the SIMD kernels fold q4_0's -8 offset in through the stored activation sum s, which was itself
 //        rounded once, hence the (|q| + 8) and 8|dw s| terms).
-// quantize_q8a must be bit-identical to the reference (ties x/d = k + 1/2 included). Rows outside
+// quantize_q8a and quantize_q16a must be bit-identical to the reference (ties x/d = k + 1/2 included). Rows outside
 // [r0, r1) and outputs beyond m must stay untouched.
 #include <float.h>
 
@@ -72,8 +72,21 @@ static void fill_x(lmp_dtype t, void *x, float *xf, int64_t n, int exact, float 
         memcpy(x, xf, (size_t)n * sizeof(float));
         return;
     }
+    if (tt->vec_dot_type == LMP_DTYPE_Q16_A) {
+        lmp_block_q16_a *xb = x;
+        if (exact)  // d = sc for every block, codes small enough that every partial sum is exact in float
+            for (int64_t b = 0; b < n / 32; b++) {
+                xb[b].d = sc;
+                for (int j = 0; j < 32; j++) xb[b].qs[j] = (int16_t)irand(-63, 63);
+            }
+        else {
+            for (int64_t j = 0; j < n; j++) xf[j] = test_rand_normal() * (j % 97 == 0 ? 5.0f : 1.0f);
+            S->quantize_q16a(xf, x, n);
+        }
+        return;
+    }
     lmp_block_q8_a *xb = x;
-    if (exact) {  // d = sc for every block, codes random in [-127, 127], s = d * sum
+    if (exact) {  // d = sc for every block, codes random in [-63, 63], s = d * sum
         for (int64_t b = 0; b < n / 32; b++) {
             int sum = 0;
             xb[b].d = sc;
@@ -107,6 +120,17 @@ static double dot_magnitude(lmp_dtype t, const void *w, const void *x, int64_t n
         const float *xf = x;
         for (int64_t j = 0; j < n; j++) M += fabs((double)wf[j] * xf[j]);
         free(wf);
+        return M;
+    }
+    if (tt->vec_dot_type == LMP_DTYPE_Q16_A) {  // q8_0: no offset, no minimum
+        const lmp_block_q16_a *xb = x;
+        for (int64_t k = 0; k < n / 32; k++) {
+            lmp_fp16 d16;
+            memcpy(&d16, (const uint8_t *)w + (size_t)k * tt->type_size, 2);
+            double qsum = 0.0;
+            for (int j = 0; j < 32; j++) qsum += (double)abs(weight_code(t, w, k * 32 + j)) * abs(xb[k].qs[j]);
+            M += fabs(lmp_fp16_to_f32(d16)) * fabs(xb[k].d) * qsum;
+        }
         return M;
     }
     const lmp_block_q8_a *xb = x;
@@ -175,8 +199,9 @@ static void check_type(const lmp_kernels *K, lmp_dtype t, shape sh, int exact, i
             g_checked++;
         }
     }
-    // matmul
-    for (int q = 0; q < 4; q++) {
+    // matmul (not on the tall shapes: its loops do not depend on the row count beyond MM_ROW_BLOCK, and
+    // the scalar reference would take seconds)
+    for (int q = 0; q < (rows > 64 ? 0 : 4); q++) {
         int m = ms[q];
         int64_t r0 = q & 1 ? (rows > 1 ? 1 : 0) : 0, r1 = rows;
         for (int64_t i = 0; i < ldy * mmax; i++) y1[i] = y2[i] = SENTINEL;
@@ -235,14 +260,16 @@ static void test_tables_present(void) {
 
 static void test_all_types(void) {
     if (!g_ntables) SKIP("no SIMD table runs on this CPU");
-    const shape fshapes[] = {{1, 1}, {5, 7}, {9, 33}, {7, 172}, {17, 256}, {6, 1000}, {5, 4096}};
-    const shape qshapes[] = {{1, 32}, {3, 64}, {9, 128}, {5, 384}, {17, 256}, {6, 1024}, {5, 4096}};
+    // The last shape of each (matvec only, see check_type) spans several of matvec's stretches of
+    // 4 x MATVEC_STREAM_BYTES, a short one and single rows: 301 rows of 4.6-9 KB.
+    const shape fshapes[] = {{1, 1}, {5, 7}, {9, 33}, {7, 172}, {17, 256}, {6, 1000}, {5, 4096}, {301, 2048}};
+    const shape qshapes[] = {{1, 32}, {3, 64}, {9, 128}, {5, 384}, {17, 256}, {6, 1024}, {5, 4096}, {301, 8192}};
     for (int k = 0; k < g_ntables; k++) {
         const lmp_kernels *K = g_tables[k];
         for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
             const lmp_type_traits *tt = lmp_type_get((lmp_dtype)t);
             const shape *shs = tt->is_quantized ? qshapes : fshapes;
-            for (int s = 0; s < 7; s++) {
+            for (int s = 0; s < 8; s++) {
                 if (shs[s].n % tt->block_size) continue;
                 int exact_ok = !tt->is_quantized || shs[s].n <= 1024;
                 if (exact_ok) check_type(K, (lmp_dtype)t, shs[s], 1, 1);
@@ -301,6 +328,41 @@ static void test_quantize_q8a(void) {
     lmp_free(b);
 }
 
+// quantize_q16a: as quantize_q8a, bit-identical to the reference, ties included (amax = 32767 gives d = 1).
+static void test_quantize_q16a(void) {
+    if (!g_ntables) SKIP("no SIMD table runs on this CPU");
+    const int64_t n = 32 * 64;
+    float *x = malloc(n * sizeof(float));
+    lmp_block_q16_a *a = lmp_malloc((size_t)(n / 32) * sizeof *a), *b = lmp_malloc((size_t)(n / 32) * sizeof *b);
+    for (int round = 0; round < 20; round++) {
+        for (int64_t i = 0; i < n; i++) {
+            int blk = (int)(i / 32);
+            x[i] = test_rand_normal() * ldexpf(1.0f, (blk % 13) - 6);
+            if (blk % 7 == 3) x[i] = 0.0f;  // all-zero blocks
+        }
+        for (int blk = 1; blk < 64; blk += 5) {
+            float *xb = x + blk * 32;
+            xb[0] = (blk & 2) ? 32767.0f : -32767.0f;
+            for (int j = 1; j < 32; j++) xb[j] = (float)irand(-32766, 32765) + 0.5f;
+            xb[1] = 0.5f;
+            xb[2] = -0.5f;
+            xb[3] = 32766.5f;
+            xb[4] = -32766.5f;
+        }
+        S->quantize_q16a(x, a, n);
+        CHECK(a[1].d == 1.0f && a[1].qs[1] == 1 && a[1].qs[2] == -1 && a[1].qs[3] == 32767 && a[1].qs[4] == -32767);
+        for (int k = 0; k < g_ntables; k++) {
+            memset(b, 0x55, (size_t)(n / 32) * sizeof *b);
+            g_tables[k]->quantize_q16a(x, b, n);
+            int same = memcmp(a, b, (size_t)(n / 32) * sizeof *a) == 0;
+            CHECKF(same, "%s quantize_q16a differs from the reference (round %d)", g_tables[k]->isa, round);
+        }
+    }
+    free(x);
+    lmp_free(a);
+    lmp_free(b);
+}
+
 static void test_isa_env(void) {
     const char *old = getenv("LMP_ISA");
     char *saved = old ? strdup(old) : NULL;
@@ -326,6 +388,7 @@ int main(void) {
     RUN(test_tables_present);
     RUN(test_all_types);
     RUN(test_quantize_q8a);
+    RUN(test_quantize_q16a);
     RUN(test_isa_env);
     return test_report();
 }

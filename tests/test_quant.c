@@ -402,6 +402,67 @@ static void test_q8_a_ref(void) {
     CHECK(q[2].d == 0 && q[2].s == 0);
 }
 
+static void test_q16_a_ref(void) {
+    const lmp_type_traits *tt = lmp_type_get(LMP_DTYPE_Q16_A);
+    CHECK(tt && !tt->storable && tt->block_size == 32 && tt->type_size == sizeof(lmp_block_q16_a));
+    float x[256], y[256];
+    lmp_block_q16_a q[8];
+    gaussian(x, 256, 3.0f);
+    memset(x + 64, 0, 32 * sizeof(float));  // block 2 all zero
+    tt->from_float_ref(x, q, 256);
+    tt->to_float(q, y, 256);
+    for (int b = 0; b < 8; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        CHECK(q[b].d == amax / 32767.0f);
+        for (int j = 0; j < 32; j++) {
+            CHECK(q[b].qs[j] >= -32767 && q[b].qs[j] <= 32767);
+            if (q[b].d != 0) CHECK(q[b].qs[j] == (int16_t)roundf(x[b * 32 + j] / q[b].d));
+            // round to nearest: error at most half a step, plus the float rounding of x / d and of q * d
+            // (each at most eps |x| in units of the result)
+            CHECK(fabsf(y[b * 32 + j] - x[b * 32 + j]) <= 0.5f * q[b].d + 4 * FLT_EPSILON * fabsf(x[b * 32 + j]));
+        }
+    }
+    CHECK(q[2].d == 0 && y[64] == 0);
+}
+
+// Why q8_0 takes q16_a: its dot product must carry (almost) only the weights' rounding. On Gaussian
+// rows, the error of vec_dot_ref against the exact dot of the *dequantized weights* with the f32
+// activations must be at most 1/64 of what 8-bit activations (q8_a) would add: 16-bit rounding is
+// 258 times finer, so the bound has a margin of 4 and the test fails if q8_0 falls back to 8 bits.
+static void test_q8_0_activation_error(void) {
+    const int64_t n = 4096;
+    float *w = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float)), *wd = malloc(n * sizeof(float));
+    float *x8 = malloc(n * sizeof(float));
+    lmp_block_q8_0 *wq = malloc((size_t)(n / 32) * sizeof *wq);
+    lmp_block_q16_a *xq = malloc((size_t)(n / 32) * sizeof *xq);
+    lmp_block_q8_a *xq8 = malloc((size_t)(n / 32) * sizeof *xq8);
+    const lmp_type_traits *tq = lmp_type_get(LMP_DTYPE_Q8_0);
+    double e16 = 0, e8 = 0;
+    for (int round = 0; round < 16; round++) {
+        gaussian(w, n, 0.05f);
+        gaussian(x, n, 1.0f);
+        tq->from_float_ref(w, wq, n);
+        tq->to_float(wq, wd, n);
+        lmp_type_get(tq->vec_dot_type)->from_float_ref(x, xq, n);
+        lmp_type_get(LMP_DTYPE_Q8_A)->from_float_ref(x, xq8, n);
+        lmp_type_get(LMP_DTYPE_Q8_A)->to_float(xq8, x8, n);
+        double exact = 0, with8 = 0;
+        for (int64_t i = 0; i < n; i++) {
+            exact += (double)wd[i] * x[i];
+            with8 += (double)wd[i] * x8[i];
+        }
+        float got;
+        tq->vec_dot_ref(n, &got, wq, xq);
+        e16 += fabs(got - exact);
+        e8 += fabs(with8 - exact);
+    }
+    fprintf(stderr, "q8_0 dot, mean |error| from activation rounding: q16_a %.3g, q8_a would be %.3g\n", e16 / 16,
+            e8 / 16);
+    CHECKF(e16 * 64 <= e8, "q8_0 with q16_a activations: error %.3g, not 64x below 8-bit activations' %.3g", e16, e8);
+    free(w), free(x), free(wd), free(x8), free(wq), free(xq), free(xq8);
+}
+
 // Weighted error of a quantized block against x under importance imp (NULL = ones), in double.
 static double werr(lmp_dtype t, const uint8_t *q, const float *x, const float *imp, int64_t n) {
     float *y = malloc(n * sizeof(float));
@@ -447,6 +508,7 @@ static void test_weighted_never_worse(void) {
     }
     CHECK(lmp_quantize_row_weighted(LMP_DTYPE_F32, x, qw, 32, NULL) == -1);
     CHECK(lmp_quantize_row_weighted(LMP_DTYPE_Q8_A, x, qw, 32, NULL) == -1);
+    CHECK(lmp_quantize_row_weighted(LMP_DTYPE_Q16_A, x, qw, 32, NULL) == -1);
     CHECK(lmp_quantize_row_weighted((lmp_dtype)77, x, qw, 32, NULL) == -1);
     CHECK(lmp_quantize_row_weighted(LMP_DTYPE_Q4_0_G64, x, qw, 32, NULL) == -1);  // not a multiple of the group
     // All-zero importance in a block: any choice is optimal; must still succeed and be finite.
@@ -468,7 +530,7 @@ static void test_table(void) {
         {LMP_DTYPE_Q4_0, "q4_0", 32, 18, 4.5},      {LMP_DTYPE_Q4_1, "q4_1", 32, 20, 5.0},
         {LMP_DTYPE_Q4_0_G64, "q4_0_g64", 64, 34, 4.25}, {LMP_DTYPE_Q4_0_G128, "q4_0_g128", 128, 66, 4.125},
         {LMP_DTYPE_Q4_1_G64, "q4_1_g64", 64, 36, 4.5}, {LMP_DTYPE_Q4_1_G128, "q4_1_g128", 128, 68, 4.25},
-        {LMP_DTYPE_Q8_A, "q8_a", 32, 40, 10.0},
+        {LMP_DTYPE_Q8_A, "q8_a", 32, 40, 10.0},     {LMP_DTYPE_Q16_A, "q16_a", 32, 68, 17.0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const lmp_type_traits *tt = lmp_type_get(rows[i].t);
@@ -480,8 +542,12 @@ static void test_table(void) {
         CHECK(!strcmp(lmp_type_name(rows[i].t), rows[i].name));
         CHECK(tt->to_float && tt->from_float_ref && tt->vec_dot_ref && tt->description && tt->description[0]);
         CHECK(tt->is_quantized == (rows[i].bs > 1));
-        CHECK(tt->storable == (rows[i].t != LMP_DTYPE_Q8_A));
-        CHECK(tt->vec_dot_type == (rows[i].bs > 1 ? LMP_DTYPE_Q8_A : LMP_DTYPE_F32));
+        CHECK(tt->storable == (rows[i].t != LMP_DTYPE_Q8_A && rows[i].t != LMP_DTYPE_Q16_A));
+        // q8_0 (and q16_a itself) take 16-bit activations, the other block types 8-bit, float types f32
+        lmp_dtype vt = rows[i].bs == 1 ? LMP_DTYPE_F32
+                       : rows[i].t == LMP_DTYPE_Q8_0 || rows[i].t == LMP_DTYPE_Q16_A ? LMP_DTYPE_Q16_A
+                                                                                     : LMP_DTYPE_Q8_A;
+        CHECK(tt->vec_dot_type == vt);
         CHECK(lmp_type_row_size(rows[i].t, rows[i].bs * 3) == rows[i].ts * 3);
         if (rows[i].bs > 1) CHECK(lmp_type_row_size(rows[i].t, rows[i].bs + 1) == 0);
     }
@@ -490,7 +556,7 @@ static void test_table(void) {
           lmp_type_from_name("Q4") == LMP_DTYPE_Q4_0 && lmp_type_from_name("BF16") == LMP_DTYPE_BF16);
     CHECK(lmp_type_from_name("q5_0") == -1 && lmp_type_from_name("") == -1 && lmp_type_from_name(NULL) == -1 &&
           lmp_type_from_name("q4_0 ") == -1);
-    const int unknown[] = {LMP_DTYPE_COUNT, 11, 99, 101, -1, 0x7fffffff, 1 << 16};
+    const int unknown[] = {LMP_DTYPE_COUNT, 11, 99, 102, -1, 0x7fffffff, 1 << 16};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         lmp_dtype t = (lmp_dtype)unknown[i];
         CHECKF(lmp_type_get(t) == NULL, "dtype %d", unknown[i]);
@@ -513,6 +579,8 @@ int main(void) {
     RUN(test_ggml_fixture);
     RUN(test_vec_dot_ref);
     RUN(test_q8_a_ref);
+    RUN(test_q16_a_ref);
+    RUN(test_q8_0_activation_error);
     RUN(test_weighted_never_worse);
     RUN(test_table);
     return test_report();

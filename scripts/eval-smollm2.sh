@@ -37,6 +37,8 @@ q() { # name, quantize options...
 }
 models=("$BASE")
 q q8_0 --bits 8
+q q8_0-imatrix --bits 8 --method imatrix --calib "$CALIB" --calib-tokens "$CALIB_TOKENS"
+q q8_0-gptq --bits 8 --method gptq --calib "$CALIB" --calib-tokens "$CALIB_TOKENS"
 q q4_0-rtn --bits 4
 q q4_0-imatrix --bits 4 --method imatrix --calib "$CALIB" --calib-tokens "$CALIB_TOKENS"
 q q4_0-awq --bits 4 --method awq --calib "$CALIB" --calib-tokens "$CALIB_TOKENS"

@@ -158,8 +158,7 @@ static void *make_x(const lmp_kernels *k, lmp_dtype t, int64_t n, int64_t m, siz
     for (int64_t i = 0; i < m; i++) {
         for (int64_t j = 0; j < n; j++) f[j] = (float)((int)(rnd() >> 48) - 32768) / 32768.0f;
         if (tt->vec_dot_type == LMP_DTYPE_F32) memcpy((char *)x + (size_t)i * *xrb, f, (size_t)n * sizeof(float));
-        else if (tt->vec_dot_type == LMP_DTYPE_Q16_A) k->quantize_q16a(f, (char *)x + (size_t)i * *xrb, n);
-        else k->quantize_q8a(f, (char *)x + (size_t)i * *xrb, n);
+        else lmp_kernels_act_quantizer(k, tt->vec_dot_type)(f, (char *)x + (size_t)i * *xrb, n);
     }
     lmp_free(f);
     return x;

@@ -122,6 +122,12 @@ static void kernels_init(void) {
 
 const char *const *lmp_kernels_isa_list(void) { return g_isa_names; }
 
+lmp_quantize_act_fn lmp_kernels_act_quantizer(const lmp_kernels *k, lmp_dtype t) {
+    if (t == LMP_DTYPE_Q8_A) return k->quantize_q8a;
+    if (t == LMP_DTYPE_Q16_A) return k->quantize_q16a;
+    return NULL;
+}
+
 const lmp_kernels *lmp_kernels_by_isa(const char *isa) {
     if (!isa) return NULL;
     pthread_once(&g_once, kernels_init);

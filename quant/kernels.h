@@ -42,6 +42,10 @@ typedef struct lmp_kernels {
     lmp_quantize_act_fn quantize_q16a;        // activations of q8_0
 } lmp_kernels;
 
+// The table's quantizer for activation type t (LMP_DTYPE_Q8_A or LMP_DTYPE_Q16_A, a row's vec_dot_type),
+// or NULL for LMP_DTYPE_F32 and anything else: the one place that maps activation types to quantizers.
+lmp_quantize_act_fn lmp_kernels_act_quantizer(const lmp_kernels *k, lmp_dtype t);
+
 // The fastest table this CPU runs. The environment variable LMP_ISA=scalar|avx2|avx512vnni caps the
 // choice (for tests and benchmarks); an ISA the CPU lacks is ignored.
 const lmp_kernels *lmp_kernels_best(void);

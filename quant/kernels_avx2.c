@@ -152,27 +152,36 @@ AI __m256 round_half_away(__m256 v) {
     return _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step));
 }
 
+// One block of 32 activations: loads it into v[4], returns d = max|x| / qmax, and, when d != 0, the
+// codes roundf(x / d) (a true division, as the references do) as int32 in iv[4]. Shared by the q8_a
+// and q16_a quantizers, which differ only in qmax and in how they store the codes.
+AI float act_block_codes(const float *xb, float qmax, __m256i iv[4]) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    const float d = hmax8(m) / qmax;
+    if (d != 0.0f) {
+        const __m256 dv = _mm256_set1_ps(d);
+        for (int k = 0; k < 4; k++) iv[k] = _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)));
+    }
+    return d;
+}
+
 // Bit-identical to the reference (qtypes.c): d = amax / 127, q = roundf(x / d) (a true division, as
 // the reference does), s = d * sum(q).
 static void quantize_q8a(const float *x, void *xq, int64_t n) {
     lmp_block_q8_a *y = xq;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / LMP_QK8_A; b++) {
-        const float *xb = x + b * LMP_QK8_A;
-        __m256 v[4];
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-        const float d = hmax8(m) / 127.0f;
+        __m256i iv[4];
+        const float d = act_block_codes(x + b * LMP_QK8_A, 127.0f, iv);
         y[b].d = d;
         if (d == 0.0f) {
             memset(y[b].qs, 0, sizeof y[b].qs);
             y[b].s = d * 0.0f;
             continue;
         }
-        const __m256 dv = _mm256_set1_ps(d);
-        __m256i iv[4];
-        for (int k = 0; k < 4; k++) iv[k] = _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)));
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]), _mm256_packs_epi32(iv[2], iv[3]));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y[b].qs, p);
@@ -188,22 +197,14 @@ static void quantize_q8a(const float *x, void *xq, int64_t n) {
 // a rounding of d, and the saturating pack clamps to the reference's range.
 static void quantize_q16a(const float *x, void *xq, int64_t n) {
     lmp_block_q16_a *y = xq;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / LMP_QK16_A; b++) {
-        const float *xb = x + b * LMP_QK16_A;
-        __m256 v[4];
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-        const float d = hmax8(m) / 32767.0f;
+        __m256i iv[4];
+        const float d = act_block_codes(x + b * LMP_QK16_A, 32767.0f, iv);
         y[b].d = d;
         if (d == 0.0f) {
             memset(y[b].qs, 0, sizeof y[b].qs);
             continue;
         }
-        const __m256 dv = _mm256_set1_ps(d);
-        __m256i iv[4];
-        for (int k = 0; k < 4; k++) iv[k] = _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)));
         // packs works within 128-bit lanes: (a0-3 b0-3 | a4-7 b4-7) -> reorder the 64-bit quarters
         __m256i p0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(iv[0], iv[1]), 0xD8);
         __m256i p1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(iv[2], iv[3]), 0xD8);

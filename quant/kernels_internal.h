@@ -41,26 +41,26 @@ void lmp_kernels_init_avx512(lmp_kernels *k);
 // previous adjacent tiles with software prefetch of the next tile: FP32 decode 38-42 -> 44-53 tok/s,
 // q8_0 118-130 -> 157-171, q4_0 177-179 -> 204-214; the software prefetch is no longer needed.
 #define MATVEC_STREAM_BYTES 262144
-#define TILE_SET(name, TT, CALL)                                                                               \
-    static void name##_4x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
-                              int64_t ldy, int64_t n) {                                   \
+#define TILE_SET(name, TT, CALL)                                                                             \
+    static void name##_4x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,       \
+                              int64_t ldy, int64_t n) {                                                      \
         CALL(4, TT);                                                                                         \
     }                                                                                                        \
-    static void name##_1x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
-                              int64_t ldy, int64_t n) {                                   \
+    static void name##_1x##TT(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,       \
+                              int64_t ldy, int64_t n) {                                                      \
         CALL(1, TT);                                                                                         \
     }                                                                                                        \
-    static void name##_4x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,             \
-                           int64_t ldy, int64_t n) {                                      \
+    static void name##_4x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
+                           int64_t ldy, int64_t n) {                                                         \
         CALL(4, 1);                                                                                          \
     }                                                                                                        \
-    static void name##_1x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,             \
-                           int64_t ldy, int64_t n) {                                      \
+    static void name##_1x1(const uint8_t *wp, size_t wrb, const uint8_t *xp, size_t xrb, float *yp,          \
+                           int64_t ldy, int64_t n) {                                                         \
         CALL(1, 1);                                                                                          \
     }                                                                                                        \
-    static void matvec_##name(const void *w, size_t wrb, const void *x, float *y, int64_t n, int64_t r0,       \
+    static void matvec_##name(const void *w, size_t wrb, const void *x, float *y, int64_t n, int64_t r0,     \
                               int64_t r1) {                                                                  \
-        /* rows i, i + q, i + 2q, i + 3q per tile: four long sequential streams (see MATVEC_STREAMS) */       \
+        /* rows i, i + q, i + 2q, i + 3q per tile: four long sequential streams (see MATVEC_STREAMS) */      \
         const uint8_t *wb = w;                                                                               \
         const int64_t qmax = MATVEC_STREAM_BYTES / (int64_t)wrb > 1 ? MATVEC_STREAM_BYTES / (int64_t)wrb : 1; \
         float t4[4];                                                                                         \
@@ -75,7 +75,7 @@ void lmp_kernels_init_avx512(lmp_kernels *k);
         }                                                                                                    \
         for (; r < r1; r++) name##_1x1(wb + (size_t)r * wrb, wrb, x, 0, y + r, 0, n);                        \
     }                                                                                                        \
-    static void matmul_##name(const void *w, size_t wrb, const void *x, size_t xrb, int64_t m, float *y,       \
+    static void matmul_##name(const void *w, size_t wrb, const void *x, size_t xrb, int64_t m, float *y,     \
                               int64_t ldy, int64_t n, int64_t r0, int64_t r1) {                              \
         for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {                                                 \
             int64_t re = rb + MM_ROW_BLOCK < r1 ? rb + MM_ROW_BLOCK : r1;                                    \
@@ -85,13 +85,13 @@ void lmp_kernels_init_avx512(lmp_kernels *k);
                     const uint8_t *wp = (const uint8_t *)w + (size_t)r * wrb;                                \
                     float *yp = y + t * ldy + r;                                                             \
                     if (re - r >= 4) {                                                                       \
-                        if (m - t >= TT) name##_4x##TT(wp, wrb, xp, xrb, yp, ldy, n);                  \
+                        if (m - t >= TT) name##_4x##TT(wp, wrb, xp, xrb, yp, ldy, n);                        \
                         else                                                                                 \
                             for (int64_t i = t; i < m; i++)                                                  \
                                 name##_4x1(wp, wrb, xp + (size_t)(i - t) * xrb, xrb, yp + (i - t) * ldy, ldy, n); \
                         r += 4;                                                                              \
                     } else {                                                                                 \
-                        if (m - t >= TT) name##_1x##TT(wp, wrb, xp, xrb, yp, ldy, n);                  \
+                        if (m - t >= TT) name##_1x##TT(wp, wrb, xp, xrb, yp, ldy, n);                        \
                         else                                                                                 \
                             for (int64_t i = t; i < m; i++)                                                  \
                                 name##_1x1(wp, wrb, xp + (size_t)(i - t) * xrb, xrb, yp + (i - t) * ldy, ldy, n); \

@@ -132,7 +132,7 @@ static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const floa
     const lmp_type_traits *tr = lmp_type_get(w->type);
     matmul_job j = {c, y, w, x, x, (size_t)w->cols * sizeof(float), n, NULL};
     if (tr->vec_dot_type != LMP_DTYPE_F32) {
-        j.quantize = tr->vec_dot_type == LMP_DTYPE_Q16_A ? c->k->quantize_q16a : c->k->quantize_q8a;
+        j.quantize = lmp_kernels_act_quantizer(c->k, tr->vec_dot_type);
         j.xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, w->cols);
         if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j.xq_row_bytes * (size_t)n)) {
             // Out of memory for a scratch buffer is not recoverable mid-forward; fill with NaN so the

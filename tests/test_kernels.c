@@ -81,7 +81,7 @@ static void fill_x(lmp_dtype t, void *x, float *xf, int64_t n, int exact, float 
             }
         else {
             for (int64_t j = 0; j < n; j++) xf[j] = test_rand_normal() * (j % 97 == 0 ? 5.0f : 1.0f);
-            S->quantize_q16a(xf, x, n);
+            lmp_kernels_act_quantizer(S, tt->vec_dot_type)(xf, x, n);
         }
         return;
     }
@@ -95,7 +95,7 @@ static void fill_x(lmp_dtype t, void *x, float *xf, int64_t n, int exact, float 
         }
     } else {
         for (int64_t j = 0; j < n; j++) xf[j] = test_rand_normal() * (j % 97 == 0 ? 5.0f : 1.0f);
-        S->quantize_q8a(xf, x, n);
+        lmp_kernels_act_quantizer(S, tt->vec_dot_type)(xf, x, n);
     }
 }
 
@@ -363,6 +363,21 @@ static void test_quantize_q16a(void) {
     lmp_free(b);
 }
 
+static void test_act_quantizer(void) {
+    for (int k = -1; k < g_ntables; k++) {
+        const lmp_kernels *K = k < 0 ? S : g_tables[k];
+        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_Q8_A) == K->quantize_q8a && K->quantize_q8a);
+        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_Q16_A) == K->quantize_q16a && K->quantize_q16a);
+        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_F32) == NULL);
+        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_Q8_0) == NULL);
+    }
+    // every storable type's vec_dot_type has a quantizer or is f32
+    for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
+        lmp_dtype v = lmp_type_get((lmp_dtype)t)->vec_dot_type;
+        CHECKF(v == LMP_DTYPE_F32 || lmp_kernels_act_quantizer(S, v), "%s", lmp_type_name((lmp_dtype)t));
+    }
+}
+
 static void test_isa_env(void) {
     const char *old = getenv("LMP_ISA");
     char *saved = old ? strdup(old) : NULL;
@@ -389,6 +404,7 @@ int main(void) {
     RUN(test_all_types);
     RUN(test_quantize_q8a);
     RUN(test_quantize_q16a);
+    RUN(test_act_quantizer);
     RUN(test_isa_env);
     return test_report();
 }

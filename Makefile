@@ -3,6 +3,7 @@
 #   make                  build build/lmpress and build/liblmpress.a
 #   make test             build and run every test; ends with "N passed, N failed"
 #   make test SAN=1       the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+#   make check-layers     check that includes point down the layers (docs/architecture.md)
 #   make bench            run the benchmarks (not part of the tests)
 #   make demo             import the default model, generate a story, evaluate it
 #   make install PREFIX=/usr/local
@@ -55,7 +56,7 @@ DEP_CFLAGS := -I/usr/include/hdf5/serial -I/usr/include/$(MULTIARCH)/openblas-pt
 DEP_LIBS := -L/usr/lib/$(MULTIARCH)/hdf5/serial -lhdf5 -L/usr/lib/$(MULTIARCH)/openblas-pthread -lopenblas -lz
 endif
 
-INCLUDES := -Iformat -Iquant -Iruntime -Iprune -Idistill -Icuda -Icli
+INCLUDES := -I.
 WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-format-truncation
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCLUDES) $(DEP_CFLAGS) $(SANFLAGS) -MMD -MP
 CFLAGS ?=
@@ -84,7 +85,7 @@ LIB := $(BUILD)/liblmpress.a
 EXE := $(BUILD)/lmpress
 DEPS_OK := $(BUILD)/.deps-ok
 
-.PHONY: all test bench demo install clean deps cuda-check
+.PHONY: all test bench demo install clean deps cuda-check check-layers
 all: $(EXE)
 
 $(DEPS_OK):
@@ -114,14 +115,18 @@ $(EXE): $(CLI_OBJ) $(LIB)
 
 $(BUILD)/tests/%: tests/%.c tests/test_util.h $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O3 -Itests -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(LIB) $(LDLIBS)
 
 test: $(EXE) $(TEST_BIN)
 	@BUILD=$(BUILD) SHARED=$(SHARED) tests/run-tests.sh
+
+# The layers point one way (docs/architecture.md); also run by make test (tests/cli_layers.sh).
+check-layers:
+	@scripts/check-layers.sh
 
 bench: $(EXE) $(BENCH_BIN)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/bench.sh
@@ -132,7 +137,7 @@ demo: $(EXE)
 # CUDA sources are compiled (not run) when nvcc is present: the type header must stay valid CUDA.
 cuda-check:
 	@if command -v $(NVCC) >/dev/null 2>&1; then \
-	  mkdir -p $(BUILD)/cuda && $(NVCC) -std=c++17 -Iformat -c cuda/types_check.cu -o $(BUILD)/cuda/types_check.o \
+	  mkdir -p $(BUILD)/cuda && $(NVCC) -std=c++17 -I. -c cuda/types_check.cu -o $(BUILD)/cuda/types_check.o \
 	  && echo "cuda-check: cuda/types_check.cu compiled with $$($(NVCC) --version | tail -1)"; \
 	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
 

@@ -14,11 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels.h"
-#include "lmp_common.h"
-#include "membw.h"
-#include "qtypes.h"
-#include "threadpool.h"
+#include "runtime/kernels.h"
+#include "format/lmp_common.h"
+#include "runtime/membw.h"
+#include "format/qtypes.h"
+#include "runtime/threadpool.h"
 
 // Declared by OpenBLAS's cblas.h; repeated here so that other CBLAS headers also compile.
 void openblas_set_num_threads(int);

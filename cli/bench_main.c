@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "membw.h"
-#include "session.h"
+#include "cli/cli.h"
+#include "runtime/membw.h"
+#include "runtime/session.h"
 
 static const char *HELP =
     "usage: lmpress bench MODEL [MODEL...] [options]\n"

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 // Subcommands: each returns the process exit status (0 ok, 1 failure, 2 usage error).
 int cli_info_main(int argc, char **argv);

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "lmp_import.h"
+#include "cli/cli.h"
+#include "format/lmp_import.h"
 
 int cli_verbosity = 1;
 

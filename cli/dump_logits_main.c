@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "session.h"
+#include "cli/cli.h"
+#include "runtime/session.h"
 
 static const char *HELP =
     "usage: lmpress dump-logits MODEL (--tokens 1,2,3 | --text TEXT) -o OUT.f32\n"

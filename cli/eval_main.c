@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "perplexity.h"
-#include "plot.h"
+#include "cli/cli.h"
+#include "runtime/perplexity.h"
+#include "cli/plot.h"
 
 static const char *HELP =
     "usage: lmpress eval-ppl MODEL [MODEL...] --data FILE [options]\n"

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "lmp_import.h"
+#include "cli/cli.h"
+#include "format/lmp_import.h"
 
 static const char *HELP =
     "usage: lmpress export MODEL (--hdf5 | --gguf) -o OUT\n"

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "lmp_import.h"
-#include "qtypes.h"
+#include "cli/cli.h"
+#include "format/lmp_import.h"
+#include "format/qtypes.h"
 
 static const char *HELP =
     "usage: lmpress info [options] MODEL\n"

@@ -1,6 +1,6 @@
 // plot.c - SVG chart for eval-ppl --plot (see plot.h). Plain SVG 1.1, no scripts or external fonts, so
 // any browser renders it; axes use "nice" tick steps (1, 2, 5 x 10^k).
-#include "plot.h"
+#include "cli/plot.h"
 
 #include <math.h>
 #include <stdio.h>

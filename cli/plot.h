@@ -3,7 +3,7 @@
 #ifndef LMP_PLOT_H
 #define LMP_PLOT_H
 
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 typedef struct lmp_plot_point {
     const char *label;

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "qtypes.h"
-#include "quantize.h"
+#include "cli/cli.h"
+#include "format/qtypes.h"
+#include "quant/quantize.h"
 
 #define MAX_OVERRIDES 64
 

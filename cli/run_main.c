@@ -4,8 +4,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
-#include "generate.h"
+#include "cli/cli.h"
+#include "runtime/generate.h"
 
 static const char *HELP =
     "usage: lmpress run MODEL [options]\n"

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
-#include "lmp_import.h"
-#include "synth.h"
+#include "cli/cli.h"
+#include "format/lmp_import.h"
+#include "format/synth.h"
 
 static const char *HELP =
     "usage: lmpress synth [options] -o OUT.lmp\n"

@@ -1,7 +1,7 @@
 // types_check.cu - compiles format/lmp_types.h as CUDA (host and device code) so that the block structs
 // and the scalar conversions stay valid for the CUDA backend to come. Built by `make cuda-check` (and
 // .ci/run) when nvcc is present; nothing here runs.
-#include "lmp_types.h"
+#include "format/lmp_types.h"
 
 static_assert(sizeof(lmp_block_q8_0) == 34, "q8_0");
 static_assert(sizeof(lmp_block_q4_0) == 18, "q4_0");

@@ -14,9 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gguf.h"
-#include "lmp_import.h"
-#include "qtypes.h"
+#include "format/gguf.h"
+#include "format/lmp_import.h"
+#include "format/qtypes.h"
 
 #define GGUF_ALIGN 32
 #define GGML_MAX_NAME 64  // ggml's tensor name buffer, NUL included

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 #ifdef __cplusplus
 extern "C" {

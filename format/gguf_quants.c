@@ -7,8 +7,8 @@
 // handle the other ggml types (Q5_x, Q2_K/Q3_K/Q5_K, IQ*, ...): the importer refuses them by name.
 #include <string.h>
 
-#include "gguf.h"
-#include "lmp_types.h"
+#include "format/gguf.h"
+#include "format/lmp_types.h"
 
 typedef struct ggml_type_row {
     uint32_t type;

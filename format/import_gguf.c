@@ -9,8 +9,8 @@
 // It does not support RoPE scaling (llama 3.1 rope_freqs), which it refuses rather than ignore.
 #include <string.h>
 
-#include "gguf.h"
-#include "lmp_import.h"
+#include "format/gguf.h"
+#include "format/lmp_import.h"
 
 #define CHECK_META(call)                                                              \
     do {                                                                              \

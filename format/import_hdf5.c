@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lmp_import.h"
-#include "qtypes.h"
+#include "format/lmp_import.h"
+#include "format/qtypes.h"
 
 #define SCHEMA_VERSION 1
 #define VERSION_ATTR "lmpress_hdf5_version"

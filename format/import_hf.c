@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "lmp_import.h"
-#include "safetensors.h"
+#include "format/json.h"
+#include "format/lmp_import.h"
+#include "format/safetensors.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20)
 #define INDEX_MAX_BYTES ((size_t)64 << 20)

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lmp_import.h"
+#include "format/lmp_import.h"
 
 #define L2C_MAGIC 0x616b3432u  // "ak42" read as a little-endian u32
 #define L2C_V1_HEADER 256

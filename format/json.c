@@ -3,7 +3,7 @@
 // Implements RFC 8259 with the restrictions listed in json.h; every failure names its line and
 // column. It deliberately does not accept JSON5/relaxed input, does not keep number text (numbers are
 // doubles, plus an exact int64 when integral), and does not write JSON.
-#include "json.h"
+#include "format/json.h"
 
 #include <errno.h>
 #include <math.h>

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 #ifdef __cplusplus
 extern "C" {

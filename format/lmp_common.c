@@ -1,5 +1,5 @@
 // lmp_common.c - error messages, allocation with failure injection, CRC32 via zlib, clock.
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 #include <malloc.h>
 #include <stdarg.h>

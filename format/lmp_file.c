@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lmp_format.h"
-#include "qtypes.h"
+#include "format/lmp_format.h"
+#include "format/qtypes.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "lmp_file.c reads little-endian values with memcpy: big-endian hosts are not supported"

@@ -30,8 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lmp_common.h"
-#include "lmp_types.h"
+#include "format/lmp_common.h"
+#include "format/lmp_types.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -8,8 +8,8 @@
 #ifndef LMP_IMPORT_H
 #define LMP_IMPORT_H
 
-#include "lmp_common.h"
-#include "lmp_format.h"
+#include "format/lmp_common.h"
+#include "format/lmp_format.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -5,7 +5,7 @@
 // 2^20 keys is not quadratic to load. It does not serialise (lmp_file.c / lmp_write.c do).
 #include <string.h>
 
-#include "lmp_format.h"
+#include "format/lmp_format.h"
 
 #define INDEX_MIN 32
 

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lmp_format.h"
-#include "qtypes.h"
+#include "format/lmp_format.h"
+#include "format/qtypes.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "lmp_write.c writes host-order values: big-endian hosts are not supported"

@@ -3,7 +3,7 @@
 // Maps the file, parses the JSON header with format/json.c and validates every entry before any
 // tensor byte is exposed. It deliberately does not write safetensors, convert dtypes, or accept the
 // dtypes newer than the list in safetensors.h (F4/F6/E8M0...: refused as unknown).
-#include "safetensors.h"
+#include "format/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>

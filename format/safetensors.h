@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "json.h"
-#include "lmp_common.h"
+#include "format/json.h"
+#include "format/lmp_common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 // synth.c - random-weight models (see synth.h).
-#include "synth.h"
+#include "format/synth.h"
 
 #include <math.h>
 #include <stdio.h>

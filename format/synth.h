@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "lmp_format.h"
+#include "format/lmp_format.h"
 
 typedef struct lmp_synth_params {
     int dim, n_layers, n_heads, n_kv_heads, ffn, vocab, ctx;

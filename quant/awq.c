@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "awq.h"
-#include "gptq.h"
-#include "qtypes.h"
-#include "quant_internal.h"
+#include "quant/awq.h"
+#include "quant/gptq.h"
+#include "format/qtypes.h"
+#include "quant/quant_internal.h"
 
 // The weight clipping search is on: on stories260K at 4 bits (q4_0, 16K calibration tokens, first 30
 // chunks of TinyStories valid) it takes AWQ's mean KLD from 0.0705 (scaling alone; RTN 0.0720) to 0.0544.

@@ -11,9 +11,9 @@
 
 #include <stdint.h>
 
-#include "lmp_common.h"
-#include "lmp_types.h"
-#include "threadpool.h"
+#include "format/lmp_common.h"
+#include "format/lmp_types.h"
+#include "runtime/threadpool.h"
 
 // One matrix of a group: w (rows, cols) row-major float32, quantized as type (the loss counts only
 // quantized types; a float type contributes nothing).

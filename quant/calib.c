@@ -5,9 +5,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "qtypes.h"
-#include "quant_internal.h"
-#include "session.h"
+#include "format/qtypes.h"
+#include "quant/quant_internal.h"
+#include "runtime/session.h"
 
 lmp_status lmp_calib_sample(lmp_qctx *q, int32_t **tokens, int *n_seq, int *seq_len, lmp_error *err) {
     const lmp_quant_params *p = q->p;

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gptq.h"
-#include "qtypes.h"
-#include "quant_internal.h"
+#include "quant/gptq.h"
+#include "format/qtypes.h"
+#include "quant/quant_internal.h"
 
 // LAPACK (OpenBLAS provides it): Cholesky factorisation and inverse from the factor. The trailing
 // length argument is Fortran's hidden CHARACTER length; passing it is harmless for implementations

@@ -11,10 +11,10 @@
 
 #include <stdint.h>
 
-#include "lmp_common.h"
-#include "lmp_types.h"
-#include "session.h"
-#include "threadpool.h"
+#include "format/lmp_common.h"
+#include "format/lmp_types.h"
+#include "runtime/session.h"
+#include "runtime/threadpool.h"
 
 typedef struct lmp_gptq_stats {
     double loss;       // sum of ((w - q) / U_ii)^2 over the matrix = tr((W - Q) Hd (W - Q)^T), where Hd is H

@@ -3,9 +3,9 @@
 #ifndef LMP_QUANT_INTERNAL_H
 #define LMP_QUANT_INTERNAL_H
 
-#include "model.h"
-#include "quantize.h"
-#include "threadpool.h"
+#include "runtime/model.h"
+#include "quant/quantize.h"
+#include "runtime/threadpool.h"
 
 // One tensor of the output.
 typedef struct lmp_qentry {

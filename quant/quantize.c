@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "qtypes.h"
-#include "quant_internal.h"
+#include "format/qtypes.h"
+#include "quant/quant_internal.h"
 
 void lmp_quant_params_default(lmp_quant_params *p) {
     memset(p, 0, sizeof *p);

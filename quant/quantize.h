@@ -16,8 +16,8 @@
 
 #include <stdint.h>
 
-#include "lmp_format.h"
-#include "lmp_import.h"
+#include "format/lmp_format.h"
+#include "format/lmp_import.h"
 
 #ifdef __cplusplus
 extern "C" {

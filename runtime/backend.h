@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lmp_common.h"
-#include "model.h"
+#include "format/lmp_common.h"
+#include "runtime/model.h"
 
 #ifdef __cplusplus
 extern "C" {

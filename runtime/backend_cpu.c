@@ -10,10 +10,10 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "backend.h"
-#include "kernels.h"
-#include "qtypes.h"
-#include "threadpool.h"
+#include "runtime/backend.h"
+#include "runtime/kernels.h"
+#include "format/qtypes.h"
+#include "runtime/threadpool.h"
 
 typedef struct cpu_ctx {
     lmp_pool *pool;

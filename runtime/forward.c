@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "session.h"
+#include "runtime/session.h"
 
 struct lmp_session {
     lmp_model *m;

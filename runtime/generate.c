@@ -1,5 +1,5 @@
 // generate.c - run.c-compatible sampler and the generation loop (prefill as one batch, then decode).
-#include "generate.h"
+#include "runtime/generate.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "session.h"
+#include "runtime/session.h"
 
 #ifdef __cplusplus
 extern "C" {

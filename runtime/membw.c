@@ -7,12 +7,12 @@
 // per stream and lane: no dependency chain limits the loads). The loop uses 16-byte GNU C vectors, or
 // runtime/membw_avx2.c (32-byte loads) when the CPU has AVX2, chosen at run time as the kernels are.
 // The results are kept so that the reads cannot be optimised away.
-#include "membw.h"
+#include "runtime/membw.h"
 
 #include <string.h>
 
-#include "kernels.h"
-#include "lmp_common.h"
+#include "runtime/kernels.h"
+#include "format/lmp_common.h"
 
 #define PART_ALIGN 512  // words (4 KiB) per thread part: parts start on a page
 

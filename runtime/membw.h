@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "threadpool.h"
+#include "runtime/threadpool.h"
 
 // The buffer size used for bytes = 0: 16 times a 32 MiB last-level cache, so that almost every read
 // comes from DRAM.

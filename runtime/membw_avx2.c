@@ -6,7 +6,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "membw.h"
+#include "runtime/membw.h"
 
 uint64_t lmp_membw_xor_words_avx2(const uint64_t *p, size_t n) {
     enum { S = LMP_MEMBW_STREAMS, L = 8 };  // L words (one cache line: two loads) per stream and step

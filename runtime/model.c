@@ -1,12 +1,12 @@
 // model.c - builds an lmp_model from an lmp_file: reads the llama.* hyper-parameters, finds every
 // tensor by name, derives each layer's head counts and FFN width from its shapes, checks that all of
 // it is consistent, and loads the tokenizer. No weight is copied except the small norm vectors.
-#include "model.h"
+#include "runtime/model.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "qtypes.h"
+#include "format/qtypes.h"
 
 static lmp_status tensor_find(const lmp_file *f, const char *name, int required, const lmp_tensor **out,
                               lmp_error *err) {

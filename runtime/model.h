@@ -10,9 +10,9 @@
 
 #include <stdint.h>
 
-#include "lmp_format.h"
-#include "lmp_import.h"
-#include "tokenizer.h"
+#include "format/lmp_format.h"
+#include "format/lmp_import.h"
+#include "runtime/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -2,15 +2,15 @@
 //
 // The models run chunk by chunk in lockstep so that only one chunk of the base's log-probabilities is
 // held: (ctx/2, vocab) floats. It does not print; the CLI formats the table, JSON and chart.
-#include "perplexity.h"
+#include "runtime/perplexity.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "generate.h"
-#include "session.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
 
 static lmp_status read_text(const char *path, char **out, size_t *len, lmp_error *err) {
     FILE *f = fopen(path, "rb");

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "model.h"
+#include "runtime/model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -8,8 +8,8 @@
 
 #include <stdint.h>
 
-#include "backend.h"
-#include "model.h"
+#include "runtime/backend.h"
+#include "runtime/model.h"
 
 #ifdef __cplusplus
 extern "C" {

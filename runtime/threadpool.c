@@ -1,12 +1,12 @@
 // threadpool.c - fixed worker pool with spin-then-sleep waiting (see threadpool.h).
-#include "threadpool.h"
+#include "runtime/threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

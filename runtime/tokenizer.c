@@ -19,8 +19,8 @@
 // It does not parse special tokens out of text, apply Unicode normalisation, or read chat templates.
 #include <string.h>
 
-#include "tokenizer_internal.h"
-#include "unicode.h"
+#include "runtime/tokenizer_internal.h"
+#include "runtime/unicode.h"
 
 #define MAX_VOCAB (1 << 24)
 #define MAX_TOKEN_BYTES (1u << 20)

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lmp_common.h"
-#include "lmp_format.h"
+#include "format/lmp_common.h"
+#include "format/lmp_format.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -23,8 +23,8 @@
 // User-defined tokens (type 4) decode to their literal text, control tokens to "".
 #include <string.h>
 
-#include "tokenizer_internal.h"
-#include "unicode.h"
+#include "runtime/tokenizer_internal.h"
+#include "runtime/unicode.h"
 
 // ---- GPT-2's byte-to-unicode alphabet ----
 

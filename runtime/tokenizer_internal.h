@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer.h"
+#include "runtime/tokenizer.h"
 
 enum { TOK_KIND_LLAMA = 0, TOK_KIND_GPT2 = 1 };
 

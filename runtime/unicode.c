@@ -2,7 +2,7 @@
 // runtime/unicode.h (binary search over the generated range tables, with a table for ASCII/Latin-1).
 //
 // It does not normalise or case-fold, and does not replace malformed bytes: callers decide.
-#include "unicode.h"
+#include "runtime/unicode.h"
 
 size_t lmp_utf8_decode(const char *s, size_t len, uint32_t *cp) {
     const unsigned char *p = (const unsigned char *)s;

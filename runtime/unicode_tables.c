@@ -2,7 +2,7 @@
 // Unicode 14.0.0 (Python 3.11 unicodedata): sorted inclusive code point ranges of
 // \p{L} (general category L*), \p{N} (N*) and the White_Space property (PropList.txt).
 // It holds data only; runtime/unicode.c searches it.
-#include "unicode.h"
+#include "runtime/unicode.h"
 
 const char lmp_unicode_version[] = "14.0.0";
 

@@ -19,7 +19,7 @@ if [ "${1:-}" = --prepare ]; then
     mkdir -p "$DEV"
     BLAS=$(pkg-config --variable=libdir openblas 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/openblas-pthread)
     for t in tests/test_kernels.c tests/test_quant.c bench/bench_kernels.c; do
-        gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -Iformat -Iquant -Iruntime -Itests -Icli "$t" build/liblmpress.a \
+        gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build/liblmpress.a \
             -static -L"$BLAS" -lopenblas -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
     echo "gpu-check: static binaries in $DEV/: $(ls "$DEV" | tr '\n' ' ')"
@@ -50,7 +50,7 @@ if [ -x "$DEV/bench_kernels" ]; then
 fi
 echo "== nvcc"
 if command -v nvcc >/dev/null; then
-    nvcc -std=c++17 -arch=sm_90 -Iformat -c cuda/types_check.cu -o "$OUTDIR/types_check.o" && echo "cuda/types_check.cu: ok" || fail=1
+    nvcc -std=c++17 -arch=sm_90 -I. -c cuda/types_check.cu -o "$OUTDIR/types_check.o" && echo "cuda/types_check.cu: ok" || fail=1
 else
     echo "nvcc not found"
 fi

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "lmp_format.h"
+#include "format/lmp_format.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

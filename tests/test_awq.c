@@ -4,13 +4,13 @@
 // stories260K (skipped when ../shared is absent).
 #include <stdlib.h>
 
-#include "awq.h"
-#include "model.h"
-#include "qtypes.h"
-#include "quantize.h"
-#include "session.h"
-#include "synth.h"
-#include "test_util.h"
+#include "quant/awq.h"
+#include "runtime/model.h"
+#include "format/qtypes.h"
+#include "quant/quantize.h"
+#include "runtime/session.h"
+#include "format/synth.h"
+#include "tests/test_util.h"
 
 // max over positions of max|a - b| / max|b|
 static double max_rel_err(const float *a, const float *b, int n, int vocab) {

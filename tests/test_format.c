@@ -11,9 +11,9 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-#include "lmp_format.h"
-#include "qtypes.h"
-#include "test_util.h"
+#include "format/lmp_format.h"
+#include "format/qtypes.h"
+#include "tests/test_util.h"
 
 // ---- helpers ----
 

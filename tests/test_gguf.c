@@ -6,14 +6,14 @@
 // NumPy reference logits tiny_logits.f32, and smollm2_top5.txt (reference top-5 of SmolLM2-135M, used
 // when models/SmolLM2-135M-Instruct.Q4_1.gguf is present). Malformed files are made here by patching
 // fields of tiny.gguf, located by their length-prefixed names.
-#include "gguf.h"
-#include "lmp_format.h"
-#include "lmp_import.h"
-#include "model.h"
-#include "qtypes.h"
-#include "session.h"
-#include "test_util.h"
-#include "tokenizer.h"
+#include "format/gguf.h"
+#include "format/lmp_format.h"
+#include "format/lmp_import.h"
+#include "runtime/model.h"
+#include "format/qtypes.h"
+#include "runtime/session.h"
+#include "tests/test_util.h"
+#include "runtime/tokenizer.h"
 
 #define FIX "tests/fixtures/gguf"
 #define TINY FIX "/tiny.gguf"

@@ -4,10 +4,10 @@
 // on stories260K (skipped when ../shared is absent).
 #include <stdlib.h>
 
-#include "gptq.h"
-#include "qtypes.h"
-#include "quantize.h"
-#include "test_util.h"
+#include "quant/gptq.h"
+#include "format/qtypes.h"
+#include "quant/quantize.h"
+#include "tests/test_util.h"
 
 // A random problem: W (rows, cols) ~ N(0, 0.05^2); X (n, cols) correlated (latent factors mixed into
 // every channel, channel scales over a decade, independent noise); H = 2/n X^T X.

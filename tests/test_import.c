@@ -10,13 +10,13 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include "json.h"
-#include "lmp_format.h"
-#include "lmp_import.h"
-#include "qtypes.h"
-#include "safetensors.h"
-#include "test_util.h"
-#include "tokenizer.h"
+#include "format/json.h"
+#include "format/lmp_format.h"
+#include "format/lmp_import.h"
+#include "format/qtypes.h"
+#include "format/safetensors.h"
+#include "tests/test_util.h"
+#include "runtime/tokenizer.h"
 
 #define FIX "tests/fixtures"
 

@@ -20,10 +20,10 @@
 // [r0, r1) and outputs beyond m must stay untouched.
 #include <float.h>
 
-#include "kernels.h"
-#include "lmp_common.h"
-#include "qtypes.h"
-#include "test_util.h"
+#include "runtime/kernels.h"
+#include "format/lmp_common.h"
+#include "format/qtypes.h"
+#include "tests/test_util.h"
 
 static const lmp_kernels *S;  // the scalar table
 #define SENTINEL 12345.0f

@@ -8,9 +8,9 @@
 // read straight from the raw file, and skipped when absent.
 #include <errno.h>
 
-#include "lmp_format.h"
-#include "lmp_import.h"
-#include "test_util.h"
+#include "format/lmp_format.h"
+#include "format/lmp_import.h"
+#include "tests/test_util.h"
 
 #define FIX "tests/fixtures/llama2c/"
 

@@ -13,9 +13,9 @@
 //  * names, aliases, row sizes, bits per weight; unknown dtype values give NULL / "?" / 0 / -1.
 #include <float.h>
 
-#include "lmp_common.h"
-#include "qtypes.h"
-#include "test_util.h"
+#include "format/lmp_common.h"
+#include "format/qtypes.h"
+#include "tests/test_util.h"
 
 static int irand(int lo, int hi) { return lo + (int)(test_rand_u64() % (uint64_t)(hi - lo + 1)); }
 

@@ -4,11 +4,11 @@
 // plus greedy generation of stories260K against llama2.c's known output.
 #include <stdlib.h>
 
-#include "generate.h"
-#include "kernels.h"
-#include "membw.h"
-#include "session.h"
-#include "test_util.h"
+#include "runtime/generate.h"
+#include "runtime/kernels.h"
+#include "runtime/membw.h"
+#include "runtime/session.h"
+#include "tests/test_util.h"
 
 typedef struct {
     int n, vocab;

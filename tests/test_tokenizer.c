@@ -11,12 +11,12 @@
 // The SmolLM2 GGUF is models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/get-models.sh), or $LMP_SMOLLM2_GGUF.
 #include <stdint.h>
 
-#include "lmp_format.h"
-#include "lmp_import.h"
-#include "test_util.h"
-#include "tokenizer.h"
-#include "tokenizer_internal.h"  // tok_bpe_pretokenize: the pre-tokenizer alone
-#include "unicode.h"
+#include "format/lmp_format.h"
+#include "format/lmp_import.h"
+#include "tests/test_util.h"
+#include "runtime/tokenizer.h"
+#include "runtime/tokenizer_internal.h"  // tok_bpe_pretokenize: the pre-tokenizer alone
+#include "runtime/unicode.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1

@@ -6,14 +6,14 @@
 // entries their file implements (kernels_avx2.c, kernels_avx512.c), so every entry is always set.
 // This file is compiled for baseline x86-64 (or any other architecture): no SIMD code here; the
 // per-ISA files are called only after __builtin_cpu_supports says the CPU has their instructions.
-#include "kernels.h"
+#include "runtime/kernels.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels_internal.h"
-#include "qtypes.h"
+#include "runtime/kernels_internal.h"
+#include "format/qtypes.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

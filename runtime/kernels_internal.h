@@ -7,7 +7,7 @@
 #ifndef LMP_KERNELS_INTERNAL_H
 #define LMP_KERNELS_INTERNAL_H
 
-#include "kernels.h"
+#include "runtime/kernels.h"
 
 // fp16 bits -> float for all 65536 halves (exact; filled before any per-ISA init runs). Why a table:
 // the integer kernels need one fp16 scale per block and row, and a table lookup broadcast straight

@@ -7,14 +7,14 @@
 // no SIMD, a fixed accumulation order (one float sum over blocks, integer sums inside a block). Speed
 // is deliberately not a goal here. It does not hold the run-time kernels (quant/kernels.c) nor the
 // choice of type per tensor (the quantize pass).
-#include "qtypes.h"
+#include "format/qtypes.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
-#include "lmp_common.h"
+#include "format/lmp_common.h"
 
 // ---- f32 / f16 / bf16 ----
 

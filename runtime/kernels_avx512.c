@@ -16,8 +16,8 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "kernels_internal.h"
-#include "qtypes.h"
+#include "runtime/kernels_internal.h"
+#include "format/qtypes.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -128,7 +128,7 @@ AI __m256i dot_s16(__m256i a0, __m256i b0, __m256i a1, __m256i b1) {
     return _mm256_dpwssd_epi32(_mm256_dpwssd_epi32(_mm256_setzero_si256(), a0, b0), a1, b1);
 }
 
-#include "kernels_int_tiles.h"  // tile_q8_0, tile_q4 and matvec_/matmul_ of every integer type
+#include "runtime/kernels_int_tiles.h"  // tile_q8_0, tile_q4 and matvec_/matmul_ of every integer type
 
 void lmp_kernels_init_avx512(lmp_kernels *k) {
     k->matvec[LMP_DTYPE_F32] = matvec_f32;

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lmp_types.h"
+#include "format/lmp_types.h"
 
 #ifdef __cplusplus
 extern "C" {

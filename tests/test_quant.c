@@ -16,6 +16,7 @@
 #include "format/lmp_common.h"
 #include "format/qtypes.h"
 #include "tests/test_util.h"
+#include "tests/act_blocks.h"
 
 static int irand(int lo, int hi) { return lo + (int)(test_rand_u64() % (uint64_t)(hi - lo + 1)); }
 
@@ -381,52 +382,40 @@ static void test_vec_dot_ref(void) {
         }
 }
 
-static void test_q8_a_ref(void) {
-    const lmp_type_traits *tt = lmp_type_get(LMP_DTYPE_Q8_A);
-    CHECK(tt && !tt->storable && tt->block_size == 32 && tt->type_size == sizeof(lmp_block_q8_a));
-    float x[256];
-    lmp_block_q8_a q[8];
-    gaussian(x, 256, 3.0f);
-    memset(x + 64, 0, 32 * sizeof(float));  // block 2 all zero
-    tt->from_float_ref(x, q, 256);
-    for (int b = 0; b < 8; b++) {
-        float amax = 0;
-        int sum = 0;
-        for (int j = 0; j < 32; j++) {
-            amax = fmaxf(amax, fabsf(x[b * 32 + j]));
-            sum += q[b].qs[j];
-            CHECK(q[b].qs[j] >= -127 && q[b].qs[j] <= 127);
-            if (q[b].d != 0) CHECK(q[b].qs[j] == (int8_t)roundf(x[b * 32 + j] / q[b].d));
+// The activation codecs q8_a and q16_a against the bounds their format implies (tests/act_blocks.h), on
+// fresh random blocks of every kind (ties, subnormal, huge, zero, ...); to_float must give d * q exactly.
+static void check_act_ref(lmp_dtype A) {
+    const lmp_type_traits *tt = lmp_type_get(A);
+    CHECK(tt && !tt->storable && tt->is_quantized && tt->block_size == 32 && tt->type_size == act_block_bytes(A));
+    if (!tt) return;
+    const int64_t n = 32 * 256;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    uint8_t *q = malloc((size_t)(n / 32) * tt->type_size);
+    for (int round = 0; round < 8; round++) {
+        act_fill(A, x, n);
+        memset(q, 0x55, (size_t)(n / 32) * tt->type_size);
+        tt->from_float_ref(x, q, n);
+        char label[64];
+        snprintf(label, sizeof label, "%s round %d", tt->name, round);
+        int bad = act_check(A, x, q, n, label);
+        CHECKF(bad == 0, "%s: %d violations of the format's bounds (round %d)", tt->name, bad, round);
+        tt->to_float(q, y, n);
+        int wrong = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float d;
+            memcpy(&d, q + (size_t)(i / 32) * tt->type_size, 4);
+            int c = A == LMP_DTYPE_Q8_A ? ((const lmp_block_q8_a *)q)[i / 32].qs[i % 32]
+                                        : ((const lmp_block_q16_a *)q)[i / 32].qs[i % 32];
+            wrong += y[i] != (float)((double)d * c);
         }
-        CHECK(q[b].d == amax / 127.0f);
-        CHECK(q[b].s == q[b].d * (float)sum);
+        CHECKF(wrong == 0, "%s to_float: %d values are not d * q", tt->name, wrong);
     }
-    CHECK(q[2].d == 0 && q[2].s == 0);
+    free(x), free(y), free(q);
 }
 
-static void test_q16_a_ref(void) {
-    const lmp_type_traits *tt = lmp_type_get(LMP_DTYPE_Q16_A);
-    CHECK(tt && !tt->storable && tt->block_size == 32 && tt->type_size == sizeof(lmp_block_q16_a));
-    float x[256], y[256];
-    lmp_block_q16_a q[8];
-    gaussian(x, 256, 3.0f);
-    memset(x + 64, 0, 32 * sizeof(float));  // block 2 all zero
-    tt->from_float_ref(x, q, 256);
-    tt->to_float(q, y, 256);
-    for (int b = 0; b < 8; b++) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
-        CHECK(q[b].d == amax / 32767.0f);
-        for (int j = 0; j < 32; j++) {
-            CHECK(q[b].qs[j] >= -32767 && q[b].qs[j] <= 32767);
-            if (q[b].d != 0) CHECK(q[b].qs[j] == (int16_t)roundf(x[b * 32 + j] / q[b].d));
-            // round to nearest: error at most half a step, plus the float rounding of x / d and of q * d
-            // (each at most eps |x| in units of the result)
-            CHECK(fabsf(y[b * 32 + j] - x[b * 32 + j]) <= 0.5f * q[b].d + 4 * FLT_EPSILON * fabsf(x[b * 32 + j]));
-        }
-    }
-    CHECK(q[2].d == 0 && y[64] == 0);
-}
+static void test_q8_a_ref(void) { check_act_ref(LMP_DTYPE_Q8_A); }
+
+static void test_q16_a_ref(void) { check_act_ref(LMP_DTYPE_Q16_A); }
 
 // Why q8_0 takes q16_a: its dot product must carry (almost) only the weights' rounding. On Gaussian
 // rows, the error of vec_dot_ref against the exact dot of the *dequantized weights* with the f32

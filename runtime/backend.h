@@ -100,9 +100,15 @@ typedef struct lmp_backend_opts {
     struct lmp_pool *pool;  // CPU: a thread pool to borrow (not freed with the backend); NULL: own pool
 } lmp_backend_opts;
 
-// Creates a backend by name ("cpu", "cuda"); a build without CUDA refuses "cuda" with a clear message.
+// Creates a backend by name ("cpu", "cuda", or one registered with lmp_backend_register); a build without
+// CUDA refuses "cuda" with a clear message.
 lmp_status lmp_backend_new(const char *name, const lmp_backend_opts *opts, lmp_backend **out,
                            lmp_error *err);
+
+// Adds a backend constructor under name (at most 8 registrations; a name may be registered once; "cpu" and
+// "cuda" are built in). For tests and embedders: e.g. a backend that wraps another to count or fail calls.
+typedef lmp_status (*lmp_backend_ctor)(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err);
+lmp_status lmp_backend_register(const char *name, lmp_backend_ctor ctor, lmp_error *err);
 void lmp_backend_free(lmp_backend *b);
 
 // CPU backend specifics.

@@ -430,10 +430,33 @@ static void cpu_destroy(lmp_backend *b) {
     lmp_free(b);
 }
 
+// Registered backends (tests, embedders). Registration happens before use, from one thread.
+#define MAX_REGISTERED 8
+static struct {
+    char name[32];
+    lmp_backend_ctor ctor;
+} registered[MAX_REGISTERED];
+static int n_registered;
+
+lmp_status lmp_backend_register(const char *name, lmp_backend_ctor ctor, lmp_error *err) {
+    if (!name || !*name || strlen(name) >= sizeof registered[0].name || !ctor)
+        return lmp_err(err, LMP_E_ARG, "backend registration needs a name of 1..31 characters and a constructor");
+    if (!strcmp(name, "cpu") || !strcmp(name, "cuda"))
+        return lmp_err(err, LMP_E_ARG, "backend '%s' is built in", name);
+    for (int i = 0; i < n_registered; i++)
+        if (!strcmp(registered[i].name, name)) return lmp_err(err, LMP_E_STATE, "backend '%s' is already registered", name);
+    if (n_registered == MAX_REGISTERED) return lmp_err(err, LMP_E_STATE, "too many registered backends");
+    snprintf(registered[n_registered].name, sizeof registered[0].name, "%s", name);
+    registered[n_registered++].ctor = ctor;
+    return LMP_OK;
+}
+
 lmp_status lmp_backend_new(const char *name, const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
     *out = NULL;
     if (!name || strcmp(name, "cpu") == 0) return lmp_backend_cpu_new(opts, out, err);
     if (strcmp(name, "cuda") == 0) return lmp_backend_cuda_new(opts, out, err);
+    for (int i = 0; i < n_registered; i++)
+        if (!strcmp(registered[i].name, name)) return registered[i].ctor(opts, out, err);
     return lmp_err(err, LMP_E_ARG, "unknown backend '%s' (available: cpu, cuda)", name);
 }
 

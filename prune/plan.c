@@ -413,35 +413,100 @@ static void plan_global(planner *P, double target, lmp_prune_plan *plan) {
     lmp_free(layer_open);
 }
 
+// Keeps in layer l the n_keep highest-scoring channels.
+static void keep_top_channels(const lmp_prune_scores *s, int l, int F, int n_keep, int *order, lmp_prune_layer_plan *p) {
+    for (int j = 0; j < F; j++) order[j] = j;
+    g_sort_key = s->chan[l];
+    qsort(order, (size_t)F, sizeof(int), cmp_by_key);
+    for (int i = 0; i < F - n_keep; i++) p->keep_chan[order[i]] = 0;
+    p->ffn = n_keep;
+}
+
+// Keeps in layer l n_groups KV groups with kq query heads each: in every group its kq best query heads, and the
+// groups whose kept heads score highest.
+static void keep_top_heads(const lmp_prune_scores *s, int l, const lmp_layer *L, int n_groups, int kq, int *order,
+                           lmp_prune_layer_plan *p) {
+    const int G = L->n_kv_heads, group = L->n_heads / G;
+    double gs[4096];
+    int gorder[4096];
+    for (int h = 0; h < L->n_heads; h++) order[h] = h;
+    g_sort_key = s->head[l];
+    for (int g = 0; g < G; g++) {
+        qsort(order + g * group, (size_t)group, sizeof(int), cmp_by_key);
+        gs[g] = s->kv[l][g];
+        for (int i = group - kq; i < group; i++) gs[g] += s->head[l][order[g * group + i]];
+        for (int i = 0; i < group - kq; i++) p->keep_head[order[g * group + i]] = 0;
+        gorder[g] = g;
+    }
+    g_sort_key = gs;
+    qsort(gorder, (size_t)G, sizeof(int), cmp_by_key);
+    for (int i = 0; i < G - n_groups; i++) {
+        int g = gorder[i];
+        p->keep_kv[g] = 0;
+        for (int k = 0; k < group; k++) p->keep_head[g * group + k] = 0;
+    }
+    p->heads = n_groups * kq;
+    p->kv = n_groups;
+}
+
 // The same fraction f of every layer's attention (heads) and FFN (ffn) parameters, f chosen so that the total is
-// the target; each layer's own units in order, closest to its share.
+// the target. Why shapes first and scores second: layers that were alike stay alike (a uniform prune exports
+// to GGUF), so each layer gets the kept counts closest to its share, and the scores pick which units those are.
 static void plan_uniform(planner *P, double target, lmp_prune_plan *plan) {
     const lmp_model *m = P->m;
     const int L = m->cfg.n_layers;
-    const double dim = m->cfg.dim, hd = m->cfg.head_dim;
+    const double dim = m->cfg.dim, hd = m->cfg.head_dim, qcost = 2 * hd * dim;
     double domain = 0;
     for (int l = 0; l < L; l++) {
         if (layer_kept(P->o, l)) continue;
         const lmp_layer *Ly = &m->layers[l];
-        if (P->o->targets & LMP_PRUNE_HEADS) domain += 2 * (Ly->n_heads + Ly->n_kv_heads) * hd * dim;
+        if (P->o->targets & LMP_PRUNE_HEADS) domain += (Ly->n_heads + Ly->n_kv_heads) * qcost;
         if (P->o->targets & LMP_PRUNE_FFN) domain += 3.0 * Ly->ffn * dim;
     }
-    if (domain <= 0) return;
+    int *order = lmp_malloc((size_t)(m->cfg.max_ffn > m->cfg.max_heads ? m->cfg.max_ffn : m->cfg.max_heads) * sizeof(int));
+    if (domain <= 0 || !order || m->cfg.max_kv_heads > 4096) {
+        lmp_free(order);
+        return;
+    }
     const double f = target / domain;
+    const int align = P->o->align;
     for (int l = 0; l < L; l++) {
         if (layer_kept(P->o, l)) continue;
         const lmp_layer *Ly = &m->layers[l];
-        for (int k = 0; k < 2; k++) {
-            seq *q = &P->seqs[2 * l + k];
-            double share = f * (k == 0 ? 2 * (Ly->n_heads + Ly->n_kv_heads) * hd * dim : 3.0 * Ly->ffn * dim);
-            double rem = 0;
-            while (q->open && q->next < q->n && unit_fits(rem, q->u[q->next].cost, share)) {
-                unit_apply(m, q, &q->u[q->next], plan);
-                rem += q->u[q->next].cost;
-                q->next++;
+        lmp_prune_layer_plan *p = &plan->layer[l];
+        if (P->o->targets & LMP_PRUNE_HEADS) {
+            const int G = Ly->n_kv_heads, group = Ly->n_heads / G;
+            const double share = f * (Ly->n_heads + Ly->n_kv_heads) * qcost;
+            double best = INFINITY;
+            int bg = G, bk = group;
+            for (int g = G; g >= 1; g--)
+                for (int k = group; k >= 1; k--) {
+                    double rem = ((double)(Ly->n_heads - g * k) + (G - g)) * qcost;
+                    if (fabs(rem - share) < best - 1e-9) {
+                        best = fabs(rem - share);
+                        bg = g;
+                        bk = k;
+                    }
+                }
+            keep_top_heads(P->s, l, Ly, bg, bk, order, p);
+            p->removed_params[0] += (int64_t)(((double)(Ly->n_heads - bg * bk) + (G - bg)) * qcost);
+        }
+        if ((P->o->targets & LMP_PRUNE_FFN) && Ly->ffn > align) {
+            const double share = f * 3.0 * Ly->ffn * dim;
+            double best = share;  // keeping the full width removes 0
+            int bw = Ly->ffn;
+            for (int w = (Ly->ffn - 1) / align * align; w >= align; w -= align) {
+                double rem = 3.0 * (Ly->ffn - w) * dim;
+                if (fabs(rem - share) < best - 1e-9) {
+                    best = fabs(rem - share);
+                    bw = w;
+                }
             }
+            keep_top_channels(P->s, l, Ly->ffn, bw, order, p);
+            p->removed_params[1] += (int64_t)(3.0 * (Ly->ffn - bw) * dim);
         }
     }
+    lmp_free(order);
 }
 
 lmp_status lmp_prune_plan_make(const lmp_model *m, const lmp_prune_scores *s, const lmp_prune_plan_opts *o,

@@ -216,6 +216,13 @@ lmp_status lmp_prune(const char *in_path, const lmp_import_opts *io, const char 
         s->requantized = 1;
         warnf(p, "input is quantized: dequantized to f32 before pruning (--allow-requantize); the output is f32");
     }
+    lmp_prune_plan_opts po = {p->ratio, p->targets, p->uniform, p->align, keep};
+    // Whether the ratio can be reached depends on the shapes only: checked before a long calibration.
+    if ((st = lmp_prune_scores_init(m, &sc, err))) goto done;
+    st = lmp_prune_plan_make(m, &sc, &po, &plan, &s->max_fraction, err);
+    lmp_prune_plan_free(&plan);
+    lmp_prune_scores_free(&sc);
+    if (st) goto done;
     double ts = lmp_time_now();
     const int width = (p->targets & (LMP_PRUNE_HEADS | LMP_PRUNE_FFN)) != 0;
     if (p->calib_path && (p->score == LMP_PRUNE_SCORE_ACTIVATION || (p->targets & LMP_PRUNE_LAYERS))) {
@@ -242,7 +249,6 @@ lmp_status lmp_prune(const char *in_path, const lmp_import_opts *io, const char 
         goto done;
     }
     s->seconds_scoring = lmp_time_now() - ts;
-    lmp_prune_plan_opts po = {p->ratio, p->targets, p->uniform, p->align, keep};
     if ((st = lmp_prune_plan_make(m, &sc, &po, &plan, &s->max_fraction, err))) goto done;
     fill_summary(m, &plan, &sc, s);
     if (fabs(s->fraction - p->ratio) > 0.02)

@@ -24,6 +24,8 @@ typedef struct lmp_prune_scores {
     int64_t calib_tokens;  // tokens the statistics came from (0: none)
 } lmp_prune_scores;
 
+// All scores 0, scale 1, influence and change NaN (shapes only: enough to check that a ratio is reachable).
+lmp_status lmp_prune_scores_init(const lmp_model *m, lmp_prune_scores *s, lmp_error *err);
 void lmp_prune_scores_free(lmp_prune_scores *s);
 
 // Float32 values of a weight matrix (rows, cols): w's own data when it is f32, else a dequantized copy in

@@ -26,8 +26,7 @@ void lmp_prune_scores_free(lmp_prune_scores *s) {
     memset(s, 0, sizeof *s);
 }
 
-// Allocates the per-layer arrays (zeroed; scale 1, influence and change NaN).
-static lmp_status scores_alloc(const lmp_model *m, lmp_prune_scores *s, lmp_error *err) {
+lmp_status lmp_prune_scores_init(const lmp_model *m, lmp_prune_scores *s, lmp_error *err) {
     memset(s, 0, sizeof *s);
     const int L = m->cfg.n_layers;
     s->n_layers = L;
@@ -118,7 +117,7 @@ static lmp_status layer_f32_get(lmp_model *m, int l, unsigned mats, layer_f32 *f
 }
 
 lmp_status lmp_prune_score_magnitude(lmp_model *m, lmp_prune_scores *s, lmp_error *err) {
-    lmp_status st = scores_alloc(m, s, err);
+    lmp_status st = lmp_prune_scores_init(m, s, err);
     if (st) return st;
     const int64_t dim = m->cfg.dim, hd = m->cfg.head_dim;
     double *col = lmp_malloc((size_t)(m->cfg.max_ffn > m->cfg.max_heads * hd ? m->cfg.max_ffn : m->cfg.max_heads * hd) *
@@ -192,7 +191,7 @@ static void act_block(void *user, int seq, const float *x_in, const float *x_out
 
 lmp_status lmp_prune_score_activation(lmp_model *m, const lmp_prune_calib_opts *o, int want_width,
                                       lmp_prune_scores *s, lmp_error *err) {
-    lmp_status st = scores_alloc(m, s, err);
+    lmp_status st = lmp_prune_scores_init(m, s, err);
     if (st) return st;
     lmp_calib_set set;
     lmp_calib_runner *r = NULL;

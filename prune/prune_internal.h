@@ -17,8 +17,8 @@ typedef struct lmp_prune_scores {
     double **kv;       // [l] (n_kv_l) what a KV head adds beyond its query heads (weight energy of k, v rows;
                        //     0 for the activation score, whose query-head scores already carry the group)
     double **chan;     // [l] (ffn_l) FFN channel j
-    double *scale;     // (n_layers) divides layer l's width scores so that layers compare (1 without data:
-                       //     magnitude; mean ||x_out|| of the block's output on calibration text otherwise)
+    double *scale;     // (n_layers) divides layer l's width scores before they are ranked across layers (1: the
+                       //     activation score is already relative to each token's residual norm)
     double *influence; // (n_layers) block influence 1 - mean cos(x_in, x_out); NaN when not measured
     double *change;    // (n_layers) mean ||x_out - x_in|| / ||x_out||; NaN when not measured
     int64_t calib_tokens;  // tokens the statistics came from (0: none)
@@ -38,8 +38,9 @@ const float *lmp_prune_weight_f32(const lmp_weight *w, float **owned, lmp_error 
 lmp_status lmp_prune_score_magnitude(lmp_model *m, lmp_prune_scores *s, lmp_error *err);
 
 // Activation scores and block statistics on calibration text (runtime/calib.h): channel j of layer l =
-// E|h_j| * ||down[:, j]||_2 (h: the input of ffn_down); query head h = sum over its dimensions d of
-// E|a_d| * ||wo[:, d]||_2 (a: the input of attn_output). want_width = 0 measures only the block statistics
+// E[|h_j| / ||x||] * ||down[:, j]||_2 (h: the input of ffn_down; x: the token's hidden state entering the block,
+// so that scores of all layers are relative changes of the residual stream and compare); query head h = sum
+// over its dimensions d of E[|a_d| / ||x||] * ||wo[:, d]||_2 (a: the input of attn_output). want_width = 0 measures only the block statistics
 // (influence, change, scale) for the layers target. progress sees (done, total) over all blocks.
 typedef struct lmp_prune_calib_opts {
     const char *path;

@@ -401,11 +401,14 @@ static void test_plan(void) {
 // ---- scores ----
 
 // The activation scores and block statistics, recomputed here from the session's hooks and layer-by-layer runs
-// (not through the calibration runner): E|h_j| at DOWN_IN times the column norm of ffn_down, head sums at
-// ATTN_OUT_IN, and 1 - mean cosine of each block's input and output.
+// (not through the calibration runner): E[|h_j| / ||x_in||] at DOWN_IN (x_in: the token's hidden state entering
+// the block) times the column norm of ffn_down, head sums at ATTN_OUT_IN, and 1 - mean cosine of each block's
+// input and output.
 typedef struct hook_acc {
     int layer;
-    double *absd, *absa;  // (ffn), (n_heads * hd)
+    double *absd, *absa;  // (ffn), (n_heads * hd): sums of |x| / ||x_in|| per token
+    const float *x_in;    // (n, dim) the sequence's hidden states entering the block
+    int dim;
     int64_t n;
 } hook_acc;
 
@@ -414,8 +417,11 @@ static void acc_hook(void *user, int layer, lmp_hook_point where, const float *x
     if (layer != a->layer) return;
     double *dst = where == LMP_HOOK_DOWN_IN ? a->absd : where == LMP_HOOK_ATTN_OUT_IN ? a->absa : NULL;
     if (!dst) return;
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < width; c++) dst[c] += fabsf(x[(size_t)i * width + c]);
+    for (int i = 0; i < n; i++) {
+        double q = 0;
+        for (int k = 0; k < a->dim; k++) q += (double)a->x_in[(size_t)i * a->dim + k] * a->x_in[(size_t)i * a->dim + k];
+        for (int c = 0; c < width; c++) dst[c] += fabsf(x[(size_t)i * width + c]) / sqrt(q);
+    }
     if (where == LMP_HOOK_DOWN_IN) a->n += n;
 }
 
@@ -452,7 +458,7 @@ static void test_activation_scores(void) {
     float *x = malloc((size_t)32 * dim * sizeof(float)), *x0 = malloc((size_t)32 * dim * sizeof(float));
     for (int l = 0; l < 2 && s; l++) {
         const lmp_layer *L = &m->layers[l];
-        hook_acc a = {l, calloc((size_t)L->ffn, sizeof(double)), calloc((size_t)L->n_heads * hd, sizeof(double)), 0};
+        hook_acc a = {l, calloc((size_t)L->ffn, sizeof(double)), calloc((size_t)L->n_heads * hd, sizeof(double)), x0, dim, 0};
         double cos_sum = 0;
         int64_t n_tok = 0;
         lmp_session_set_hook(s, acc_hook, &a);

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # gpu-check.sh - what runs on the lent GPU machine (an x86-64 server with AVX-512 and an NVIDIA GPU),
-# batched into one call because its time is scarce. Two halves:
+# batched into one call because its time is scarce.
 #
 #   scripts/gpu-check.sh --prepare   here (the dev machine): builds static x86-64 binaries of the
 #                                    kernel tests and kernel benchmark into build-dev/ (git-ignored),
 #                                    since the GPU machine has no OpenBLAS/HDF5 development packages
-#                                    and no network.
-#   scripts/gpu-check.sh             there, with build-dev carried: prints the CPU and GPU, runs the
-#                                    kernel tests (every SIMD table, AVX-512 + VNNI included, against
-#                                    the scalar reference), the kernel benchmark, and compiles the CUDA
-#                                    sources with nvcc; logs go to $OUT (or build-dev/out).
+#                                    and no network; with nvcc present also the CUDA kernel lab
+#                                    (build-dev/lab) and the CUDA build of lmpress and its tests.
+#   scripts/gpu-check.sh [PART...]   there, with build-dev carried. Parts (default: cpu lab):
+#                                    cpu   the CPU kernel tests (every SIMD table, AVX-512 + VNNI included,
+#                                          against the scalar reference) and kernel benchmark
+#                                    lab   the CUDA kernel lab: every kernel against the CPU reference,
+#                                          then its versions timed (cuda/lab/lab.cu)
+#                                    labq  the lab's checks and a short benchmark (--quick)
+#                                    cuda  the CUDA backend tests (build-dev/test_cuda)
+#                                    bench7b  decode/prefill of the synthetic 7B shape (F16, q8_0, q4_0)
+#                                    eval  eval-ppl --device cuda vs cpu on SmolLM2 (needs models/)
+#                                    Logs go to $OUT (or build-dev/out); a summary is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEV=build-dev
+NVCC=${NVCC:-nvcc}
 if [ "${1:-}" = --prepare ]; then
     set -e
     make -j"$(nproc)" build/liblmpress.a >/dev/null
@@ -22,37 +30,63 @@ if [ "${1:-}" = --prepare ]; then
         gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build/liblmpress.a \
             -static -L"$BLAS" -lopenblas -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
-    echo "gpu-check: static binaries in $DEV/: $(ls "$DEV" | tr '\n' ' ')"
+    if command -v "$NVCC" >/dev/null 2>&1; then
+        make -j"$(nproc)" build/cuda/lab >/dev/null
+        cp build/cuda/lab "$DEV/lab"
+    fi
+    echo "gpu-check: binaries in $DEV/: $(ls "$DEV" | tr '\n' ' ')"
     exit 0
 fi
 OUTDIR=${OUT:-$DEV/out}
 mkdir -p "$OUTDIR"
+PARTS=${*:-cpu lab}
 fail=0
-{
-    echo "== host"; lscpu | grep -E 'Model name|^CPU\(s\)|Flags' | sed -E 's/(Flags:).*/\1 '"$(grep -o -w -E 'avx2|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"'/'
-    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-} 2>&1 | tee "$OUTDIR/host.txt"
-for t in test_kernels test_quant; do
-    echo "== $t"
-    if [ -x "$DEV/$t" ]; then
-        "$DEV/$t" >"$OUTDIR/$t.txt" 2>&1 || fail=1
-        tail -5 "$OUTDIR/$t.txt"
-    else
-        echo "gpu-check: $DEV/$t missing: run scripts/gpu-check.sh --prepare here and carry $DEV"; fail=1
-    fi
+summary=()
+# cuBLAS of the machine's toolkit or of its Python wheels (the CUDA binaries link it dynamically).
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+         $(python3 -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__) + "/lib")' 2>/dev/null); do
+    [ -e "$d/libcublas.so.13" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
 done
-if [ -x "$DEV/bench_kernels" ]; then
-    echo "== bench_kernels (all threads: $(nproc))"
-    "$DEV/bench_kernels" --threads 1,4,16 --seconds 0.2 2>&1 | tee "$OUTDIR/bench_kernels.txt"
-    echo "== bench_kernels --isa avx2 (the same shape on the AVX2 table, for the ratio)"
-    "$DEV/bench_kernels" --isa avx2 --threads 1,4,16 --seconds 0.2 --no-matmul --shape 4096x14336 2>&1 \
-        | tee "$OUTDIR/bench_kernels_avx2.txt"
-fi
-echo "== nvcc"
-if command -v nvcc >/dev/null; then
-    nvcc -std=c++17 -arch=sm_90 -I. -c cuda/types_check.cu -o "$OUTDIR/types_check.o" && echo "cuda/types_check.cu: ok" || fail=1
-else
-    echo "nvcc not found"
-fi
+{
+    echo "== host"; lscpu | grep -E 'Model name|^CPU\(s\)' 
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+    echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+} 2>&1 | tee "$OUTDIR/host.txt"
+for part in $PARTS; do
+    t0=$(date +%s)
+    case $part in
+    cpu)
+        for t in test_kernels test_quant; do
+            echo "== $t"
+            if [ -x "$DEV/$t" ]; then
+                "$DEV/$t" >"$OUTDIR/$t.txt" 2>&1 || fail=1
+                tail -3 "$OUTDIR/$t.txt"
+            else
+                echo "gpu-check: $DEV/$t missing: run scripts/gpu-check.sh --prepare here and carry $DEV"; fail=1
+            fi
+        done
+        if [ -x "$DEV/bench_kernels" ]; then
+            echo "== bench_kernels (all threads: $(nproc))"
+            "$DEV/bench_kernels" --threads 1,4,16 --seconds 0.2 2>&1 | tee "$OUTDIR/bench_kernels.txt"
+        fi
+        ;;
+    lab|labq)
+        echo "== cuda kernel lab"
+        args=""; [ $part = labq ] && args=--quick
+        if [ -x "$DEV/lab" ]; then
+            "$DEV/lab" $args >"$OUTDIR/lab.txt" 2>&1 || fail=1
+            grep -E "^FAIL" "$OUTDIR/lab.txt" | head -20
+            grep -vE "^FAIL" "$OUTDIR/lab.txt" | tail -80
+            summary+=("lab: $(tail -1 "$OUTDIR/lab.txt")")
+        else
+            echo "gpu-check: $DEV/lab missing"; fail=1
+        fi
+        ;;
+    *) echo "gpu-check: unknown part '$part'"; fail=1 ;;
+    esac
+    summary+=("$part: $(( $(date +%s) - t0 )) s")
+done
+echo "== summary"
+printf '%s\n' "${summary[@]}"
 echo "gpu-check: $([ $fail = 0 ] && echo passed || echo FAILED)"
 exit $fail

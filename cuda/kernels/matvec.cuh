@@ -142,22 +142,6 @@ template <> struct lmp_mv_traits<LMP_DTYPE_BF16> { enum { E = 8, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_Q8_0> { enum { E = 32, LOADS = 2 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_Q4_0> { enum { E = 32, LOADS = 1 }; };  // every q4 type
 
-// Weights of chunk c of row r: LOADS 16-byte loads.
-template <int TYPE>
-static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_t r, int64_t c, uint4 *out) {
-    if constexpr (TYPE == LMP_DTYPE_F32) {
-        out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 4) * 4);
-    } else if constexpr (TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16) {
-        out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 8) * 2);
-    } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
-        const uint8_t *p = w.q + (size_t)r * w.cols + (size_t)c * 32;
-        out[0] = lmp_ld_stream(p);
-        out[1] = lmp_ld_stream(p + 16);
-    } else {
-        out[0] = lmp_ld_stream(w.q + (size_t)r * (size_t)(w.cols / 2) + (size_t)c * 16);
-    }
-}
-
 template <int TYPE> __host__ __device__ constexpr int lmp_q4_group() {
     return (TYPE == LMP_DTYPE_Q4_0_G64 || TYPE == LMP_DTYPE_Q4_1_G64) ? 64
            : (TYPE == LMP_DTYPE_Q4_0_G128 || TYPE == LMP_DTYPE_Q4_1_G128) ? 128 : 32;
@@ -169,10 +153,35 @@ template <int TYPE> __host__ __device__ constexpr int lmp_q4_asym() {
 static __device__ __forceinline__ float lmp_bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
 static __device__ __forceinline__ float lmp_bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 
+// Weights of chunk c of row r: LOADS 16-byte loads, and the chunk's scale (and minimum) as raw fp16 bits
+// in *sc (d | m << 16), fetched in the same phase so that no second round trip to memory waits in the dot.
+template <int TYPE>
+static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_t r, int64_t c, uint4 *out,
+                                                   uint32_t *sc) {
+    if constexpr (TYPE == LMP_DTYPE_F32) {
+        out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 4) * 4);
+    } else if constexpr (TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16) {
+        out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 8) * 2);
+    } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
+        const uint8_t *p = w.q + (size_t)r * w.cols + (size_t)c * 32;
+        out[0] = lmp_ld_stream(p);
+        out[1] = lmp_ld_stream(p + 16);
+        *sc = __ldg((const unsigned short *)w.d + (size_t)r * (size_t)(w.cols / 32) + (size_t)c);
+    } else {
+        constexpr int G = lmp_q4_group<TYPE>();
+        out[0] = lmp_ld_stream(w.q + (size_t)r * (size_t)(w.cols / 2) + (size_t)c * 16);
+        const size_t si = (size_t)r * (size_t)(w.cols / G) + (size_t)(c / (G / 32));
+        uint32_t v = __ldg((const unsigned short *)w.d + si);
+        if constexpr (lmp_q4_asym<TYPE>()) v |= (uint32_t)__ldg((const unsigned short *)w.m + si) << 16;
+        *sc = v;
+    }
+}
+
+
 // Partial dot of chunk c (weights wv of row r) with token t's activations; adds to acc.
 template <int TYPE>
 static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_t r, int64_t c, const uint4 *wv,
-                                                   const lmp_cuda_act &x, int64_t xoff, float acc) {
+                                                   uint32_t sc, const lmp_cuda_act &x, int64_t xoff, float acc) {
     if constexpr (TYPE == LMP_DTYPE_F32) {
         const float4 a = *(const float4 *)(x.f + xoff + c * 4);
         acc = fmaf(__uint_as_float(wv[0].x), a.x, acc);
@@ -218,7 +227,7 @@ static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_
             isum = __dp2a_lo(xw[2 * k], ww[k], isum);
             isum = __dp2a_hi(xw[2 * k + 1], ww[k], isum);
         }
-        const float dw = __half2float(w.d[(size_t)r * (size_t)(w.cols / 32) + (size_t)c]);
+        const float dw = __half2float(__ushort_as_half((unsigned short)(sc & 0xffffu)));
         return acc + (dw * x.d16[xoff / 32 + c]) * (float)isum;
     } else {  // q4 family: one 32-element sub-block; scale index c / (G / 32)
         constexpr int G = lmp_q4_group<TYPE>(), ASYM = lmp_q4_asym<TYPE>();
@@ -232,14 +241,14 @@ static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_
             isum = __dp4a((int)(u[k] & 0x0f0f0f0fu), lo[k], isum);
             isum = __dp4a((int)((u[k] >> 4) & 0x0f0f0f0fu), hi[k], isum);
         }
-        const size_t si = (size_t)r * (size_t)(w.cols / G) + (size_t)(c / (G / 32));
-        const float dw = __half2float(w.d[si]);
+        const float dw = __half2float(__ushort_as_half((unsigned short)(sc & 0xffffu)));
         const int64_t xb = xoff / 32 + c;
         if constexpr (!ASYM) {
             isum -= 8 * x.sum8[xb];
             return acc + (dw * x.d8[xb]) * (float)isum;
         }
-        else return acc + ((dw * x.d8[xb]) * (float)isum + __half2float(w.m[si]) * x.s8[xb]);
+        else return acc + ((dw * x.d8[xb]) * (float)isum +
+                           __half2float(__ushort_as_half((unsigned short)(sc >> 16))) * x.s8[xb]);
     }
 }
 
@@ -270,6 +279,7 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
     int nr = (int)(w.rows - r0 < R ? w.rows - r0 : R);
     for (int64_t base = 0; base < nch; base += 32 * U) {
         uint4 wv[NM][R][U][tr::LOADS];
+        uint32_t sc[NM][R][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = base + u * 32 + lane;
@@ -277,8 +287,8 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 #pragma unroll
                 for (int i = 0; i < R; i++)
                     if (i < nr) {
-                        lmp_mv_load<TYPE>(w, r0 + i, c, wv[0][i][u]);
-                        if constexpr (PAIR) lmp_mv_load<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u]);
+                        lmp_mv_load<TYPE>(w, r0 + i, c, wv[0][i][u], &sc[0][i][u]);
+                        if constexpr (PAIR) lmp_mv_load<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], &sc[NM - 1][i][u]);
                     }
             }
         }
@@ -289,9 +299,10 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 #pragma unroll
                 for (int i = 0; i < R; i++)
                     if (i < nr) {
-                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], a.x, xoff, acc[0][i]);
+                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], sc[0][i][u], a.x, xoff, acc[0][i]);
                         if constexpr (PAIR)
-                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], a.x, xoff, acc[NM - 1][i]);
+                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], sc[NM - 1][i][u], a.x,
+                                                              xoff, acc[NM - 1][i]);
                     }
             }
         }

@@ -92,6 +92,12 @@ NVCC_FLAGS := -std=c++17 -O3 $(INCLUDES) $(NVCC_ARCH) -Xcompiler -Wall,-Wno-unus
 CUDA_SRC := $(filter-out cuda/types_check.cu,$(wildcard cuda/*.cu))
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+.DEFAULT_GOAL := all
+# The stub's object depends on whether CUDA is built in: a stamp per setting rebuilds it when that changes.
+CUDA_STAMP := $(BUILD)/.cuda-$(CUDA)
+$(CUDA_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.cuda-* && touch $@
+$(BUILD)/obj/runtime/backend_cuda_stub.o: $(CUDA_STAMP)
 ifeq ($(CUDA),1)
 ALL_CFLAGS += -DLMP_WITH_CUDA
 LIB_OBJ += $(CUDA_OBJ)

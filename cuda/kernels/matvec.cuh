@@ -113,7 +113,7 @@ __global__ void lmp_quantize_act_kernel(const float *x, int64_t n_blocks, int8_t
 // (a chunk is one 16-byte load of weights: 4 f32, 8 f16/bf16, 32 q4 codes; q8_0 chunks are one
 // 32-element block, two loads), U chunks per lane in flight before their products. With pair=1 the
 // warp also computes the same rows of a second matrix of the same shape (gate and up) and stores
-// silu(gate) * up. Epilogue mode: 0 store, 1 add to y (residual). Up to three matrices with the same
+// silu(gate) * up. The epilogue stores the result and/or adds it to a residual. Up to three matrices with the same
 // input and type share a launch (q, k, v); blocks of 8 warps; blockIdx.y is the token.
 
 #define LMP_MV_WARPS 8
@@ -122,7 +122,9 @@ __global__ void lmp_quantize_act_kernel(const float *x, int64_t n_blocks, int8_t
 typedef struct lmp_mv_seg {
     lmp_cuda_mat w;   // rows, cols; all segments have the same type and cols
     lmp_cuda_mat w2;  // pair: the second matrix (same shape) ; otherwise unused
-    float *y;         // (n, w.rows) output
+    float *y;         // (n, w.rows) output (pair: silu(W x) * (W2 x)), or NULL
+    float *y2;        // pair: (n, w.rows) receives W2 x, or NULL
+    float *res;       // (n, w.rows) residual: res += the output, or NULL
     int64_t warp0;    // first global warp index of this segment
 } lmp_mv_seg;
 
@@ -131,7 +133,6 @@ typedef struct lmp_mv_args {
     int nseg;
     int64_t n_warps;  // total over segments
     lmp_cuda_act x;
-    int mode;         // 0: y = W x; 1: y += W x
     int pair;         // 1: y = silu(W x) * (W2 x)
 } lmp_mv_args;
 
@@ -312,10 +313,13 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
         float v = lmp_warp_sum(acc[0][i]);
         float v2 = PAIR ? lmp_warp_sum(acc[NM - 1][i]) : 0.0f;
         if (lane == 0 && i < nr) {
-            float *y = sg.y + t * w.rows + r0 + i;
-            if (PAIR) v = lmp_silu(v) * v2;
-            if (a.mode == 1) *y += v;
-            else *y = v;
+            const int64_t o = t * w.rows + r0 + i;
+            if (PAIR) {
+                if (sg.y2) sg.y2[o] = v2;
+                v = lmp_silu(v) * v2;
+            }
+            if (sg.y) sg.y[o] = v;
+            if (sg.res) sg.res[o] += v;
         }
     }
 }
@@ -351,10 +355,11 @@ __global__ void lmp_matvec_scalar_kernel(const lmp_mv_args a) {
     acc = lmp_warp_sum(acc);
     acc2 = lmp_warp_sum(acc2);
     if (lane == 0) {
-        float *y = sg.y + t * sg.w.rows + r;
-        float v = a.pair ? lmp_silu(acc) * acc2 : acc;
-        if (a.mode == 1) *y += v;
-        else *y = v;
+        const int64_t o = t * sg.w.rows + r;
+        if (a.pair && sg.y2) sg.y2[o] = acc2;
+        const float v = a.pair ? lmp_silu(acc) * acc2 : acc;
+        if (sg.y) sg.y[o] = v;
+        if (sg.res) sg.res[o] += v;
     }
 }
 

@@ -235,16 +235,22 @@ static void check_matvec_fused(void) {
         ref_matvec(K, x.data(), k, tk);
         float *y = lab_dev<float>(rows), *y2 = lab_dev<float>(rows), *y3 = lab_dev<float>(32);
         // pair
+        char what0[96];
         CK(cudaMemset(y, 0xff, rows * 4));
         lmp_mv_args a = {};
         a.nseg = 1;
         a.seg[0].w = G.m;
         a.seg[0].w2 = U.m;
         a.seg[0].y = y;
+        a.seg[0].y2 = y2;
         a.x = A.a;
         a.pair = 1;
+        CK(cudaMemset(y2, 0xff, rows * 4));
         CK(lmp_matvec_launch(&a, 1, g_st));
         auto got = lab_down(y, rows);
+        auto gup = lab_down(y2, rows);
+        snprintf(what0, sizeof what0, "matvec pair's up output %s", lmp_type_name(t));
+        compare(what0, gup.data(), u.data(), tu.data(), rows, 0);
         std::vector<float> ref((size_t)rows);
         std::vector<double> tol((size_t)rows);
         for (int64_t i = 0; i < rows; i++) {
@@ -275,17 +281,21 @@ static void check_matvec_fused(void) {
         compare(what, o1.data(), g.data(), tg.data(), rows, 0);
         compare(what, o2.data(), u.data(), tu.data(), rows, 0);
         compare(what, o3.data(), k.data(), tk.data(), 32, 0);
-        // accumulate: y3 = 1 + K x
+        // residual: y3 = 1 + K x, and the product itself into y (the backend's fused add)
         std::vector<float> ones(32, 1.0f), r3(32);
         CK(cudaMemcpy(y3, ones.data(), 128, cudaMemcpyHostToDevice));
+        CK(cudaMemset(y, 0xff, 32 * 4));
         a = {};
         a.nseg = 1;
         a.seg[0].w = K.m;
-        a.seg[0].y = y3;
+        a.seg[0].y = y;
+        a.seg[0].res = y3;
         a.x = A.a;
-        a.mode = 1;
         CK(lmp_matvec_launch(&a, 1, g_st));
         o3 = lab_down(y3, 32);
+        auto o4 = lab_down(y, 32);
+        snprintf(what, sizeof what, "matvec residual's product %s", lmp_type_name(t));
+        compare(what, o4.data(), k.data(), tk.data(), 32, 0);
         for (int i = 0; i < 32; i++) {
             r3[i] = 1.0f + k[i];
             tk[i] += 1.2e-7 * fabs(r3[i]);

@@ -62,6 +62,7 @@ typedef struct step_graph {
 
 typedef struct cuda_ctx {
     int device;
+    uint64_t mem_weights, mem_kv, mem_other;  // bytes allocated now, by category
     cudaStream_t st;
     cublasHandle_t blas;
     lmp_status err_st;          // sticky: first failure since the last synchronize
@@ -127,7 +128,7 @@ static int launch_failed(cuda_ctx *c, const char *what) {
 }
 
 // Device memory; on failure the sticky error names the bytes needed against those free.
-static void *dev_alloc(cuda_ctx *c, size_t bytes, const char *what) {
+static void *dev_alloc_raw(cuda_ctx *c, size_t bytes, const char *what) {
     void *p = NULL;
     if (c->recording) {  // no allocation inside a graph recording: the step is replayed op by op instead
         c->rec_failed = 1;
@@ -145,8 +146,43 @@ static void *dev_alloc(cuda_ctx *c, size_t bytes, const char *what) {
     }
     return p;
 }
+// Device allocations are recorded (pointer, bytes, category) so that memory_used can report them.
+typedef struct alloc_rec {
+    void *p;
+    size_t bytes;
+    uint64_t *cat;
+} alloc_rec;
+static alloc_rec *g_allocs;
+static size_t g_n_allocs, g_cap_allocs;
+static void track(void *p, size_t bytes, uint64_t *cat) {
+    if (!p) return;
+    if (g_n_allocs == g_cap_allocs) {
+        size_t nc = g_cap_allocs ? g_cap_allocs * 2 : 256;
+        alloc_rec *n = (alloc_rec *)lmp_realloc(g_allocs, nc * sizeof *n);
+        if (!n) return;
+        g_allocs = n;
+        g_cap_allocs = nc;
+    }
+    g_allocs[g_n_allocs++] = (alloc_rec){p, bytes, cat};
+    *cat += bytes;
+}
+static void untrack(void *p) {
+    for (size_t i = g_n_allocs; i-- > 0;)
+        if (g_allocs[i].p == p) {
+            *g_allocs[i].cat -= g_allocs[i].bytes;
+            g_allocs[i] = g_allocs[--g_n_allocs];
+            return;
+        }
+}
+static void *dev_alloc(cuda_ctx *c, size_t bytes, const char *what) {
+    void *p = dev_alloc_raw(c, bytes, what);
+    track(p, bytes, &c->mem_other);
+    return p;
+}
 static void dev_free(void *p) {
-    if (p) cudaFree(p);
+    if (!p) return;
+    untrack(p);
+    cudaFree(p);
 }
 
 // Grows a device scratch buffer of *cap elements of size esz to need; 0 on failure.
@@ -263,13 +299,14 @@ static void *cuda_alloc(lmp_backend *b, size_t bytes) {
              bytes, bytes / 1048576.0, fr, fr / 1048576.0, tot / 1073741824.0);
         return NULL;
     }
+    track(p, bytes, &c->mem_other);
     return p;
 }
 static void cuda_free(lmp_backend *b, void *p) {
     cuda_ctx *c = ctx_of(b);
     flush(c);
     if (p) invalidate(c, p, 1);
-    dev_free(p);
+    dev_free(p);  // untracks it
 }
 static void cuda_to_host(lmp_backend *b, void *dst, const void *src, size_t bytes) {
     cuda_ctx *c = ctx_of(b);
@@ -361,7 +398,8 @@ static lmp_status cuda_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *e
     char what[160];
     snprintf(what, sizeof what, "weight '%s' (%s, %lld x %lld)", w->name ? w->name : "?", tr->name, (long long)w->rows,
              (long long)w->cols);
-    cw->base = dev_alloc(c, cw->bytes, what);
+    cw->base = dev_alloc_raw(c, cw->bytes, what);
+    track(cw->base, cw->bytes, &c->mem_weights);
     if (!cw->base) {
         lmp_free(cw);
         lmp_status st = c->err_st;
@@ -434,8 +472,10 @@ static lmp_status cuda_kv_new(lmp_backend *b, int n_ctx, int kv_dim, lmp_kv_cach
     lmp_kv_cache *kv = (lmp_kv_cache *)lmp_calloc(1, sizeof *kv);
     if (!kv) return lmp_err(err, LMP_E_NOMEM, "out of memory");
     size_t bytes = (size_t)n_ctx * kv_dim * sizeof(float);
-    kv->k = (float *)dev_alloc(c, bytes, "KV cache (keys)");
-    kv->v = kv->k ? (float *)dev_alloc(c, bytes, "KV cache (values)") : NULL;
+    kv->k = (float *)dev_alloc_raw(c, bytes, "KV cache (keys)");
+    track(kv->k, bytes, &c->mem_kv);
+    kv->v = kv->k ? (float *)dev_alloc_raw(c, bytes, "KV cache (values)") : NULL;
+    track(kv->v, bytes, &c->mem_kv);
     if (!kv->v) {
         dev_free(kv->k);
         lmp_free(kv);
@@ -639,7 +679,9 @@ static void cuda_swiglu(lmp_backend *b, float *gate, const float *up, int n, int
     cuda_ctx *c = ctx_of(b);
     pending_mv *p = &c->pend;
     // gate = W_gate x, up = W_up x held back: one kernel computes silu(gate) * up (and stores up)
-    if (p->nseg == 2 && p->y[0] == gate && p->y[1] == up && p->n == n && p->w[0].rows == ff && p->w[1].rows == ff) {
+    if (p->nseg == 2 && p->y[0] == gate && p->y[1] == up && p->n == n && p->w[0].rows == ff && p->w[1].rows == ff &&
+        !ranges_overlap(gate, (size_t)n * ff * 4, p->x, (size_t)(p->n * p->w[0].cols) * 4) &&
+        !ranges_overlap(up, (size_t)n * ff * 4, p->x, (size_t)(p->n * p->w[0].cols) * 4)) {
         pending_mv q = *p;
         p->nseg = 0;
         launch_mv(c, &q, 1, (float *)up, NULL);
@@ -658,7 +700,8 @@ static void cuda_add(lmp_backend *b, float *x, const float *y, size_t count) {
     pending_mv *p = &c->pend;
     invalidate(c, x, count * 4);
     // y = W h held back: the matvec stores y and adds it to x
-    if (p->nseg == 1 && p->y[0] == y && (size_t)p->n * p->w[0].rows == count) {
+    if (p->nseg == 1 && p->y[0] == y && (size_t)p->n * p->w[0].rows == count &&
+        !ranges_overlap(x, count * 4, p->x, (size_t)(p->n * p->w[0].cols) * 4)) {
         pending_mv q = *p;
         p->nseg = 0;
         launch_mv(c, &q, 0, NULL, x);
@@ -812,6 +855,55 @@ static void cuda_logits_stats(lmp_backend *b, const float *logits, int n, int vo
     if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA statistics: %s", cudaGetErrorString(e));
 }
 
+__global__ void lmp_read_bw_kernel(const uint4 *p, size_t n, unsigned *out) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v = lmp_ld_stream(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) *out = acc;  // keeps the loads
+}
+
+// Read bandwidth over 1 GiB (16 x L2 and more), best of 5 passes timed with events.
+static double cuda_read_bandwidth(lmp_backend *b) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    const size_t bytes = (size_t)1 << 30;
+    uint8_t *buf = NULL;
+    if (cudaMalloc((void **)&buf, bytes + 16) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    cudaMemsetAsync(buf, 0x5a, bytes, c->st);
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, c->device);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double best = 0;
+    for (int r = 0; r < 6; r++) {
+        cudaEventRecord(e0, c->st);
+        lmp_read_bw_kernel<<<sms * 8, 256, 0, c->st>>>((const uint4 *)buf, bytes / 16, (unsigned *)(buf + bytes));
+        cudaEventRecord(e1, c->st);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (r && ms > 0 && bytes / (ms * 1e-3) > best) best = bytes / (ms * 1e-3);  // pass 0 warms up
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(buf);
+    if (cudaGetLastError() != cudaSuccess) return 0;
+    return best;
+}
+
+static void cuda_memory_used(lmp_backend *b, uint64_t *weights, uint64_t *kv, uint64_t *other) {
+    cuda_ctx *c = ctx_of(b);
+    *weights = c->mem_weights;
+    *kv = c->mem_kv;
+    *other = c->mem_other;
+}
+
 static void cuda_destroy(lmp_backend *b);
 
 static const lmp_backend_ops cuda_ops = {
@@ -840,6 +932,8 @@ static const lmp_backend_ops cuda_ops = {
     /*step_record_end*/ cuda_step_record_end,
     /*step_replay*/ cuda_step_replay,
     /*logits_stats*/ cuda_logits_stats,
+    /*read_bandwidth*/ cuda_read_bandwidth,
+    /*memory_used*/ cuda_memory_used,
 };
 
 extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
@@ -849,6 +943,9 @@ extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_bac
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
         cudaGetLastError();
+        if (e == cudaErrorInsufficientDriver)
+            return lmp_err(err, LMP_E_UNSUPPORTED, "no usable CUDA driver (no GPU, or a driver older than CUDA %d.%d); "
+                           "use --device cpu", CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
         return lmp_err(err, LMP_E_UNSUPPORTED, "no CUDA GPU found (%s); use --device cpu",
                        e != cudaSuccess ? cudaGetErrorString(e) : "no device");
     }
@@ -902,6 +999,9 @@ static void cuda_destroy(lmp_backend *b) {
         dev_free(w->base);
         lmp_free(w);
     }
+    for (size_t i = g_n_allocs; i-- > 0;)  // this backend's leftovers (buffers its user did not free)
+        if (g_allocs[i].cat == &c->mem_weights || g_allocs[i].cat == &c->mem_kv || g_allocs[i].cat == &c->mem_other)
+            untrack(g_allocs[i].p);
     void *p[] = {c->q8, c->q16, c->d8, c->s8, c->d16, c->sum8, c->att_S, c->att_part, c->att_cnt, c->tok_dev,
                  c->params_dev, c->st_tgt, c->st_btop, c->st_top, c->st_top1, c->st_nll, c->st_kl};
     for (void *q : p) dev_free(q);

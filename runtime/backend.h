@@ -109,6 +109,11 @@ typedef struct lmp_backend_ops {
     void (*logits_stats)(lmp_backend *b, const float *logits, int n, int vocab, const int32_t *target,
                          const float *base_lp, const int32_t *base_top, float *lp_out, double *nll, double *kl,
                          int32_t *top, int32_t *top1);
+    // Read bandwidth of the backend's memory in bytes/s (a buffer many times the caches, best of a few
+    // passes), the roofline's denominator; 0 if it cannot be measured.
+    double (*read_bandwidth)(lmp_backend *b);
+    // Bytes of backend memory in use now: weights, KV caches, everything else (activations, workspaces).
+    void (*memory_used)(lmp_backend *b, uint64_t *weights, uint64_t *kv, uint64_t *other);
 } lmp_backend_ops;
 
 struct lmp_backend {

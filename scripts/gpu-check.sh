@@ -15,7 +15,8 @@
 #                                    labq  the lab's checks and a short benchmark (--quick)
 #                                    cuda  the CUDA backend tests (build-dev/test_cuda)
 #                                    bench7b  decode/prefill of the synthetic 7B shape (F16, q8_0, q4_0)
-#                                    eval  eval-ppl --device cuda vs cpu on SmolLM2 (needs models/)
+#                                    eval  eval-ppl --device cuda vs cpu on SmolLM2 (models in
+#                                          $EVAL_MODELS, default /tmp/lmp-models; data under $SHARED)
 #                                    Logs go to $OUT (or build-dev/out); a summary is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +32,16 @@ if [ "${1:-}" = --prepare ]; then
             -static -L"$BLAS" -lopenblas -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
     if command -v "$NVCC" >/dev/null 2>&1; then
-        make -j"$(nproc)" build/cuda/lab >/dev/null
+        # CUDA builds: glibc, libstdc++ and cuBLAS dynamic (the GPU machine has them), the rest static
+        make -j"$(nproc)" CUDA=1 build/lmpress build/tests/test_cuda build/cuda/lab >/dev/null
         cp build/cuda/lab "$DEV/lab"
+        H=/usr/lib/x86_64-linux-gnu
+        STATIC="-Wl,-Bstatic -L$H/hdf5/serial -lhdf5 -lsz -laec -L$BLAS -lopenblas -lgfortran -lquadmath -lz -Wl,-Bdynamic"
+        CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v "$NVCC")")")")
+        DYN="-lm -ldl -lrt -pthread -L$CUDA_HOME/lib64 -lcublas -lcudart_static -lstdc++"
+        gcc -o "$DEV/lmpress" build/obj/cli/*.o build/liblmpress.a $STATIC $DYN
+        gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. -DLMP_WITH_CUDA tests/test_cuda.c build/liblmpress.a $STATIC $DYN \
+            -o "$DEV/test_cuda"
     fi
     echo "gpu-check: binaries in $DEV/: $(ls "$DEV" | tr '\n' ' ')"
     exit 0
@@ -81,6 +90,46 @@ for part in $PARTS; do
         else
             echo "gpu-check: $DEV/lab missing"; fail=1
         fi
+        ;;
+    cuda)
+        echo "== CUDA backend against the CPU backend (test_cuda)"
+        SHARED=${SHARED:-shared} "$DEV/test_cuda" >"$OUTDIR/test_cuda.txt" 2>&1 || fail=1
+        grep -E "FAIL|SKIP|rms\(diff\)|eval-ppl model|passed" "$OUTDIR/test_cuda.txt" | tail -40
+        summary+=("test_cuda: $(tail -1 "$OUTDIR/test_cuda.txt")")
+        ;;
+    bench7b)
+        echo "== synthetic Llama-2-7B shape: decode and prefill, F16 / q8_0 / q4_0 (built in memory on all cores)"
+        "$DEV/lmpress" bench --device cuda --synth dim=4096,layers=32,heads=32,ffn=11008,vocab=32000,ctx=4096 \
+            --synth-types ${BENCH_TYPES:-f16,q8_0,q4_0} --prefill 512 --decode 128 --reps 3 \
+            >"$OUTDIR/bench7b.txt" 2>"$OUTDIR/bench7b.err" || fail=1
+        cat "$OUTDIR/bench7b.txt" "$OUTDIR/bench7b.err"
+        summary+=("bench7b: $(grep -c '^| synth' "$OUTDIR/bench7b.txt") rows")
+        ;;
+    eval)
+        # SmolLM2-135M: the q4_1 file (all that fits the transfer limit) dequantized to f32 as the base, and
+        # q8_0 / q4_0 re-quantized from that; CUDA against the CPU on the first chunks of WikiText-2 test,
+        # then the whole of it on CUDA (timed).
+        M=${EVAL_MODELS:-/tmp/lmp-models}
+        W=${SHARED:-shared}/data/wikitext-2-raw/wiki.test.raw
+        echo "== eval-ppl SmolLM2-135M (from $M)"
+        L="$DEV/lmpress"
+        rm -f "$M"/sm-f32.lmp "$M"/sm-q8_0.lmp "$M"/sm-q4_0.lmp
+        $L quantize "$M/smollm2-135m-q4_1.lmp" --allow-requantize --tensor-type '.*=f32' --embed-type f32 \
+            --output-type f32 -o "$M/sm-f32.lmp" -q || fail=1
+        $L quantize "$M/sm-f32.lmp" --bits 8 -o "$M/sm-q8_0.lmp" -q || fail=1
+        $L quantize "$M/sm-f32.lmp" --bits 4 -o "$M/sm-q4_0.lmp" -q || fail=1
+        for d in cpu cuda; do
+            t0=$(date +%s.%N)
+            $L eval-ppl "$M/sm-f32.lmp" "$M/sm-q8_0.lmp" "$M/sm-q4_0.lmp" --data "$W" \
+                --chunks ${EVAL_CHUNKS:-40} --device $d -q >"$OUTDIR/eval_$d.txt" 2>&1 || fail=1
+            echo "wall $(python3 -c "import time; print(round(time.time() - $t0, 2))") s" >>"$OUTDIR/eval_$d.txt"
+            echo "-- $d, first ${EVAL_CHUNKS:-40} chunks"; cat "$OUTDIR/eval_$d.txt"
+        done
+        t0=$(date +%s.%N)
+        $L eval-ppl "$M/sm-f32.lmp" "$M/sm-q8_0.lmp" "$M/sm-q4_0.lmp" --data "$W" \
+            --device cuda -q >"$OUTDIR/eval_cuda_full.txt" 2>&1 || fail=1
+        echo "wall $(python3 -c "import time; print(round(time.time() - $t0, 2))") s" >>"$OUTDIR/eval_cuda_full.txt"
+        echo "-- cuda, whole WikiText-2 test"; cat "$OUTDIR/eval_cuda_full.txt"
         ;;
     *) echo "gpu-check: unknown part '$part'"; fail=1 ;;
     esac

@@ -85,7 +85,8 @@ static cublasStatus_t lmp_gemm(cublasHandle_t h, cudaStream_t st, const lmp_cuda
     if (tile < 1) return CUBLAS_STATUS_INVALID_VALUE;
     for (int64_t r0 = 0; r0 < rows; r0 += tile) {
         const int64_t nr = rows - r0 < tile ? rows - r0 : tile;
-        lmp_dequant_f16_kernel<<<(unsigned)((nr * cols + 255) / 256), 256, 0, st>>>(ws->wh, *w, r0, nr);
+        const int64_t chunks = nr * cols / (w->type == LMP_DTYPE_Q8_0 ? 16 : 32);
+        lmp_dequant_f16_vec_kernel<<<(unsigned)((chunks + 255) / 256), 256, 0, st>>>(ws->wh, *w, r0, nr);
         cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, cols, &one, ws->wh, CUDA_R_16F, cols,
                                         ws->xh, CUDA_R_16F, cols, &beta, y + r0, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F,
                                         CUBLAS_GEMM_DEFAULT);

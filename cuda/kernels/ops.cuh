@@ -46,6 +46,47 @@ __global__ void lmp_dequant_f16_kernel(__half *out, const lmp_cuda_mat w, int64_
     out[i] = __float2half_rn(lmp_mat_elem(w, r0 + i / w.cols, i % w.cols));
 }
 
+// The same for the quantized types, one 32-element sub-block (q4) or 16 codes (q8_0) per thread: 16-byte
+// code loads, 16-byte stores of 8 halves; values as lmp_mat_elem, so the two kernels agree bit for bit.
+__global__ void lmp_dequant_f16_vec_kernel(__half *out, const lmp_cuda_mat w, int64_t r0, int64_t n_rows) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    const int q8 = w.type == LMP_DTYPE_Q8_0;
+    const int64_t per_row = w.cols / (q8 ? 16 : 32);
+    if (i >= n_rows * per_row) return;
+    const int64_t r = r0 + i / per_row, c = i % per_row;
+    const int64_t e0 = c * (q8 ? 16 : 32);  // first element of this chunk in the row
+    __align__(16) __half h[32];
+    if (q8) {
+        const uint4 v = *(const uint4 *)(w.q + (size_t)r * w.cols + (size_t)e0);
+        const float d = __half2float(w.d[(size_t)r * (w.cols / 32) + (size_t)(e0 / 32)]);
+        const int8_t *b = (const int8_t *)&v;
+#pragma unroll
+        for (int j = 0; j < 16; j++) h[j] = __float2half_rn(__fmul_rn((float)b[j], d));
+        uint4 *o = (uint4 *)(out + (size_t)(r - r0) * w.cols + (size_t)e0);
+        o[0] = *(const uint4 *)&h[0];
+        o[1] = *(const uint4 *)&h[8];
+        return;
+    }
+    const uint4 v = *(const uint4 *)(w.q + (size_t)r * (size_t)(w.cols / 2) + (size_t)c * 16);
+    const size_t si = (size_t)r * (size_t)(w.cols / w.group) + (size_t)(e0 / w.group);
+    const float d = __half2float(w.d[si]), m = w.asym ? __half2float(w.m[si]) : 0.0f;
+    const uint8_t *b = (const uint8_t *)&v;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const int lo = b[j] & 15, hi = b[j] >> 4;
+        if (!w.asym) {
+            h[j] = __float2half_rn(__fmul_rn((float)(lo - 8), d));
+            h[j + 16] = __float2half_rn(__fmul_rn((float)(hi - 8), d));
+        } else {
+            h[j] = __float2half_rn(__fadd_rn(__fmul_rn((float)lo, d), m));
+            h[j + 16] = __float2half_rn(__fadd_rn(__fmul_rn((float)hi, d), m));
+        }
+    }
+    uint4 *o = (uint4 *)(out + (size_t)(r - r0) * w.cols + (size_t)e0);
+#pragma unroll
+    for (int k = 0; k < 4; k++) o[k] = *(const uint4 *)&h[8 * k];
+}
+
 // One 32-element block of activations (lane holds v) into q8_a and/or q16_a, as lmp_quantize_act_kernel.
 static __device__ __forceinline__ void lmp_quantize_block32(float v, int lane, int64_t b, int8_t *q8, float *d8,
                                                             float *s8, int *sum8, int16_t *q16, float *d16) {

@@ -337,6 +337,15 @@ static void check_get_rows(void) {
         int bad2 = 0;
         for (size_t i = 0; i < hh.size(); i++) bad2 += __half2float(hh[i]) != __half2float(__float2half_rn(E.deq[i]));
         lab_check(!bad2, "dequant_f16", "%s: %d values differ", lmp_type_name(t), bad2);
+        if (lmp_type_get(t)->is_quantized) {  // the vectorised kernel of the batched path: the same halves
+            CK(cudaMemset(h, 0xff, vocab * cols * 2));
+            const int64_t chunks = vocab * cols / (t == LMP_DTYPE_Q8_0 ? 16 : 32);
+            lmp_dequant_f16_vec_kernel<<<(unsigned)((chunks + 255) / 256), 256, 0, g_st>>>(h, E.m, 0, vocab);
+            CK(cudaGetLastError());
+            auto hv = lab_down(h, vocab * cols);
+            lab_check(memcmp(hv.data(), hh.data(), hh.size() * 2) == 0, "dequant_f16_vec", "%s differs from the scalar kernel",
+                      lmp_type_name(t));
+        }
         CK(cudaFree(h));
         CK(cudaFree(td));
         CK(cudaFree(out));

@@ -93,13 +93,13 @@ for part in $PARTS; do
         ;;
     cuda)
         echo "== CUDA backend against the CPU backend (test_cuda)"
-        SHARED=${SHARED:-shared} "$DEV/test_cuda" >"$OUTDIR/test_cuda.txt" 2>&1 || fail=1
+        SHARED=${SHARED:-shared} timeout 240 "$DEV/test_cuda" >"$OUTDIR/test_cuda.txt" 2>&1 || fail=1
         grep -E "FAIL|SKIP|rms\(diff\)|eval-ppl model|passed" "$OUTDIR/test_cuda.txt" | tail -40
         summary+=("test_cuda: $(tail -1 "$OUTDIR/test_cuda.txt")")
         ;;
     bench7b)
         echo "== synthetic Llama-2-7B shape: decode and prefill, F16 / q8_0 / q4_0 (built in memory on all cores)"
-        "$DEV/lmpress" bench --device cuda --synth dim=4096,layers=32,heads=32,ffn=11008,vocab=32000,ctx=4096 \
+        timeout 300 "$DEV/lmpress" bench --device cuda --synth dim=4096,layers=32,heads=32,ffn=11008,vocab=32000,ctx=4096 \
             --synth-types ${BENCH_TYPES:-f16,q8_0,q4_0} --prefill 512 --decode 128 --reps 3 \
             >"$OUTDIR/bench7b.txt" 2>"$OUTDIR/bench7b.err" || fail=1
         cat "$OUTDIR/bench7b.txt" "$OUTDIR/bench7b.err"

@@ -62,6 +62,7 @@ typedef struct step_graph {
 
 typedef struct cuda_ctx {
     int device;
+    int exact;                  // lmp_backend_opts.exact
     uint64_t mem_weights, mem_kv, mem_other;  // bytes allocated now, by category
     cudaStream_t st;
     cublasHandle_t blas;
@@ -80,6 +81,7 @@ typedef struct cuda_ctx {
     // batched path
     lmp_gemm_ws gw;
     size_t gw_cols_cap;         // elements of gw.xh / gw.q8 (n * cols)
+    size_t gw_n_cap;            // rows of gw.rs / gw.rinv
     float *att_S;               // batched attention scores
     size_t att_S_cap;           // floats
     float *att_part;            // decode attention partials (n_heads, n_split, hd + 2)
@@ -560,10 +562,11 @@ static void cuda_rmsnorm(lmp_backend *b, float *out, const float *x, const lmp_w
 }
 
 static void gemm_ws_free(cuda_ctx *c) {
-    void *p[] = {c->gw.xh, c->gw.q8, c->gw.d8, c->gw.s8, c->gw.sum8, c->gw.wh};
+    void *p[] = {c->gw.xh, c->gw.q8, c->gw.d8, c->gw.s8, c->gw.sum8, c->gw.wh, c->gw.rs, c->gw.rinv};
     for (void *q : p) dev_free(q);
     memset(&c->gw, 0, sizeof c->gw);
     c->gw_cols_cap = 0;
+    c->gw_n_cap = 0;
 }
 
 static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
@@ -571,7 +574,11 @@ static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const flo
     const lmp_cuda_mat *m = mat_of(c, w);
     if (c->err_st || !m || n <= 0) return;
     invalidate(c, y, (size_t)n * m->rows * 4);
-    if (n <= LMP_CUDA_MV_MAX) {
+    // exact (evaluation): batches of non-F32 weights also go through the matvec kernels, whose arithmetic is
+    // the CPU's (integer block sums, float32 activations), where the f16 tensor-core path rounds weights and
+    // activations to 11 bits; slower (weights re-read per token, from L2 when they fit), comparable digit for digit.
+    const int exact_mv = c->exact && m->type != LMP_DTYPE_F32 && n <= 65535;
+    if (n <= LMP_CUDA_MV_MAX || exact_mv) {
         pending_mv *p = &c->pend;
         if (p->nseg && (p->x != x || p->n != n || p->w[0].type != m->type || p->w[0].cols != m->cols ||
                         p->nseg == LMP_MV_MAXSEG))
@@ -592,7 +599,7 @@ static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const flo
     }
     // batched: workspace for n * cols activations and the f16 weight tile
     const size_t need = (size_t)n * m->cols;
-    if (c->gw_cols_cap < need || !c->gw.wh) {
+    if (c->gw_cols_cap < need || c->gw_n_cap < (size_t)n || !c->gw.wh) {
         gemm_ws_free(c);
         c->gw.xh = (__half *)dev_alloc(c, need * 2, "batched-product activations");
         c->gw.q8 = (int8_t *)dev_alloc(c, need, "batched-product activations");
@@ -600,9 +607,12 @@ static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const flo
         c->gw.s8 = (float *)dev_alloc(c, need / 32 * 4 + 16, "batched-product scales");
         c->gw.sum8 = (int *)dev_alloc(c, need / 32 * 4 + 16, "batched-product scales");
         c->gw.wh = (__half *)dev_alloc(c, LMP_CUDA_GEMM_WS, "batched-product weight tile");
+        c->gw.rs = (float *)dev_alloc(c, (size_t)n * 4 + 16, "batched-product row scales");
+        c->gw.rinv = (float *)dev_alloc(c, (size_t)n * 4 + 16, "batched-product row scales");
         c->gw.ws_bytes = LMP_CUDA_GEMM_WS;
         if (c->err_st) return;
-        c->gw_cols_cap = need;
+        c->gw_cols_cap = need > c->gw_cols_cap ? need : c->gw_cols_cap;
+        c->gw_n_cap = (size_t)n;
     }
     cublasStatus_t s = lmp_gemm(c->blas, c->st, m, x, y, n, 0, &c->gw);
     if (s != CUBLAS_STATUS_SUCCESS) fail(c, LMP_E_STATE, "cuBLAS product (%s): %s", w->name ? w->name : "?", lmp_cublas_name(s));
@@ -937,7 +947,6 @@ static const lmp_backend_ops cuda_ops = {
 };
 
 extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
-    (void)opts;
     *out = NULL;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -969,6 +978,7 @@ extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_bac
         return lmp_err(err, LMP_E_NOMEM, "out of memory");
     }
     c->device = dev;
+    c->exact = opts ? opts->exact : 0;
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess) {
         lmp_free(b);
         lmp_free(c);

@@ -126,6 +126,7 @@ struct lmp_pool;
 typedef struct lmp_backend_opts {
     int n_threads;          // CPU: threads (<= 0: all cores); ignored when pool is given
     struct lmp_pool *pool;  // CPU: a thread pool to borrow (not freed with the backend); NULL: own pool
+    int exact;              // device: batches in the CPU's arithmetic (evaluation), not the fastest (CPU: ignored)
 } lmp_backend_opts;
 
 // Creates a backend by name ("cpu", "cuda", or one registered with lmp_backend_register); a build without

@@ -100,7 +100,7 @@ lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_sessi
     s->m = m;
     s->n_ctx = o.n_ctx;
     s->n_batch = o.n_batch;
-    lmp_backend_opts bo = {o.n_threads, o.pool};
+    lmp_backend_opts bo = {o.n_threads, o.pool, o.exact};
     lmp_status st = lmp_backend_new(o.backend, &bo, &s->be, err);
     if (st) {
         lmp_free(s);

@@ -124,7 +124,8 @@ lmp_status lmp_eval_ppl(lmp_model **models, int n_models, const lmp_ppl_params *
         goto done;
     }
     for (int k = 0; k < n_models; k++) {
-        lmp_session_opts so = {ctx, ctx, p->n_threads, p->backend ? p->backend : "cpu", NULL};
+        // exact: a device evaluates in the CPU's arithmetic (statistics comparable with the CPU's digit for digit)
+        lmp_session_opts so = {ctx, ctx, p->n_threads, p->backend ? p->backend : "cpu", NULL, 1};
         if ((st = lmp_session_new(models[k], &so, &sess[k], err))) goto done;
     }
     // On a device backend the log-softmax, NLL, KL and top-1 are computed there (the same formulas as below),

@@ -21,6 +21,7 @@ typedef struct lmp_session_opts {
     int n_threads;          // CPU threads; <= 0: all cores (ignored when pool is given)
     const char *backend;    // "cpu" (default) or "cuda"
     struct lmp_pool *pool;  // CPU: borrow this thread pool (one pool per process); NULL: the backend's own
+    int exact;              // device backends: batches in the CPU's arithmetic rather than the fastest (eval-ppl)
 } lmp_session_opts;
 
 // A hook sees the activations at a hook point (lmp_hook_point, runtime/model.h): x is host memory valid

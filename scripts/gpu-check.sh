@@ -103,6 +103,10 @@ for part in $PARTS; do
             --synth-types ${BENCH_TYPES:-f16,q8_0,q4_0} --prefill 512 --decode 128 --reps 3 \
             >"$OUTDIR/bench7b.txt" 2>"$OUTDIR/bench7b.err" || fail=1
         cat "$OUTDIR/bench7b.txt" "$OUTDIR/bench7b.err"
+        echo "-- the same q4_0 decode without the recorded steps (LMP_CUDA_NO_GRAPH=1), for the graph's share"
+        LMP_CUDA_NO_GRAPH=1 timeout 120 "$DEV/lmpress" bench --device cuda --synth dim=4096,layers=32,heads=32,ffn=11008,vocab=32000,ctx=4096 \
+            --synth-types q4_0 --prefill 512 --decode 128 --reps 2 >"$OUTDIR/bench7b_nograph.txt" 2>&1 || fail=1
+        cat "$OUTDIR/bench7b_nograph.txt"
         summary+=("bench7b: $(grep -c '^| synth' "$OUTDIR/bench7b.txt") rows")
         ;;
     eval)
@@ -119,16 +123,16 @@ for part in $PARTS; do
         $L quantize "$M/sm-f32.lmp" --bits 8 -o "$M/sm-q8_0.lmp" -q || fail=1
         $L quantize "$M/sm-f32.lmp" --bits 4 -o "$M/sm-q4_0.lmp" -q || fail=1
         for d in cpu cuda; do
-            t0=$(date +%s.%N)
+            te=$(date +%s.%N)
             $L eval-ppl "$M/sm-f32.lmp" "$M/sm-q8_0.lmp" "$M/sm-q4_0.lmp" --data "$W" \
                 --chunks ${EVAL_CHUNKS:-40} --device $d -q >"$OUTDIR/eval_$d.txt" 2>&1 || fail=1
-            echo "wall $(python3 -c "import time; print(round(time.time() - $t0, 2))") s" >>"$OUTDIR/eval_$d.txt"
+            echo "wall $(python3 -c "import time; print(round(time.time() - $te, 2))") s" >>"$OUTDIR/eval_$d.txt"
             echo "-- $d, first ${EVAL_CHUNKS:-40} chunks"; cat "$OUTDIR/eval_$d.txt"
         done
-        t0=$(date +%s.%N)
+        te=$(date +%s.%N)
         $L eval-ppl "$M/sm-f32.lmp" "$M/sm-q8_0.lmp" "$M/sm-q4_0.lmp" --data "$W" \
             --device cuda -q >"$OUTDIR/eval_cuda_full.txt" 2>&1 || fail=1
-        echo "wall $(python3 -c "import time; print(round(time.time() - $t0, 2))") s" >>"$OUTDIR/eval_cuda_full.txt"
+        echo "wall $(python3 -c "import time; print(round(time.time() - $te, 2))") s" >>"$OUTDIR/eval_cuda_full.txt"
         echo "-- cuda, whole WikiText-2 test"; cat "$OUTDIR/eval_cuda_full.txt"
         ;;
     *) echo "gpu-check: unknown part '$part'"; fail=1 ;;

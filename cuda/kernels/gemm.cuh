@@ -15,18 +15,39 @@
 #include "cuda/kernels/matvec.cuh"
 #include "cuda/kernels/ops.cuh"
 
-__global__ void lmp_f32_to_f16_kernel(__half *out, const float *x, int64_t count) {
+// Per-row power-of-two scales that keep f16 activations in range: s[i] = 2^(e - 12) for a row maximum
+// in [2^(e-1), 2^e), so x / s stays below 4096 (f16 overflows past 65504; SmolLM2's FFN activations
+// reach that) and dividing by s is exact. One block per row; inv[i] = 1 / s[i].
+__global__ void lmp_row_scale_kernel(const float *x, int64_t cols, float *s, float *inv) {
+    __shared__ float red[32];
+    float m = 0.0f;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, fabsf(x[blockIdx.x * cols + j]));
+    m = lmp_block_max(m, red);
+    if (threadIdx.x == 0) {
+        int e = 0;
+        frexpf(m, &e);  // m = f * 2^e, f in [0.5, 1)
+        const float sc = m > 0.0f && isfinite(m) ? ldexpf(1.0f, e - 12) : 1.0f;
+        s[blockIdx.x] = sc;
+        inv[blockIdx.x] = 1.0f / sc;
+    }
+}
+__global__ void lmp_row_unscale_kernel(float *y, int64_t rows, int64_t count, const float *s) {
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i < count) out[i] = __float2half_rn(x[i]);
+    if (i < count) y[i] *= s[i / rows];
+}
+__global__ void lmp_f32_to_f16_kernel(__half *out, const float *x, int64_t count, int64_t cols, const float *inv) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < count) out[i] = __float2half_rn(x[i] * inv[i / cols]);
 }
 __global__ void lmp_f32_to_bf16_kernel(__nv_bfloat16 *out, const float *x, int64_t count) {
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i < count) out[i] = __float2bfloat16_rn(x[i]);
 }
-// x~ = q8 * d (the q8_a dequantized activations) as f16
-__global__ void lmp_q8a_to_f16_kernel(__half *out, const int8_t *q8, const float *d8, int64_t count) {
+// x~ = q8 * d (the q8_a dequantized activations), row-scaled, as f16
+__global__ void lmp_q8a_to_f16_kernel(__half *out, const int8_t *q8, const float *d8, int64_t count, int64_t cols,
+                                      const float *inv) {
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i < count) out[i] = __float2half_rn(__fmul_rn((float)q8[i], d8[i / 32]));
+    if (i < count) out[i] = __float2half_rn(__fmul_rn((float)q8[i], d8[i / 32]) * inv[i / cols]);
 }
 
 // Scratch the batched product needs: xh (n * cols halves), q8 activations (n * cols bytes + 3 floats
@@ -38,6 +59,7 @@ typedef struct lmp_gemm_ws {
     int *sum8;       // (n, cols / 32)
     __half *wh;      // (tile_rows, cols), ws_bytes
     size_t ws_bytes;
+    float *rs, *rinv; // (n) per-row activation scales and their inverses
 } lmp_gemm_ws;
 
 static inline const char *lmp_cublas_name(cublasStatus_t s) {
@@ -70,16 +92,24 @@ static cublasStatus_t lmp_gemm(cublasHandle_t h, cudaStream_t st, const lmp_cuda
         return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, w->q, CUDA_R_16BF, cols, ws->xh,
                             CUDA_R_16BF, cols, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     }
+    // f16 activations, scaled per row into range (undone on y below; accumulate would need y scaled too)
+    if (accumulate) return CUBLAS_STATUS_NOT_SUPPORTED;
+    lmp_row_scale_kernel<<<(unsigned)n, 256, 0, st>>>(x, cols, ws->rs, ws->rinv);
     if (lmp_cuda_type_is_q4(w->type)) {
         lmp_quantize_act_kernel<<<(unsigned)((cnt + 255) / 256), 256, 0, st>>>(x, cnt / 32, ws->q8, ws->d8, ws->s8,
                                                                                 ws->sum8, NULL, NULL);
-        lmp_q8a_to_f16_kernel<<<g, 256, 0, st>>>(ws->xh, ws->q8, ws->d8, cnt);
+        lmp_q8a_to_f16_kernel<<<g, 256, 0, st>>>(ws->xh, ws->q8, ws->d8, cnt, cols, ws->rinv);
     } else {
-        lmp_f32_to_f16_kernel<<<g, 256, 0, st>>>(ws->xh, x, cnt);
+        lmp_f32_to_f16_kernel<<<g, 256, 0, st>>>(ws->xh, x, cnt, cols, ws->rinv);
     }
-    if (w->type == LMP_DTYPE_F16)
-        return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, w->q, CUDA_R_16F, cols, ws->xh,
-                            CUDA_R_16F, cols, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    const int64_t ycnt = (int64_t)n * rows;
+    if (w->type == LMP_DTYPE_F16) {
+        cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, w->q, CUDA_R_16F, cols, ws->xh,
+                                        CUDA_R_16F, cols, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (s == CUBLAS_STATUS_SUCCESS)
+            lmp_row_unscale_kernel<<<(unsigned)((ycnt + 255) / 256), 256, 0, st>>>(y, rows, ycnt, ws->rs);
+        return s;
+    }
     int64_t tile = (int64_t)(ws->ws_bytes / ((size_t)cols * 2));
     if (tile > rows) tile = rows;
     if (tile < 1) return CUBLAS_STATUS_INVALID_VALUE;
@@ -92,6 +122,7 @@ static cublasStatus_t lmp_gemm(cublasHandle_t h, cudaStream_t st, const lmp_cuda
                                         CUBLAS_GEMM_DEFAULT);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
     }
+    lmp_row_unscale_kernel<<<(unsigned)((ycnt + 255) / 256), 256, 0, st>>>(y, rows, ycnt, ws->rs);
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -197,7 +197,7 @@ __global__ void lmp_kv_store_kernel(float *k_cache, float *v_cache, const float 
 // otherwise each split writes (max, sum, unnormalised o) to part and the last split of the group to
 // finish (an atomic counter per kv head, reset by it) combines them. The block that holds row pos
 // first stores the token's k and v there. Shared memory: group * (hd + chunk) floats.
-#define LMP_ATT_CHUNK 256
+#define LMP_ATT_CHUNK 64
 
 __global__ void lmp_attn_decode_kernel(float *out, const float *q, const float *k, const float *v, float *k_cache,
                                        float *v_cache, int n_heads, int n_kv, int hd, int pos0, const int *pos_dev,

@@ -610,10 +610,13 @@ static lmp_gemm_ws lab_gemm_ws(int64_t n, int64_t cols, size_t ws_bytes) {
     ws.sum8 = lab_dev<int>((size_t)(n * cols / 32));
     ws.wh = (__half *)lab_dev<uint8_t>(ws_bytes);
     ws.ws_bytes = ws_bytes;
+    ws.rs = lab_dev<float>((size_t)n);
+    ws.rinv = lab_dev<float>((size_t)n);
     return ws;
 }
 static void lab_gemm_ws_free(lmp_gemm_ws &ws) {
-    for (void *p : {(void *)ws.xh, (void *)ws.q8, (void *)ws.d8, (void *)ws.s8, (void *)ws.sum8, (void *)ws.wh})
+    for (void *p : {(void *)ws.xh, (void *)ws.q8, (void *)ws.d8, (void *)ws.s8, (void *)ws.sum8, (void *)ws.wh,
+                    (void *)ws.rs, (void *)ws.rinv})
         CK(cudaFree(p));
 }
 
@@ -626,6 +629,7 @@ static void check_gemm(void) {
         lab_mat_make(M, t, rows, cols, 0.05f);
         std::vector<float> x((size_t)(n * cols));
         lab_fill(x.data(), x.size(), 1.0f);
+        for (int64_t j = 0; j < cols; j++) x[3 * cols + j] *= 3e5f;  // a row far past f16's range (65504)
         float *xd = lab_up(x.data(), x.size()), *yd = lab_dev<float>((size_t)(n * rows));
         lmp_gemm_ws ws = lab_gemm_ws(n, cols, 64 * cols * 2);  // tiles of 64 rows: several tiles
         CK(cudaMemset(yd, 0xff, (size_t)(n * rows) * 4));
@@ -777,7 +781,10 @@ static void bench_matvec(void) {
             }
             if (t == LMP_DTYPE_F16) {  // the cuBLAS peer on the same f16 buffers
                 __half *xh = lab_dev<__half>(cols);
-                lmp_f32_to_f16_kernel<<<(unsigned)((cols + 255) / 256), 256, 0, g_st>>>(xh, A.f, cols);
+                float *one1 = lab_dev<float>(1);
+                const float onev = 1.0f;
+                CK(cudaMemcpy(one1, &onev, 4, cudaMemcpyHostToDevice));
+                lmp_f32_to_f16_kernel<<<(unsigned)((cols + 255) / 256), 256, 0, g_st>>>(xh, A.f, cols, cols, one1);
                 const float one = 1, zero = 0;
                 CKB(cublasSetStream(g_blas, g_st));
                 f16_us = lab_time_graph(g_st, nl, 15, [&](int i) {

@@ -122,7 +122,7 @@ for part in $PARTS; do
             --output-type f32 -o "$M/sm-f32.lmp" -q || fail=1
         $L quantize "$M/sm-f32.lmp" --bits 8 -o "$M/sm-q8_0.lmp" -q || fail=1
         $L quantize "$M/sm-f32.lmp" --bits 4 -o "$M/sm-q4_0.lmp" -q || fail=1
-        for d in cpu cuda; do
+        for d in ${EVAL_DEVICES:-cpu cuda}; do
             te=$(date +%s.%N)
             $L eval-ppl "$M/sm-f32.lmp" "$M/sm-q8_0.lmp" "$M/sm-q4_0.lmp" --data "$W" \
                 --chunks ${EVAL_CHUNKS:-40} --device $d -q >"$OUTDIR/eval_$d.txt" 2>&1 || fail=1

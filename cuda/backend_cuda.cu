@@ -62,7 +62,8 @@ typedef struct step_graph {
 
 typedef struct cuda_ctx {
     int device;
-    int exact;                  // lmp_backend_opts.exact
+    int exact;                  // lmp_backend_opts.exact (LMP_CUDA_EXACT=0|1 overrides: diagnosis)
+    int no_fuse;                // LMP_CUDA_NO_FUSE=1: every matmul launched alone (diagnosis, A/B)
     uint64_t mem_weights, mem_kv, mem_other;  // bytes allocated now, by category
     cudaStream_t st;
     cublasHandle_t blas;
@@ -590,6 +591,7 @@ static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const flo
         p->w[p->nseg] = *m;
         p->y[p->nseg] = y;
         p->nseg++;
+        if (c->no_fuse) flush(c);
         return;
     }
     flush(c);
@@ -979,6 +981,8 @@ extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_bac
     }
     c->device = dev;
     c->exact = opts ? opts->exact : 0;
+    if (getenv("LMP_CUDA_EXACT") && *getenv("LMP_CUDA_EXACT")) c->exact = atoi(getenv("LMP_CUDA_EXACT"));
+    c->no_fuse = getenv("LMP_CUDA_NO_FUSE") && atoi(getenv("LMP_CUDA_NO_FUSE"));
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess) {
         lmp_free(b);
         lmp_free(c);

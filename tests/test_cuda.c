@@ -475,6 +475,22 @@ static void test_smollm2(void) {
         lmp_error err = {0};
         CHECKF(lmp_model_load(paths[i], NULL, &m, &err) == LMP_OK, "%s", err.msg);
         if (m) compare_model(paths[i], m, 40, i == 1);
+        if (m && i == 0) {  // and its q8_0 / q4_0 quantizations (in memory)
+            const lmp_dtype ts[] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0};
+            for (int t = 0; t < 2; t++) {
+                lmp_model *mq = NULL;
+                CHECK(lmp_model_load(paths[i], NULL, &mq, &err) == LMP_OK);
+                if (!mq) break;
+                size_t nb = 0;
+                void **bufs = quantize_model(mq, ts[t], &nb);
+                char label[64];
+                snprintf(label, sizeof label, "SmolLM2 %s", lmp_type_name(ts[t]));
+                compare_model(label, mq, 40, 1);
+                lmp_model_free(mq);
+                for (size_t k = 0; k < nb; k++) free(bufs[k]);
+                free(bufs);
+            }
+        }
         lmp_model_free(m);
     }
 }

@@ -78,6 +78,31 @@ TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+
+# CUDA backend: make CUDA=1 (the default when nvcc is found; never in SAN builds). Device code for Hopper
+# (sm_90a) plus compute_90 PTX for later GPUs; host binaries link cudart statically and cuBLAS dynamically.
+ifeq ($(SAN),1)
+CUDA ?= 0
+endif
+NVCC_PATH := $(shell command -v $(NVCC) 2>/dev/null)
+CUDA ?= $(if $(NVCC_PATH),1,0)
+CUDA_HOME ?= $(if $(NVCC_PATH),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_PATH))),/usr/local/cuda)
+NVCC_ARCH := -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90
+NVCC_FLAGS := -std=c++17 -O3 $(INCLUDES) $(NVCC_ARCH) -Xcompiler -Wall,-Wno-unused-function -MMD -MP
+CUDA_SRC := $(filter-out cuda/types_check.cu,$(wildcard cuda/*.cu))
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+.DEFAULT_GOAL := all
+# The stub's object depends on whether CUDA is built in: a stamp per setting rebuilds it when that changes.
+CUDA_STAMP := $(BUILD)/.cuda-$(CUDA)
+$(CUDA_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.cuda-* && touch $@
+$(BUILD)/obj/runtime/backend_cuda_stub.o: $(CUDA_STAMP)
+ifeq ($(CUDA),1)
+ALL_CFLAGS += -DLMP_WITH_CUDA
+LIB_OBJ += $(CUDA_OBJ)
+LDLIBS += $(CUDA_LIBS)
+endif
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -101,6 +126,10 @@ $(BUILD)/obj/%_avx512.o: %_avx512.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -c $< -o $@
 endif
+
+$(BUILD)/obj/%.o: %.cu | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -DLMP_WITH_CUDA -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -134,11 +163,19 @@ bench: $(EXE) $(BENCH_BIN)
 demo: $(EXE)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/demo.sh
 
-# CUDA sources are compiled (not run) when nvcc is present: the type header must stay valid CUDA.
+# The CUDA kernel lab (cuda/lab/lab.cu): every kernel against the CPU reference, then timed; run on a GPU.
+$(BUILD)/cuda/lab: cuda/lab/lab.cu $(wildcard cuda/kernels/*.cuh cuda/lab/*.cuh) $(LIB) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(LIB) $(DEP_LIBS) -lm -lcublas
+
+# CUDA sources are compiled (not run) when nvcc is present: the type header must stay valid CUDA, and the
+# backend, its kernels and the lab must build (CI has no GPU).
 cuda-check:
 	@if command -v $(NVCC) >/dev/null 2>&1; then \
 	  mkdir -p $(BUILD)/cuda && $(NVCC) -std=c++17 -I. -c cuda/types_check.cu -o $(BUILD)/cuda/types_check.o \
-	  && echo "cuda-check: cuda/types_check.cu compiled with $$($(NVCC) --version | tail -1)"; \
+	  && for f in $(CUDA_SRC) cuda/lab/lab.cu; do \
+	       $(NVCC) $(NVCC_FLAGS) -DLMP_WITH_CUDA -c $$f -o $(BUILD)/cuda/check_$$(basename $$f .cu).o || exit 1; done \
+	  && echo "cuda-check: cuda/types_check.cu $(CUDA_SRC) cuda/lab/lab.cu compiled with $$($(NVCC) --version | tail -1)"; \
 	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
 
 install: $(EXE)
@@ -148,4 +185,4 @@ install: $(EXE)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/cuda/lab.d

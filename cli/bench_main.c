@@ -1,34 +1,158 @@
 // bench_main.c - "lmpress bench MODEL...": prefill and decode tokens/s of each model beside its memory
-// roofline (weight bytes read per token over the read bandwidth measured in the same run).
+// roofline (weight bytes read per token over the read bandwidth measured in the same run), on the CPU or a
+// CUDA device; --synth builds random-weight models of any shape in memory (format/synth.h, blocked
+// generation on all cores) so that a 7B-shaped model needs no file.
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "format/qtypes.h"
+#include "format/synth.h"
 #include "runtime/membw.h"
 #include "runtime/session.h"
 
 static const char *HELP =
     "usage: lmpress bench MODEL [MODEL...] [options]\n"
-    "Measures the machine's memory read bandwidth, then for each model the prefill speed (one batch of\n"
-    "--prefill tokens) and the decode speed (--decode single-token passes after that prompt), best of --reps,\n"
-    "and prints decode against the roofline: bandwidth / weight bytes read per token.\n"
+    "       lmpress bench --synth SHAPE --synth-types T[,T...] [options]\n"
+    "Measures the memory read bandwidth (the CPU's, or the GPU's with --device cuda), then for each model the\n"
+    "prefill speed (one batch of --prefill tokens) and the decode speed (--decode single-token passes after\n"
+    "that prompt), best of --reps, and prints decode against the roofline: bandwidth / weight bytes per token.\n"
     "  --prefill N       prompt tokens (default 128)\n"
     "  --decode N        decode steps (default 64)\n"
     "  --reps N          repetitions, best is kept (default 3)\n"
     "  -t, --threads N   CPU threads (default: all cores)\n"
+    "  --device D        cpu (default), cuda, or auto (CUDA when a GPU is there, else the CPU)\n"
+    "  --synth SHAPE     also a random model of this shape, built in memory: comma-separated key=value of\n"
+    "                    dim, layers, heads, kv-heads, ffn, vocab, ctx, seed (lmpress synth's defaults)\n"
+    "  --synth-types L   the types to store it in, one model each (default f32)\n"
     "  --json            one JSON object\n"
     "  --tokenizer FILE  llama2.c tokenizer.bin for llama2.c checkpoints\n"
     "  -h, --help\n";
+
+typedef struct bench_cfg {
+    int np, nd, reps, threads, json;
+    const char *backend;
+} bench_cfg;
+
+// Parses "dim=4096,layers=32,..." into p; -1 after a usage error.
+static int parse_shape(const char *spec, lmp_synth_params *p) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", spec);
+    int kv_set = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq) return cli_usage_error("bench", "--synth: '%s' is not key=value", tok), -1;
+        *eq = 0;
+        long long v;
+        if (cli_parse_int("bench", tok, eq + 1, 1, 1 << 22, &v)) return -1;
+        if (!strcmp(tok, "dim")) p->dim = (int)v;
+        else if (!strcmp(tok, "layers")) p->n_layers = (int)v;
+        else if (!strcmp(tok, "heads")) p->n_heads = (int)v;
+        else if (!strcmp(tok, "kv-heads")) p->n_kv_heads = (int)v, kv_set = 1;
+        else if (!strcmp(tok, "ffn")) p->ffn = (int)v;
+        else if (!strcmp(tok, "vocab")) p->vocab = (int)v;
+        else if (!strcmp(tok, "ctx")) p->ctx = (int)v;
+        else if (!strcmp(tok, "seed")) p->seed = (uint64_t)v;
+        else return cli_usage_error("bench", "--synth: unknown key '%s'", tok), -1;
+    }
+    if (!kv_set) p->n_kv_heads = p->n_heads;
+    return 0;
+}
+
+// One table row (or JSON object) for model m; returns the exit status.
+static int bench_one(const bench_cfg *bc, const char *label, lmp_model *m, int k) {
+    lmp_error err = {0};
+    lmp_session *s = NULL;
+    int np = bc->np, nd = bc->nd, rc = 0;
+    if (np + nd > m->cfg.ctx) {
+        cli_error("bench: %s: --prefill %d + --decode %d exceed the context %d", label, np, nd, m->cfg.ctx);
+        return 1;
+    }
+    lmp_session_opts so = {np + nd, np, bc->threads, bc->backend, NULL};
+    int32_t *toks = lmp_malloc((size_t)(np + nd) * sizeof(int32_t));
+    float *logits = lmp_malloc((size_t)m->cfg.vocab * sizeof(float));
+    if (!toks || !logits || lmp_session_new(m, &so, &s, &err)) {
+        if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "out of memory");
+        rc = cli_fail(&err);
+        goto done;
+    }
+    lmp_backend *be = lmp_session_backend(s);
+    uint64_t st = 12345;
+    for (int i = 0; i < np + nd; i++) {  // fixed pseudo-random tokens: speed does not depend on them
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((st >> 33) % (uint64_t)m->cfg.vocab);
+    }
+    double best_p = 1e30, best_d = 1e30, bw = 0;
+    for (int r = 0; r < bc->reps && !rc; r++) {
+        double b = 0;
+        if (be->ops->read_bandwidth) {
+            b = be->ops->read_bandwidth(be);
+        } else {
+            lmp_pool *bp = lmp_pool_new(bc->threads);
+            b = bp ? lmp_measure_read_bandwidth(bp, 0, 3) : 0;
+            lmp_pool_free(bp);
+        }
+        if (b <= 0) {
+            cli_error("bench: cannot measure the read bandwidth (out of memory)");
+            rc = 1;
+            break;
+        }
+        if (b > bw) bw = b;
+        double t0 = lmp_time_now();
+        if (lmp_session_eval(s, toks, np, 0, np - 1, logits, &err)) rc = cli_fail(&err);
+        double t1 = lmp_time_now();
+        for (int i = 0; i < nd && !rc; i++)
+            if (lmp_session_eval(s, toks + np + i, 1, np + i, 0, logits, &err)) rc = cli_fail(&err);
+        double t2 = lmp_time_now();
+        if (t1 - t0 < best_p) best_p = t1 - t0;
+        if (t2 - t1 < best_d) best_d = t2 - t1;
+    }
+    if (!rc) {
+        double bpt = (double)lmp_model_bytes_per_token(m), roof = bw / bpt;
+        double ptps = np / best_p, dtps = nd / best_d;
+        uint64_t mw = 0, mk = 0, mo = 0;
+        if (be->ops->memory_used) be->ops->memory_used(be, &mw, &mk, &mo);
+        if (bc->json) {
+            printf("%s\n  {\"path\": ", k ? "," : "");
+            cli_json_string(stdout, label);
+            printf(", \"bytes_per_token\": %.0f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
+                   "\"read_bandwidth_gb_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f",
+                   bpt, ptps, dtps, bw / 1e9, roof, dtps / roof);
+            if (be->ops->memory_used)
+                printf(", \"device_bytes\": {\"weights\": %" PRIu64 ", \"kv\": %" PRIu64 ", \"other\": %" PRIu64 "}", mw,
+                       mk, mo);
+            printf("}");
+        } else {
+            printf("| %-28.28s | %10.2f | %12.1f | %11.1f | %7.2f | %10.1f | %10.2f | %6.1f%% |\n",
+                   strrchr(label, '/') ? strrchr(label, '/') + 1 : label, bpt / 1e6, ptps, dtps, bw / 1e9, roof,
+                   1e3 / dtps, 100.0 * dtps / roof);
+            if (be->ops->memory_used)
+                fprintf(stderr, "lmpress bench: %s: device memory %.1f MB = weights %.1f + KV cache %.1f + other %.1f "
+                                "(file tensors %.1f MB)\n",
+                        label, (mw + mk + mo) / 1e6, mw / 1e6, mk / 1e6, mo / 1e6, m->weight_bytes / 1e6);
+        }
+        fflush(stdout);
+    }
+done:
+    lmp_free(toks);
+    lmp_free(logits);
+    lmp_session_free(s);
+    return rc;
+}
 
 int cli_bench_main(int argc, char **argv) {
     static const struct option opts[] = {{"prefill", required_argument, 0, 'p'}, {"decode", required_argument, 0, 'd'},
                                          {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
                                          {"json", no_argument, 0, 'j'},          {"tokenizer", required_argument, 0, 'k'},
+                                         {"device", required_argument, 0, 'D'},  {"synth", required_argument, 0, 'S'},
+                                         {"synth-types", required_argument, 0, 'Y'},
                                          {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     long long n_prefill = 128, n_decode = 64, reps = 3, threads = 0;
     int json = 0, c;
+    const char *device = "cpu", *synth = NULL, *synth_types = "f32";
     lmp_import_opts io = {0};
     while ((c = cli_getopt("bench", argc, argv, "t:h", opts)) != -1) {
         switch (c) {
@@ -38,17 +162,37 @@ int cli_bench_main(int argc, char **argv) {
         case 't': if (cli_parse_int("bench", "--threads", optarg, 1, 256, &threads)) return 2; break;
         case 'j': json = 1; break;
         case 'k': io.tokenizer_path = optarg; break;
+        case 'D': if (cli_parse_device("bench", optarg, &device)) return 2; break;
+        case 'S': synth = optarg; break;
+        case 'Y': synth_types = optarg; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: return 2;
         }
     }
     int n = argc - optind;
-    if (n < 1) return cli_usage_error("bench", "expected at least one MODEL");
+    if (n < 1 && !synth) return cli_usage_error("bench", "expected at least one MODEL (or --synth SHAPE)");
+    lmp_synth_params sp = {768, 12, 12, 12, 2048, 32000, 1024, 1, 1, NULL, lmp_cpu_count(), LMP_DTYPE_F32};
+    lmp_dtype stypes[16];
+    int n_st = 0;
+    if (synth) {
+        if (parse_shape(synth, &sp)) return 2;
+        if (threads > 0) sp.n_threads = (int)threads;
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", synth_types);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            int t = lmp_type_from_name(tok);
+            const lmp_type_traits *tt = t >= 0 ? lmp_type_get((lmp_dtype)t) : NULL;
+            if (!tt || !tt->storable) return cli_usage_error("bench", "--synth-types: '%s' is not a storable type", tok);
+            if (n_st == 16) return cli_usage_error("bench", "--synth-types: at most 16 types");
+            stypes[n_st++] = (lmp_dtype)t;
+        }
+        if (n_prefill + n_decode > sp.ctx) sp.ctx = (int)(n_prefill + n_decode);
+    }
     for (int k = 0; k < n; k++)
         if (cli_check_input("bench", argv[optind + k])) return 1;
     // Every model is loaded and checked before the bandwidth is measured and the table begins, so that a bad
     // model or option leaves one error line and an empty stdout.
-    lmp_model **models = lmp_calloc((size_t)n, sizeof *models);
+    lmp_model **models = lmp_calloc((size_t)(n ? n : 1), sizeof *models);
     if (!models) {
         cli_error("bench: out of memory");
         return 1;
@@ -63,6 +207,14 @@ int cli_bench_main(int argc, char **argv) {
                       models[k]->cfg.ctx);
             rc = 1;
         }
+    }
+    bench_cfg bc = {(int)n_prefill, (int)n_decode, (int)reps, (int)threads, json, "cpu"};
+    if (!rc) bc.backend = cli_resolve_device("bench", device);
+    if (!rc && !strcmp(bc.backend, "cuda")) {  // refuse before the table starts
+        lmp_backend *probe = NULL;
+        lmp_error err = {0};
+        if (lmp_backend_new("cuda", NULL, &probe, &err)) rc = cli_fail(&err);
+        lmp_backend_free(probe);
     }
     lmp_pool *pool = rc ? NULL : lmp_pool_new((int)threads);
     if (!rc && !pool) {
@@ -79,72 +231,41 @@ int cli_bench_main(int argc, char **argv) {
     // within a minute, and a ratio is only meaningful between numbers taken side by side.
     int nth = lmp_pool_size(pool);
     lmp_pool_free(pool);
-    pool = NULL;
-    if (json) printf("{\"threads\": %d, \"models\": [", nth);
+    const int cuda = !strcmp(bc.backend, "cuda");
+    if (json) printf("{\"threads\": %d, \"device\": \"%s\", \"models\": [", nth, bc.backend);
     else
-        printf("read bandwidth measured before each repetition (best of %lld per model), %d threads\n\n"
-               "| %-28s | %10s | %12s | %11s | %7s | %10s | %10s | %7s |\n"
+    {
+        if (cuda) printf("GPU read bandwidth measured before each repetition (best of %lld per model), CUDA backend\n\n", reps);
+        else printf("read bandwidth measured before each repetition (best of %lld per model), %d threads\n\n", reps, nth);
+        printf("| %-28s | %10s | %12s | %11s | %7s | %10s | %10s | %7s |\n"
                "|------------------------------|-----------:|-------------:|------------:|--------:|-----------:|-----------:|--------:|\n",
-               reps, nth, "model", "MB/token", "prefill t/s", "decode t/s", "GB/s", "roofline", "ms/token", "% roof");
-    for (int k = 0; k < n && !rc; k++) {
-        const char *path = argv[optind + k];
+               "model", "MB/token", "prefill t/s", "decode t/s", "GB/s", "roofline", "ms/token", "% roof");
+    }
+    int row = 0;
+    for (int k = 0; k < n && !rc; k++) rc = bench_one(&bc, argv[optind + k], models[k], row++);
+    for (int t = 0; t < n_st && !rc; t++) {
+        lmp_synth_params p = sp;
+        p.type = stypes[t];
         lmp_error err = {0};
-        lmp_model *m = models[k];
-        lmp_session *s = NULL;
-        int32_t *toks = NULL;
-        float *logits = NULL;
-        int np = (int)n_prefill, nd = (int)n_decode;
-        lmp_session_opts so = {np + nd, np, (int)threads, "cpu"};
-        toks = lmp_malloc((size_t)(np + nd) * sizeof(int32_t));
-        logits = lmp_malloc((size_t)m->cfg.vocab * sizeof(float));
-        if (!toks || !logits || lmp_session_new(m, &so, &s, &err)) {
-            if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "out of memory");
+        lmp_builder *b = NULL;
+        lmp_file *f = NULL;
+        lmp_model *m = NULL;
+        double t0 = lmp_time_now();
+        if (lmp_synth_build(&p, &b, &err) || lmp_builder_to_file(b, &f, &err)) {
             rc = cli_fail(&err);
         } else {
-            uint64_t st = 12345;
-            for (int i = 0; i < np + nd; i++) {  // fixed pseudo-random tokens: speed does not depend on them
-                st = st * 6364136223846793005ull + 1442695040888963407ull;
-                toks[i] = (int32_t)((st >> 33) % (uint64_t)m->cfg.vocab);
-            }
-            double best_p = 1e30, best_d = 1e30, bw = 0;
-            for (int r = 0; r < reps && !rc; r++) {
-                lmp_pool *bp = lmp_pool_new((int)threads);
-                double b = bp ? lmp_measure_read_bandwidth(bp, 0, 3) : 0;
-                lmp_pool_free(bp);
-                if (b <= 0) {
-                    cli_error("bench: cannot measure the read bandwidth (out of memory)");
-                    rc = 1;
-                    break;
-                }
-                if (b > bw) bw = b;
-                double t0 = lmp_time_now();
-                if (lmp_session_eval(s, toks, np, 0, np - 1, logits, &err)) rc = cli_fail(&err);
-                double t1 = lmp_time_now();
-                for (int i = 0; i < nd && !rc; i++)
-                    if (lmp_session_eval(s, toks + np + i, 1, np + i, 0, logits, &err)) rc = cli_fail(&err);
-                double t2 = lmp_time_now();
-                if (t1 - t0 < best_p) best_p = t1 - t0;
-                if (t2 - t1 < best_d) best_d = t2 - t1;
-            }
-            if (!rc) {
-                double bpt = (double)lmp_model_bytes_per_token(m), roof = bw / bpt;
-                double ptps = np / best_p, dtps = nd / best_d;
-                if (json) {
-                    printf("%s\n  {\"path\": ", k ? "," : "");
-                    cli_json_string(stdout, path);
-                    printf(", \"bytes_per_token\": %.0f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.2f, "
-                           "\"read_bandwidth_gb_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f}",
-                           bpt, ptps, dtps, bw / 1e9, roof, dtps / roof);
-                } else
-                    printf("| %-28.28s | %10.2f | %12.1f | %11.1f | %7.2f | %10.1f | %10.2f | %6.1f%% |\n",
-                           strrchr(path, '/') ? strrchr(path, '/') + 1 : path, bpt / 1e6, ptps, dtps, bw / 1e9, roof,
-                           1e3 / dtps, 100.0 * dtps / roof);
-                fflush(stdout);
-            }
+            lmp_builder_free(b);
+            b = NULL;
+            if (lmp_model_from_file(f, &m, &err)) rc = cli_fail(&err);  // takes f, also on error
         }
-        lmp_free(toks);
-        lmp_free(logits);
-        lmp_session_free(s);
+        lmp_builder_free(b);
+        if (rc) break;
+        char label[96];
+        snprintf(label, sizeof label, "synth d%d l%d %s", p.dim, p.n_layers, lmp_type_name(p.type));
+        fprintf(stderr, "lmpress bench: %s built in memory in %.1f s (%d threads)\n", label, lmp_time_now() - t0,
+                p.n_threads);
+        rc = bench_one(&bc, label, m, row++);
+        lmp_model_free(m);
     }
     for (int k = 0; k < n; k++) lmp_model_free(models[k]);
     lmp_free(models);

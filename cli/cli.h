@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "format/lmp_common.h"
+#include "runtime/session.h"
 
 // Subcommands: each returns the process exit status (0 ok, 1 failure, 2 usage error).
 int cli_info_main(int argc, char **argv);
@@ -49,6 +50,16 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, long long lo,
                   long long *out);
 int cli_parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
                     double *out);
+
+// --device VALUE: "cpu", "cuda" or "auto"; 0 on success, -1 after a usage error.
+int cli_parse_device(const char *cmd, const char *s, const char **out);
+// The backend for device: "auto" becomes "cuda" when a CUDA backend can start here (a CUDA build and a
+// GPU), otherwise "cpu" with one line on stderr saying why; "cpu" and "cuda" stay as they are.
+const char *cli_resolve_device(const char *cmd, const char *device);
+// lmp_session_new on so->backend; when device was "auto" and the CUDA session is refused as unsupported
+// (a weight type without a CUDA kernel), says so on stderr and runs on the CPU instead.
+lmp_status cli_session_new(const char *cmd, lmp_model *m, lmp_session_opts *so, const char *device,
+                           lmp_session **out, lmp_error *err);
 
 // 1 if both paths name the same existing file (same device and inode), else 0.
 int cli_same_file(const char *a, const char *b);

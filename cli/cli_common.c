@@ -280,3 +280,35 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, co
     }
     return c;
 }
+
+int cli_parse_device(const char *cmd, const char *s, const char **out) {
+    if (!strcmp(s, "cpu") || !strcmp(s, "cuda") || !strcmp(s, "auto")) {
+        *out = s;
+        return 0;
+    }
+    cli_usage_error(cmd, "--device '%s': expected cpu, cuda or auto", s);
+    return -1;
+}
+
+const char *cli_resolve_device(const char *cmd, const char *device) {
+    if (!device || strcmp(device, "auto") != 0) return device ? device : "cpu";
+    lmp_backend *b = NULL;
+    lmp_error err = {0};
+    if (lmp_backend_new("cuda", NULL, &b, &err) == LMP_OK) {
+        lmp_backend_free(b);
+        return "cuda";
+    }
+    if (cli_verbosity > 0) fprintf(stderr, "lmpress %s: --device auto: %s; running on the CPU\n", cmd, err.msg);
+    return "cpu";
+}
+
+lmp_status cli_session_new(const char *cmd, lmp_model *m, lmp_session_opts *so, const char *device,
+                           lmp_session **out, lmp_error *err) {
+    lmp_status st = lmp_session_new(m, so, out, err);
+    if (st == LMP_E_UNSUPPORTED && device && !strcmp(device, "auto") && so->backend && !strcmp(so->backend, "cuda")) {
+        if (cli_verbosity > 0) fprintf(stderr, "lmpress %s: --device auto: %s; running on the CPU\n", cmd, err->msg);
+        so->backend = "cpu";
+        st = lmp_session_new(m, so, out, err);
+    }
+    return st;
+}

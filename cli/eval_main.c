@@ -87,6 +87,7 @@ int cli_eval_main(int argc, char **argv) {
                                          {"force", no_argument, 0, 'f'},
                                          {"tokenizer", required_argument, 0, 'k'},
                                          {"quiet", no_argument, 0, 'q'},
+                                         {"device", required_argument, 0, 'V'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     lmp_ppl_params pp = {0};
@@ -95,6 +96,7 @@ int cli_eval_main(int argc, char **argv) {
     int json = 0, c, force = 0;
     const char *plot = NULL;
     lmp_import_opts io = {0};
+    const char *device = "cpu";
     while ((c = cli_getopt("eval-ppl", argc, argv, "t:fqh", opts)) != -1) {
         switch (c) {
         case 'd': pp.data_path = optarg; break;
@@ -106,6 +108,7 @@ int cli_eval_main(int argc, char **argv) {
         case 'P': plot = optarg; break;
         case 'f': force = 1; break;
         case 'k': io.tokenizer_path = optarg; break;
+        case 'V': if (cli_parse_device("eval-ppl", optarg, &device)) return 2; break;
         case 'q': cli_verbosity = 0; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: return 2;
@@ -136,7 +139,13 @@ int cli_eval_main(int argc, char **argv) {
     cli_progress prog = {0};
     pp.progress = cli_progress_cb;
     pp.progress_user = &prog;
+    pp.backend = cli_resolve_device("eval-ppl", device);
     lmp_status st = lmp_eval_ppl(models, n, &pp, res, &err);
+    if (st == LMP_E_UNSUPPORTED && !strcmp(device, "auto") && !strcmp(pp.backend, "cuda")) {
+        if (cli_verbosity > 0) fprintf(stderr, "lmpress eval-ppl: --device auto: %s; running on the CPU\n", err.msg);
+        pp.backend = "cpu";
+        st = lmp_eval_ppl(models, n, &pp, res, &err);
+    }
     cli_progress_done(&prog);
     if (st) goto fail;
     if (json) print_json(stdout, paths, res, n, pp.data_path);

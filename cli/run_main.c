@@ -17,6 +17,7 @@ static const char *HELP =
     "  --seed S             random seed (default: time)\n"
     "  --ctx N              context length (default: the model's)\n"
     "  -t, --threads N      CPU threads (default: all cores)\n"
+    "  --device D           cpu (default), cuda, or auto (CUDA when a GPU is there, else the CPU)\n"
     "  --tokenizer FILE     llama2.c tokenizer.bin when MODEL is a llama2.c checkpoint\n"
     "  -q, --quiet          no speed report\n"
     "  -h, --help\n";
@@ -38,12 +39,14 @@ int cli_run_main(int argc, char **argv) {
                                          {"threads", required_argument, 0, 't'},
                                          {"tokenizer", required_argument, 0, 'k'},
                                          {"quiet", no_argument, 0, 'q'},
+                                         {"device", required_argument, 0, 'D'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *prompt = "";
     long long n_new = 256, seed = 0, ctx = 0, threads = 0;
     double temp = 1.0, top_p = 0.9;
     lmp_import_opts io = {0};
+    const char *device = "cpu";
     int c;
     while ((c = cli_getopt("run", argc, argv, "p:n:t:qh", opts)) != -1) {
         switch (c) {
@@ -55,6 +58,7 @@ int cli_run_main(int argc, char **argv) {
         case 'c': if (cli_parse_int("run", "--ctx", optarg, 1, 1 << 24, &ctx)) return 2; break;
         case 't': if (cli_parse_int("run", "--threads", optarg, 1, 256, &threads)) return 2; break;
         case 'k': io.tokenizer_path = optarg; break;
+        case 'D': if (cli_parse_device("run", optarg, &device)) return 2; break;
         case 'q': cli_verbosity = 0; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: return 2;
@@ -77,11 +81,11 @@ int cli_run_main(int argc, char **argv) {
         lmp_model_free(m);
         return cli_usage_error("run", "--ctx %lld is larger than the model's context length %d", ctx, mc);
     }
-    lmp_session_opts so = {(int)ctx, 0, (int)threads, "cpu"};
+    lmp_session_opts so = {(int)ctx, 0, (int)threads, cli_resolve_device("run", device), NULL};
     lmp_session *s = NULL;
     lmp_sampler sm;
     int rc = 1;
-    if (lmp_session_new(m, &so, &s, &err)) goto done;
+    if (cli_session_new("run", m, &so, device, &s, &err)) goto done;
     if (lmp_sampler_init(&sm, m->cfg.vocab, (float)temp, (float)top_p, seed ? (uint64_t)seed : (uint64_t)time(NULL),
                          &err))
         goto done;

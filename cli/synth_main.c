@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "format/lmp_import.h"
+#include "format/qtypes.h"
 #include "format/synth.h"
 
 static const char *HELP =
@@ -14,6 +15,10 @@ static const char *HELP =
     "  --dim N  --layers N  --heads N  --kv-heads N  --ffn N  --vocab N  --ctx N\n"
     "  --untied               separate classifier (default: tied to the embedding)\n"
     "  --seed N               (default 1)\n"
+    "  --type T               store the matrices as T (f16, q8_0, q4_0, ...; rounded to nearest); implies\n"
+    "                         blocked generation: one seeded stream per 64-row block (a different file\n"
+    "                         from the default single stream, the same for any --threads)\n"
+    "  -t, --threads N        blocked generation on N threads (default: single stream, one thread)\n"
     "  --tokenizer-from PATH  copy the tokenizer of a model (any importable path)\n"
     "  --tokenizer FILE       with --tokenizer-from PATH being a llama2.c model: its tokenizer.bin\n"
     "  -o, --output FILE\n"
@@ -28,14 +33,15 @@ int cli_synth_main(int argc, char **argv) {
         {"ctx", required_argument, 0, 'c'},      {"untied", no_argument, 0, 'u'},
         {"seed", required_argument, 0, 's'},     {"tokenizer-from", required_argument, 0, 'T'},
         {"tokenizer", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
+        {"type", required_argument, 0, 'y'},     {"threads", required_argument, 0, 't'},
         {"force", no_argument, 0, 'f'},          {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    lmp_synth_params p = {768, 12, 12, 12, 2048, 32000, 1024, 1, 1, NULL};
+    lmp_synth_params p = {768, 12, 12, 12, 2048, 32000, 1024, 1, 1, NULL, 0, LMP_DTYPE_F32};
     long long v;
     int kv_set = 0, c, force = 0;
     const char *out = NULL, *tok_from = NULL;
     lmp_import_opts io = {0};
-    while ((c = cli_getopt("synth", argc, argv, "o:fh", opts)) != -1) {
+    while ((c = cli_getopt("synth", argc, argv, "o:t:fh", opts)) != -1) {
         switch (c) {
         case 'd': if (cli_parse_int("synth", "--dim", optarg, 2, 65536, &v)) return 2; p.dim = (int)v; break;
         case 'l': if (cli_parse_int("synth", "--layers", optarg, 1, 1024, &v)) return 2; p.n_layers = (int)v; break;
@@ -50,6 +56,15 @@ int cli_synth_main(int argc, char **argv) {
         case 'k': io.tokenizer_path = optarg; break;
         case 'o': out = optarg; break;
         case 'f': force = 1; break;
+        case 'y': {
+            int t = lmp_type_from_name(optarg);
+            const lmp_type_traits *tt = t >= 0 ? lmp_type_get((lmp_dtype)t) : NULL;
+            if (!tt || !tt->storable) return cli_usage_error("synth", "--type '%s' is not a storable type", optarg);
+            p.type = (lmp_dtype)t;
+            if (!p.n_threads) p.n_threads = 1;
+            break;
+        }
+        case 't': if (cli_parse_int("synth", "--threads", optarg, 1, 256, &v)) return 2; p.n_threads = (int)v; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: return 2;
         }

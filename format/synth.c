@@ -2,8 +2,11 @@
 #include "format/synth.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "format/qtypes.h"
 
 static uint64_t rng_next(uint64_t *s) {
     *s ^= *s >> 12;
@@ -19,6 +22,88 @@ static void fill_normal(float *x, size_t n, float stddev, uint64_t *s) {
         x[i] = (float)(r * cos(6.283185307179586 * u2));
         if (i + 1 < n) x[i + 1] = (float)(r * sin(6.283185307179586 * u2));
     }
+}
+
+// ---- blocked generation: 64-row blocks with their own streams, threads, a stored type ----
+
+#define SYNTH_BLOCK_ROWS 64
+
+typedef struct blocked_job {
+    uint8_t *out;          // (rows, row_bytes) in type
+    int64_t rows, cols;
+    size_t row_bytes;
+    lmp_dtype type;
+    float stddev;
+    uint64_t seed;         // of this tensor
+    int64_t next_block;    // shared counter
+    pthread_mutex_t mu;
+    int failed;
+} blocked_job;
+
+static uint64_t splitmix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static void *blocked_worker(void *arg) {
+    blocked_job *j = arg;
+    const lmp_type_traits *tr = lmp_type_get(j->type);
+    float *row = lmp_malloc((size_t)j->cols * sizeof(float) + 16);
+    if (!row) {
+        pthread_mutex_lock(&j->mu);
+        j->failed = 1;
+        pthread_mutex_unlock(&j->mu);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        int64_t blk = j->next_block++;
+        pthread_mutex_unlock(&j->mu);
+        int64_t r0 = blk * SYNTH_BLOCK_ROWS;
+        if (r0 >= j->rows) break;
+        uint64_t st = splitmix(j->seed ^ splitmix((uint64_t)blk + 1));
+        if (!st) st = 1;
+        for (int64_t r = r0; r < j->rows && r < r0 + SYNTH_BLOCK_ROWS; r++) {
+            if (j->stddev > 0) fill_normal(row, (size_t)j->cols, j->stddev, &st);
+            else for (int64_t i = 0; i < j->cols; i++) row[i] = 1.0f;
+            tr->from_float_ref(row, j->out + (size_t)r * j->row_bytes, j->cols);
+        }
+    }
+    lmp_free(row);
+    return NULL;
+}
+
+static lmp_status add_tensor_blocked(lmp_builder *b, const char *name, int ndim, int64_t d0, int64_t d1, float stddev,
+                                     uint64_t seed, int n_threads, lmp_dtype type, lmp_error *err) {
+    int64_t shape[2] = {d0, d1};
+    const int64_t rows = ndim == 2 ? d0 : 1, cols = ndim == 2 ? d1 : d0;
+    if (ndim == 1) type = LMP_DTYPE_F32;  // norms stay float32
+    const size_t row_bytes = lmp_type_row_size(type, cols);
+    if (!row_bytes)
+        return lmp_err(err, LMP_E_ARG, "'%s': rows of %lld elements are not whole blocks of %s", name, (long long)cols,
+                       lmp_type_name(type));
+    uint8_t *out = lmp_malloc((size_t)rows * row_bytes);
+    if (!out) return lmp_err(err, LMP_E_NOMEM, "out of memory for '%s'", name);
+    blocked_job j = {out, rows, cols, row_bytes, type, stddev, seed, 0, PTHREAD_MUTEX_INITIALIZER, 0};
+    int nt = n_threads > 1 ? n_threads : 1;
+    if (nt > 256) nt = 256;
+    pthread_t th[256];
+    int started = 0;
+    for (int t = 1; t < nt; t++) {
+        if (pthread_create(&th[started], NULL, blocked_worker, &j) != 0) break;
+        started++;
+    }
+    blocked_worker(&j);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.mu);
+    if (j.failed) {
+        lmp_free(out);
+        return lmp_err(err, LMP_E_NOMEM, "out of memory for '%s'", name);
+    }
+    // the builder stores the element shape; the dtype tells the byte layout
+    return lmp_builder_add(b, name, type, ndim, shape, out, err);
 }
 
 static lmp_status add_tensor(lmp_builder *b, const char *name, int ndim, int64_t d0, int64_t d1, float stddev,
@@ -75,11 +160,25 @@ lmp_status lmp_synth_build(const lmp_synth_params *p, lmp_builder **out, lmp_err
         return st;
     }
     const float sd = 0.02f;
-    if ((st = add_tensor(b, "token_embd.weight", 2, p->vocab, p->dim, sd, &s, err))) goto fail;
+    const int blocked = p->n_threads > 0 || p->type != LMP_DTYPE_F32;
+    if (blocked) {
+        const lmp_type_traits *tt = lmp_type_get(p->type);
+        if (!tt || !tt->storable) {
+            lmp_builder_free(b);
+            return lmp_err(err, LMP_E_ARG, "synth: type %d cannot be stored", (int)p->type);
+        }
+    }
+    uint64_t tensor_no = 0;
+    // one tensor: the single stream s, or its own seed in blocked mode
+#define ADD(nm, nd, a, c, sdv)                                                                                    \
+    (blocked ? add_tensor_blocked(b, nm, nd, a, c, sdv, splitmix(s ^ splitmix(++tensor_no)), p->n_threads, p->type, \
+                                  err)                                                                           \
+             : add_tensor(b, nm, nd, a, c, sdv, &s, err))
+    if ((st = ADD("token_embd.weight", 2, p->vocab, p->dim, sd))) goto fail;
     for (int l = 0; l < p->n_layers; l++) {
 #define T(suffix, nd, a, c, sdv)                                                   \
     snprintf(name, sizeof name, "blk.%d." suffix, l);                               \
-    if ((st = add_tensor(b, name, nd, a, c, sdv, &s, err))) goto fail;
+    if ((st = ADD(name, nd, a, c, sdv))) goto fail;
         T("attn_norm.weight", 1, p->dim, 0, 0)
         T("attn_q.weight", 2, p->dim, p->dim, sd)
         T("attn_k.weight", 2, kv, p->dim, sd)
@@ -91,8 +190,9 @@ lmp_status lmp_synth_build(const lmp_synth_params *p, lmp_builder **out, lmp_err
         T("ffn_up.weight", 2, p->ffn, p->dim, sd)
 #undef T
     }
-    if ((st = add_tensor(b, "output_norm.weight", 1, p->dim, 0, 0, &s, err))) goto fail;
-    if (!p->tied && (st = add_tensor(b, "output.weight", 2, p->vocab, p->dim, sd, &s, err))) goto fail;
+    if ((st = ADD("output_norm.weight", 1, p->dim, 0, 0))) goto fail;
+    if (!p->tied && (st = ADD("output.weight", 2, p->vocab, p->dim, sd))) goto fail;
+#undef ADD
     *out = b;
     return LMP_OK;
 fail:

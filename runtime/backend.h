@@ -86,6 +86,34 @@ typedef struct lmp_backend_ops {
     void (*swiglu)(lmp_backend *b, float *gate, const float *up, int n, int ff);
     // x[0..count) += y
     void (*add)(lmp_backend *b, float *x, const float *y, size_t count);
+
+    // ---- optional (NULL on the CPU backend: the caller does without) ----
+    // Recorded single-token steps (CUDA graphs). The caller reserves the host buffer for a step's logits,
+    // then brackets the ops of one single-token step with step_record_begin / step_record_end (begin returns
+    // 0 if recording is not possible now); while recording, the token id and position come from the
+    // backend's step parameters, the ops are recorded and not run, and the one to_host copy lands in the
+    // reserved buffer. step_record_end returns 1 if the step was recorded under key (0: the caller issues the
+    // ops again, normally). step_replay runs the step recorded under key for token at pos, copies its logits
+    // (if it recorded a copy) to logits and returns 1; 0 if nothing is recorded under key. Recordings are
+    // dropped when weights or caches change.
+    int (*step_reserve)(lmp_backend *b, size_t logits_bytes);
+    int (*step_record_begin)(lmp_backend *b, uint64_t key, int32_t token, int pos);
+    int (*step_record_end)(lmp_backend *b);
+    int (*step_replay)(lmp_backend *b, uint64_t key, int32_t token, int pos, float *logits);
+    // Evaluation statistics of n rows of logits (n, vocab) in backend memory, as runtime/perplexity.c
+    // computes them: nll[i] = -log softmax(row i)[target[i]]; top[i] = argmax (lowest index on ties); with
+    // base_lp (backend memory, (n, vocab) log-probabilities of the base model, possibly another backend
+    // instance of the same kind) kl[i] = KL(base || model) and top1[i] = (top[i] == base_top[i]); with
+    // lp_out (backend memory) the rows' log-probabilities are stored there. target, base_top and the
+    // outputs are host arrays of n; the call returns when they are filled.
+    void (*logits_stats)(lmp_backend *b, const float *logits, int n, int vocab, const int32_t *target,
+                         const float *base_lp, const int32_t *base_top, float *lp_out, double *nll, double *kl,
+                         int32_t *top, int32_t *top1);
+    // Read bandwidth of the backend's memory in bytes/s (a buffer many times the caches, best of a few
+    // passes), the roofline's denominator; 0 if it cannot be measured.
+    double (*read_bandwidth)(lmp_backend *b);
+    // Bytes of backend memory in use now: weights, KV caches, everything else (activations, workspaces).
+    void (*memory_used)(lmp_backend *b, uint64_t *weights, uint64_t *kv, uint64_t *other);
 } lmp_backend_ops;
 
 struct lmp_backend {
@@ -98,6 +126,7 @@ struct lmp_pool;
 typedef struct lmp_backend_opts {
     int n_threads;          // CPU: threads (<= 0: all cores); ignored when pool is given
     struct lmp_pool *pool;  // CPU: a thread pool to borrow (not freed with the backend); NULL: own pool
+    int exact;              // device: batches in the CPU's arithmetic (evaluation), not the fastest (CPU: ignored)
 } lmp_backend_opts;
 
 // Creates a backend by name ("cpu", "cuda", or one registered with lmp_backend_register); a build without

@@ -30,6 +30,7 @@ struct lmp_session {
     float *hb;      // (n_batch, max_ffn) gate, then silu(gate) * up
     float *hb2;     // (n_batch, max_ffn) up
     float *logits;  // (n_batch, vocab), only for backends without host memory
+    float *lp;      // (n_batch, vocab) log-probabilities kept by lmp_session_eval_stats (backend memory)
     lmp_kv_cache **kv;    // (n_layers) backend-owned caches of (n_ctx, n_kv_heads_l * hd)
     float *host_tmp;             // (n_batch, max(dim, max_ffn, max_heads * hd)) hooks on device backends
     uint64_t gen;                // model weight generation last uploaded
@@ -99,7 +100,7 @@ lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_sessi
     s->m = m;
     s->n_ctx = o.n_ctx;
     s->n_batch = o.n_batch;
-    lmp_backend_opts bo = {o.n_threads, o.pool};
+    lmp_backend_opts bo = {o.n_threads, o.pool, o.exact};
     lmp_status st = lmp_backend_new(o.backend, &bo, &s->be, err);
     if (st) {
         lmp_free(s);
@@ -141,7 +142,10 @@ lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_sessi
     *out = s;
     return LMP_OK;
 nomem:
-    st = lmp_err(err, LMP_E_NOMEM, "out of memory allocating a context of %d positions", o.n_ctx);
+    // a device backend says how many bytes it lacked
+    if (!(st = s->be->ops->synchronize(s->be, err)))
+        st = lmp_err(err, LMP_E_NOMEM, "out of memory allocating a context of %d positions", o.n_ctx);
+    else lmp_err_prefix(err, st, "context of %d positions", o.n_ctx);
 fail:
     lmp_session_free(s);
     return st;
@@ -151,7 +155,8 @@ void lmp_session_free(lmp_session *s) {
     if (!s) return;
     lmp_backend *be = s->be;
     if (be) {
-        void *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->logits, s->cos_tab, s->sin_tab};
+        void *bufs[] = {s->x,  s->xb,     s->xb2,    s->q,      s->k, s->v, s->att, s->hb, s->hb2,
+                        s->logits, s->lp, s->cos_tab, s->sin_tab};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) be->ops->free(be, bufs[i]);
         for (int l = 0; s->kv && l < s->m->cfg.n_layers; l++)
@@ -252,6 +257,40 @@ static lmp_status finish(lmp_session *s, lmp_error *err) {
     return LMP_OK;
 }
 
+// Issues the ops of one batch of nb tokens at positions pos..: the blocks, then (if want) the final norm and
+// the classifier for batch rows [first, nb) into dst (host; NULL: into s->logits, left in backend memory).
+static void batch_forward(lmp_session *s, const int32_t *tokens, int nb, int pos, int want, int first, float *dst) {
+    const lmp_config *c = &s->m->cfg;
+    const lmp_backend_ops *op = s->be->ops;
+    op->get_rows(s->be, s->x, &s->m->tok_embd, tokens, nb);
+    for (int l = 0; l < c->n_layers; l++) block_forward(s, l, nb, pos);
+    if (!want || first >= nb) return;
+    int nl = nb - first;
+    const float *xr = s->x + (size_t)first * c->dim;
+    op->rmsnorm(s->be, s->xb, xr, &s->m->output_norm, nl, c->dim, c->rms_eps);
+    if (op->host_memory && dst) {
+        op->matmul(s->be, dst, &s->m->output, s->xb, nl);
+    } else {
+        op->matmul(s->be, s->logits, &s->m->output, s->xb, nl);
+        if (dst) op->to_host(s->be, dst, s->logits, (size_t)nl * c->vocab * sizeof(float));
+    }
+}
+
+// A single-token step through the backend's recorded steps (a CUDA graph): replayed when recorded,
+// recorded at the first step that can be. Returns 1 if the step ran this way.
+static int step_graph(lmp_session *s, const int32_t *tokens, int pos, float *logits) {
+    const lmp_backend_ops *op = s->be->ops;
+    lmp_backend *be = s->be;
+    if (s->hook || !op->step_replay || !op->step_record_begin || !op->step_record_end) return 0;
+    const uint64_t key = logits ? 1 : 2;
+    if (op->step_replay(be, key, tokens[0], pos, logits)) return 1;
+    if (logits && (!op->step_reserve || !op->step_reserve(be, (size_t)s->m->cfg.vocab * sizeof(float)))) return 0;
+    if (!op->step_record_begin(be, key, tokens[0], pos)) return 0;
+    batch_forward(s, tokens, 1, pos, logits != NULL, 0, logits);
+    if (!op->step_record_end(be)) return 0;  // not recordable now (a buffer to grow): run it op by op
+    return op->step_replay(be, key, tokens[0], pos, logits);
+}
+
 lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int pos, int logits_from,
                             float *logits, lmp_error *err) {
     lmp_status st = check_tokens(s, tokens, n, pos, err);
@@ -259,27 +298,50 @@ lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int po
     if (logits && (logits_from < 0 || logits_from > n))
         return lmp_err(err, LMP_E_ARG, "logits_from %d outside 0..%d", logits_from, n);
     if ((st = sync_weights(s, 0, err))) return st;
+    if (n == 1 && step_graph(s, tokens, pos, logits && logits_from == 0 ? logits : NULL)) return finish(s, err);
     const lmp_config *c = &s->m->cfg;
-    const lmp_backend_ops *op = s->be->ops;
     for (int b0 = 0; b0 < n; b0 += s->n_batch) {
         int nb = n - b0 < s->n_batch ? n - b0 : s->n_batch;
-        op->get_rows(s->be, s->x, &s->m->tok_embd, tokens + b0, nb);
-        for (int l = 0; l < c->n_layers; l++) block_forward(s, l, nb, pos + b0);
-        if (!logits) continue;
         // logits of batch rows [first, nb)
         int first = logits_from > b0 ? logits_from - b0 : 0;
-        if (first >= nb) continue;
-        int nl = nb - first;
-        const float *xr = s->x + (size_t)first * c->dim;
-        op->rmsnorm(s->be, s->xb, xr, &s->m->output_norm, nl, c->dim, c->rms_eps);
-        float *dst = logits + (size_t)(b0 + first - logits_from) * c->vocab;
-        if (op->host_memory) {
-            op->matmul(s->be, dst, &s->m->output, s->xb, nl);
-        } else {
-            op->matmul(s->be, s->logits, &s->m->output, s->xb, nl);
-            op->to_host(s->be, dst, s->logits, (size_t)nl * c->vocab * sizeof(float));
+        float *dst = logits ? logits + (size_t)(b0 + first - logits_from) * c->vocab : NULL;
+        batch_forward(s, tokens + b0, nb, pos + b0, logits != NULL, first, dst);
+    }
+    return finish(s, err);
+}
+
+int lmp_session_has_eval_stats(const lmp_session *s) {
+    return !s->be->ops->host_memory && s->be->ops->logits_stats != NULL;
+}
+
+lmp_status lmp_session_eval_stats(lmp_session *s, const int32_t *tokens, int n, int pos, int first,
+                                  const int32_t *targets, int keep, const lmp_session *base, const int32_t *base_top,
+                                  double *nll, double *kl, int32_t *top, int32_t *top1, lmp_error *err) {
+    const lmp_backend_ops *op = s->be->ops;
+    if (!lmp_session_has_eval_stats(s))
+        return lmp_err(err, LMP_E_UNSUPPORTED, "backend '%s' has no device-side evaluation statistics", op->name);
+    if (base && (!base->lp || strcmp(base->be->ops->name, op->name) != 0 || base->m->cfg.vocab != s->m->cfg.vocab))
+        return lmp_err(err, LMP_E_ARG, "the base session kept no log-probabilities on a backend of this kind");
+    lmp_status st = check_tokens(s, tokens, n, pos, err);
+    if (st) return st;
+    if (n > s->n_batch) return lmp_err(err, LMP_E_ARG, "%d tokens exceed the batch of %d", n, s->n_batch);
+    if (first < 0 || first >= n) return lmp_err(err, LMP_E_ARG, "first %d outside 0..%d", first, n - 1);
+    for (int i = 0; i < n - first; i++)
+        if (targets[i] < 0 || targets[i] >= s->m->cfg.vocab)
+            return lmp_err(err, LMP_E_ARG, "target id %d out of range", targets[i]);
+    if ((st = sync_weights(s, 0, err))) return st;
+    const int vocab = s->m->cfg.vocab;
+    if (keep && !s->lp) {
+        s->lp = op->alloc(s->be, (size_t)s->n_batch * vocab * sizeof(float));
+        if (!s->lp) {
+            if (!(st = op->synchronize(s->be, err)))
+                st = lmp_err(err, LMP_E_NOMEM, "out of memory for %d x %d log-probabilities", s->n_batch, vocab);
+            return st;
         }
     }
+    batch_forward(s, tokens, n, pos, 1, first, NULL);
+    op->logits_stats(s->be, s->logits, n - first, vocab, targets, base ? base->lp : NULL, base_top,
+                     keep ? s->lp : NULL, nll, kl, top, top1);
     return finish(s, err);
 }
 

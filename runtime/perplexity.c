@@ -111,6 +111,8 @@ lmp_status lmp_eval_ppl(lmp_model **models, int n_models, const lmp_ppl_params *
     const int vocab = base->cfg.vocab, first = ctx / 2, n_scored = ctx - 1 - first;
     const int add_bos = lmp_tokenizer_add_bos(base->tok) && lmp_tokenizer_bos(base->tok) >= 0;
 
+    double *d_nll = NULL, *d_kl = NULL;  // (n_scored) device-side statistics of one chunk
+    int32_t *d_top = NULL, *d_top1 = NULL;
     lmp_session **sess = lmp_calloc((size_t)n_models, sizeof *sess);
     acc *a = lmp_calloc((size_t)n_models, sizeof *a);
     float *logits = lmp_malloc((size_t)(ctx - first) * vocab * sizeof(float));   // (ctx - first, vocab)
@@ -122,13 +124,52 @@ lmp_status lmp_eval_ppl(lmp_model **models, int n_models, const lmp_ppl_params *
         goto done;
     }
     for (int k = 0; k < n_models; k++) {
-        lmp_session_opts so = {ctx, ctx, p->n_threads, "cpu"};
+        // exact: a device evaluates in the CPU's arithmetic (statistics comparable with the CPU's digit for digit)
+        lmp_session_opts so = {ctx, ctx, p->n_threads, p->backend ? p->backend : "cpu", NULL, 1};
         if ((st = lmp_session_new(models[k], &so, &sess[k], err))) goto done;
+    }
+    // On a device backend the log-softmax, NLL, KL and top-1 are computed there (the same formulas as below),
+    // so that (ctx / 2, vocab) logits per model and chunk stay in device memory.
+    int dev_stats = 1;
+    for (int k = 0; k < n_models; k++) dev_stats &= lmp_session_has_eval_stats(sess[k]);
+    if (dev_stats) {
+        d_nll = lmp_malloc((size_t)n_scored * sizeof(double));
+        d_kl = lmp_malloc((size_t)n_scored * sizeof(double));
+        d_top = lmp_malloc((size_t)n_scored * sizeof(int32_t));
+        d_top1 = lmp_malloc((size_t)n_scored * sizeof(int32_t));
+        if (!d_nll || !d_kl || !d_top || !d_top1) {
+            st = lmp_err(err, LMP_E_NOMEM, "out of memory");
+            goto done;
+        }
     }
     for (int c = 0; c < n_chunks; c++) {
         memcpy(chunk, toks + (size_t)c * ctx, (size_t)ctx * sizeof(int32_t));
         if (add_bos) chunk[0] = lmp_tokenizer_bos(base->tok);
-        for (int k = 0; k < n_models; k++) {
+        for (int k = 0; k < n_models && dev_stats; k++) {
+            double t0 = lmp_time_now();
+            // rows first .. first + n_scored - 1 predict chunk[first + 1 ..]
+            if ((st = lmp_session_eval_stats(sess[k], chunk, ctx - 1, 0, first, chunk + first + 1, k == 0 && n_models > 1,
+                                             k ? sess[0] : NULL, k ? base_top : NULL, d_nll, d_kl,
+                                             k ? d_top : base_top, d_top1, err)))
+                goto done;
+            a[k].eval_s += lmp_time_now() - t0;
+            a[k].eval_tokens += ctx - 1;
+            for (int j = 0; j < n_scored; j++) {
+                a[k].nll += d_nll[j];
+                a[k].nll2 += d_nll[j] * d_nll[j];
+                a[k].count++;
+                if (k == 0) {
+                    a[k].top1++;
+                } else {
+                    a[k].kl += d_kl[j];
+                    a[k].kl2 += d_kl[j] * d_kl[j];
+                    a[k].top1 += d_top1[j] != 0;
+                }
+            }
+            if (p->progress)
+                p->progress(p->progress_user, "eval-ppl", (double)c * n_models + k + 1, (double)n_chunks * n_models);
+        }
+        for (int k = 0; k < n_models && !dev_stats; k++) {
             double t0 = lmp_time_now();
             if ((st = lmp_session_eval(sess[k], chunk, ctx, 0, first, logits, err))) goto done;
             a[k].eval_s += lmp_time_now() - t0;
@@ -191,6 +232,10 @@ lmp_status lmp_eval_ppl(lmp_model **models, int n_models, const lmp_ppl_params *
         }
     }
 done:
+    lmp_free(d_nll);
+    lmp_free(d_kl);
+    lmp_free(d_top);
+    lmp_free(d_top1);
     if (sess)
         for (int k = 0; k < n_models; k++) lmp_session_free(sess[k]);
     lmp_free(sess);

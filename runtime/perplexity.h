@@ -21,6 +21,7 @@ typedef struct lmp_ppl_params {
     int n_chunks;            // <= 0: all
     int n_threads;           // <= 0: all cores
     int decode_tokens;       // single-token forward passes timed for decode tok/s (0: skip)
+    const char *backend;     // "cpu" (NULL) or "cuda": on a device the statistics are computed there
     lmp_progress_fn progress;
     void *progress_user;
 } lmp_ppl_params;

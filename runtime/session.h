@@ -21,6 +21,7 @@ typedef struct lmp_session_opts {
     int n_threads;          // CPU threads; <= 0: all cores (ignored when pool is given)
     const char *backend;    // "cpu" (default) or "cuda"
     struct lmp_pool *pool;  // CPU: borrow this thread pool (one pool per process); NULL: the backend's own
+    int exact;              // device backends: batches in the CPU's arithmetic rather than the fastest (eval-ppl)
 } lmp_session_opts;
 
 // A hook sees the activations at a hook point (lmp_hook_point, runtime/model.h): x is host memory valid
@@ -45,6 +46,17 @@ void lmp_session_set_hook(lmp_session *s, lmp_hook_fn fn, void *user);
 // (n - logits_from, vocab) floats, host memory. Batches larger than n_batch are split internally.
 lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int pos, int logits_from,
                             float *logits, lmp_error *err);
+
+// Evaluation statistics computed by the backend, so that vocabulary-sized logits do not cross to the host
+// (perplexity on a device): runs tokens[0..n) (n <= n_batch) at positions pos.. and for logits rows
+// [first, n), row j predicting targets[j - first], fills nll (negative log-likelihood), top (argmax, lowest
+// index on ties) and, with base (a session of the same backend kind that ran the same tokens with keep set),
+// kl (KL(base || this)) and top1 (top == base_top). keep: keep this run's log-probabilities for other
+// sessions' KL. Arrays hold n - first values. LMP_E_UNSUPPORTED when lmp_session_has_eval_stats is 0.
+int lmp_session_has_eval_stats(const lmp_session *s);
+lmp_status lmp_session_eval_stats(lmp_session *s, const int32_t *tokens, int n, int pos, int first,
+                                  const int32_t *targets, int keep, const lmp_session *base, const int32_t *base_top,
+                                  double *nll, double *kl, int32_t *top, int32_t *top1, lmp_error *err);
 
 // Layer-by-layer access (calibration). x is host memory (n, dim); n <= n_batch.
 lmp_status lmp_session_embed(lmp_session *s, const int32_t *tokens, int n, float *x, lmp_error *err);

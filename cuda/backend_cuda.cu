@@ -1,0 +1,1030 @@
+// backend_cuda.cu - the CUDA backend of runtime/backend.h: weights uploaded once to device memory with
+// cudaMalloc (repacked to the layout of cuda/kernels/common.cuh), the KV cache and activations on the
+// device, every op as a kernel on one stream, errors sticky until synchronize.
+//
+// Decode (n <= LMP_CUDA_MV_MAX tokens) multiplies with the fused dequantize + matvec kernels
+// (cuda/kernels/matvec.cuh); batches go to cuBLAS (cuda/kernels/gemm.cuh). Three fusions are made
+// here, invisible to the caller: RMSNorm of one token also writes the quantized forms of its output (no
+// quantize launch before q/k/v and gate/up); consecutive matmuls of the same input are held back and
+// launched as one kernel (q, k, v); a held-back pair followed by swiglu of their outputs becomes one
+// silu(gate) * up kernel, and a held-back matmul followed by add of its output into a residual adds in the
+// matvec's epilogue. Whatever is held back is launched before any other op, copy or synchronize, so the
+// results are those of the op-by-op sequence. A single-token step can be recorded as a CUDA graph and
+// replayed (step_record_begin / step_record_end / step_replay, backend.h), and evaluation statistics
+// are computed on the device (logits_stats). It does not know the model's structure (runtime/forward.c).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cuda/kernels/gemm.cuh"
+#include "cuda/kernels/matvec.cuh"
+#include "cuda/kernels/ops.cuh"
+#include "format/qtypes.h"
+#include "runtime/backend.h"
+
+#define LMP_CUDA_MV_MAX 8          // tokens up to which matmul uses the matvec kernels
+#define LMP_CUDA_GEMM_WS (128u << 20)  // bytes of the dequantized-f16 weight tile of the batched path
+
+// A weight's device copy; identical host views (a tied classifier) share one.
+typedef struct cuda_weight {
+    lmp_cuda_mat m;
+    void *base;          // lmp_cuda_mat_bytes bytes
+    size_t bytes;
+    const void *data;    // host data it was made from
+    lmp_dtype type;
+    int64_t rows, cols;
+    int refs;
+    struct cuda_weight *next;
+} cuda_weight;
+
+struct lmp_kv_cache {
+    float *k, *v;  // (n_ctx, kv_dim) each
+    int n_ctx, kv_dim;
+};
+
+// A matmul held back for fusion (see the file comment).
+typedef struct pending_mv {
+    int nseg, n;
+    const float *x;
+    lmp_cuda_mat w[LMP_MV_MAXSEG];
+    float *y[LMP_MV_MAXSEG];
+} pending_mv;
+
+typedef struct step_graph {
+    uint64_t key;
+    cudaGraphExec_t exec;
+    size_t logits_bytes;  // bytes copied to the pinned logits buffer by the graph (0: none)
+} step_graph;
+
+#define N_STEP_GRAPHS 4
+
+typedef struct cuda_ctx {
+    int device;
+    int exact;                  // lmp_backend_opts.exact (LMP_CUDA_EXACT=0|1 overrides: diagnosis)
+    int no_fuse;                // LMP_CUDA_NO_FUSE=1: every matmul launched alone (diagnosis, A/B)
+    uint64_t mem_weights, mem_kv, mem_other;  // bytes allocated now, by category
+    cudaStream_t st;
+    cublasHandle_t blas;
+    lmp_status err_st;          // sticky: first failure since the last synchronize
+    char err_msg[LMP_ERROR_MSG_MAX];
+    cuda_weight *weights;       // uploaded copies (shared by identical views)
+    // activation quantization of one float buffer (valid for xq_src, xq_n rows of xq_cols)
+    const float *xq_src;
+    int64_t xq_n, xq_cols;
+    int xq_has8, xq_has16;
+    size_t act_cap;             // elements of q8 / q16 below
+    int8_t *q8;
+    int16_t *q16;
+    float *d8, *s8, *d16;
+    int *sum8;
+    // batched path
+    lmp_gemm_ws gw;
+    size_t gw_cols_cap;         // elements of gw.xh / gw.q8 (n * cols)
+    size_t gw_n_cap;            // rows of gw.rs / gw.rinv
+    float *att_S;               // batched attention scores
+    size_t att_S_cap;           // floats
+    float *att_part;            // decode attention partials (n_heads, n_split, hd + 2)
+    size_t att_part_cap;        // floats
+    unsigned *att_cnt;          // per kv head
+    int att_cnt_cap;
+    int32_t *tok_dev;           // (tok_cap) token ids
+    int tok_cap;
+    int32_t *tok_host;          // pinned staging of token ids
+    pending_mv pend;
+    // step graphs
+    int recording;              // between step_record_begin and _end
+    int rec_failed;             // an op could not be recorded (it needed a new buffer, a host copy)
+    uint64_t rec_key;
+    size_t rec_logits_bytes;
+    int *params_dev;            // {pos, token} read by recorded steps
+    int *params_host;           // pinned
+    float *logits_host;         // pinned copy target of recorded steps
+    size_t logits_host_cap;
+    step_graph graphs[N_STEP_GRAPHS];
+    int n_graphs;
+    // device evaluation statistics scratch
+    int32_t *st_tgt;
+    int *st_btop, *st_top, *st_top1;
+    double *st_nll, *st_kl;
+    int st_cap;
+} cuda_ctx;
+
+static cuda_ctx *ctx_of(lmp_backend *b) { return (cuda_ctx *)b->ctx; }
+
+static void fail(cuda_ctx *c, lmp_status st, const char *fmt, ...) {
+    if (c->err_st) return;
+    c->err_st = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err_msg, sizeof c->err_msg, fmt, ap);
+    va_end(ap);
+}
+
+// Records the last launch error, if any, under what; returns 1 if there was one.
+static int launch_failed(cuda_ctx *c, const char *what) {
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return 0;
+    fail(c, LMP_E_STATE, "CUDA %s: %s", what, cudaGetErrorString(e));
+    return 1;
+}
+
+// Device memory; on failure the sticky error names the bytes needed against those free.
+static void *dev_alloc_raw(cuda_ctx *c, size_t bytes, const char *what) {
+    void *p = NULL;
+    if (c->recording) {  // no allocation inside a graph recording: the step is replayed op by op instead
+        c->rec_failed = 1;
+        return NULL;
+    }
+    if (bytes == 0) bytes = 16;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        fail(c, LMP_E_NOMEM, "CUDA device out of memory: %s needs %zu bytes (%.1f MiB), %zu bytes (%.1f MiB) free of %.1f GiB",
+             what, bytes, bytes / 1048576.0, fr, fr / 1048576.0, tot / 1073741824.0);
+        return NULL;
+    }
+    return p;
+}
+// Device allocations are recorded (pointer, bytes, category) so that memory_used can report them.
+typedef struct alloc_rec {
+    void *p;
+    size_t bytes;
+    uint64_t *cat;
+} alloc_rec;
+static alloc_rec *g_allocs;
+static size_t g_n_allocs, g_cap_allocs;
+static void track(void *p, size_t bytes, uint64_t *cat) {
+    if (!p) return;
+    if (g_n_allocs == g_cap_allocs) {
+        size_t nc = g_cap_allocs ? g_cap_allocs * 2 : 256;
+        alloc_rec *n = (alloc_rec *)lmp_realloc(g_allocs, nc * sizeof *n);
+        if (!n) return;
+        g_allocs = n;
+        g_cap_allocs = nc;
+    }
+    g_allocs[g_n_allocs++] = (alloc_rec){p, bytes, cat};
+    *cat += bytes;
+}
+static void untrack(void *p) {
+    for (size_t i = g_n_allocs; i-- > 0;)
+        if (g_allocs[i].p == p) {
+            *g_allocs[i].cat -= g_allocs[i].bytes;
+            g_allocs[i] = g_allocs[--g_n_allocs];
+            return;
+        }
+}
+static void *dev_alloc(cuda_ctx *c, size_t bytes, const char *what) {
+    void *p = dev_alloc_raw(c, bytes, what);
+    track(p, bytes, &c->mem_other);
+    return p;
+}
+static void dev_free(void *p) {
+    if (!p) return;
+    untrack(p);
+    cudaFree(p);
+}
+
+// Grows a device scratch buffer of *cap elements of size esz to need; 0 on failure.
+static int grow(cuda_ctx *c, void **p, size_t *cap, size_t need, size_t esz, const char *what) {
+    if (*cap >= need && *p) return 1;
+    void *q = dev_alloc(c, need * esz, what);
+    if (!q) return 0;
+    dev_free(*p);
+    *p = q;
+    *cap = need;
+    return 1;
+}
+
+static int ranges_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    const char *pa = (const char *)a, *pb = (const char *)b;
+    return pa < pb + nb && pb < pa + na;
+}
+// An op wrote bytes at p: the quantized copy of an overlapping buffer is stale.
+static void invalidate(cuda_ctx *c, const void *p, size_t bytes) {
+    if (c->xq_src && ranges_overlap(p, bytes, c->xq_src, (size_t)(c->xq_n * c->xq_cols) * 4)) c->xq_src = NULL;
+}
+
+static int act_reserve(cuda_ctx *c, size_t elems) {
+    if (c->act_cap >= elems) return 1;
+    if (c->recording) {
+        c->rec_failed = 1;
+        return 0;
+    }
+    dev_free(c->q8);
+    dev_free(c->q16);
+    dev_free(c->d8);
+    dev_free(c->s8);
+    dev_free(c->d16);
+    dev_free(c->sum8);
+    c->act_cap = 0;
+    c->q8 = (int8_t *)dev_alloc(c, elems, "quantized activations");
+    c->q16 = (int16_t *)dev_alloc(c, elems * 2, "quantized activations");
+    c->d8 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    c->s8 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    c->d16 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    c->sum8 = (int *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    if (!c->q8 || !c->q16 || !c->d8 || !c->s8 || !c->d16 || !c->sum8) return 0;
+    c->act_cap = elems;
+    return 1;
+}
+
+// Makes the quantized forms of x (n, cols) that weight type t needs; returns the activations view.
+static int act_quantized(cuda_ctx *c, const float *x, int64_t n, int64_t cols, lmp_dtype t, lmp_cuda_act *a) {
+    const lmp_type_traits *tr = lmp_type_get(t);
+    const int need8 = tr->vec_dot_type == LMP_DTYPE_Q8_A, need16 = tr->vec_dot_type == LMP_DTYPE_Q16_A;
+    *a = (lmp_cuda_act){x, c->q8, c->q16, c->d8, c->s8, c->sum8, c->d16};
+    if (!need8 && !need16) return 1;
+    if (c->xq_src == x && c->xq_n == n && c->xq_cols == cols && (!need8 || c->xq_has8) && (!need16 || c->xq_has16))
+        return 1;
+    if (!act_reserve(c, (size_t)(n * cols))) return 0;
+    a->q8 = c->q8;
+    a->q16 = c->q16;
+    a->d8 = c->d8;
+    a->s8 = c->s8;
+    a->d16 = c->d16;
+    a->sum8 = c->sum8;
+    const int64_t nb = n * cols / 32;
+    // both forms at once: the next matmul of this input may be of the other family
+    lmp_quantize_act_kernel<<<(unsigned)((nb * 32 + 255) / 256), 256, 0, c->st>>>(x, nb, c->q8, c->d8, c->s8, c->sum8,
+                                                                                   c->q16, c->d16);
+    if (launch_failed(c, "quantize activations")) return 0;
+    c->xq_src = x;
+    c->xq_n = n;
+    c->xq_cols = cols;
+    c->xq_has8 = c->xq_has16 = 1;
+    return 1;
+}
+
+// ---- held-back matmuls ----
+
+static void launch_mv(cuda_ctx *c, pending_mv *p, int pair, float *pair_up, float *res) {
+    lmp_cuda_act a;
+    if (!act_quantized(c, p->x, p->n, p->w[0].cols, p->w[0].type, &a)) return;
+    lmp_mv_args args = {};
+    args.nseg = pair ? 1 : p->nseg;
+    for (int s = 0; s < args.nseg; s++) {
+        args.seg[s].w = p->w[s];
+        args.seg[s].y = p->y[s];
+    }
+    if (pair) {
+        args.seg[0].w2 = p->w[1];
+        args.seg[0].y2 = pair_up;
+    }
+    args.seg[0].res = res;
+    args.x = a;
+    args.pair = pair;
+    cudaError_t e = lmp_matvec_launch(&args, p->n, c->st);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA matvec: %s", cudaGetErrorString(e));
+}
+
+static void flush(cuda_ctx *c) {
+    if (c->pend.nseg == 0) return;
+    pending_mv p = c->pend;
+    c->pend.nseg = 0;
+    launch_mv(c, &p, 0, NULL, NULL);
+}
+
+// ---- memory ----
+
+static void *cuda_alloc(lmp_backend *b, size_t bytes) {
+    cuda_ctx *c = ctx_of(b);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        fail(c, LMP_E_NOMEM, "CUDA device out of memory: %zu bytes (%.1f MiB) needed, %zu bytes (%.1f MiB) free of %.1f GiB",
+             bytes, bytes / 1048576.0, fr, fr / 1048576.0, tot / 1073741824.0);
+        return NULL;
+    }
+    track(p, bytes, &c->mem_other);
+    return p;
+}
+static void cuda_free(lmp_backend *b, void *p) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    if (p) invalidate(c, p, 1);
+    dev_free(p);  // untracks it
+}
+static void cuda_to_host(lmp_backend *b, void *dst, const void *src, size_t bytes) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    if (c->err_st) return;
+    if (c->recording) {  // into the pinned logits buffer; step_replay copies it to the caller
+        if (c->rec_logits_bytes || bytes > c->logits_host_cap) {
+            c->rec_failed = 1;
+            return;
+        }
+        cudaMemcpyAsync(c->logits_host, src, bytes, cudaMemcpyDeviceToHost, c->st);
+        c->rec_logits_bytes = bytes;
+        launch_failed(c, "copy to host");
+        return;
+    }
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA copy to host: %s", cudaGetErrorString(e));
+}
+static void cuda_from_host(lmp_backend *b, void *dst, const void *src, size_t bytes) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    invalidate(c, dst, bytes);
+    if (c->err_st) return;
+    if (c->recording) {
+        c->rec_failed = 1;
+        return;
+    }
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA copy from host: %s", cudaGetErrorString(e));
+}
+
+static int cuda_supports_op(lmp_backend *b, lmp_op op, lmp_dtype t) {
+    if (op == LMP_OP_MATMUL || op == LMP_OP_GET_ROWS) {
+        const lmp_type_traits *tr = lmp_type_get(t);
+        return tr && tr->storable && (unsigned)t < (unsigned)LMP_DTYPE_COUNT;
+    }
+    return op >= 0 && op < LMP_OP_COUNT;
+}
+
+// ---- weights ----
+
+static void graphs_drop(cuda_ctx *c);
+
+static void weight_unref(cuda_ctx *c, cuda_weight *cw) {
+    if (--cw->refs > 0) return;
+    for (cuda_weight **pp = &c->weights; *pp; pp = &(*pp)->next)
+        if (*pp == cw) {
+            *pp = cw->next;
+            break;
+        }
+    dev_free(cw->base);
+    lmp_free(cw);
+}
+
+static void cuda_release_weight(lmp_backend *b, lmp_weight *w) {
+    cuda_ctx *c = ctx_of(b);
+    if (!w->dev) return;
+    flush(c);
+    cudaStreamSynchronize(c->st);  // kernels may still read it
+    graphs_drop(c);
+    weight_unref(c, (cuda_weight *)w->dev);
+    w->dev = NULL;
+}
+
+// Copies w to the device (in row chunks through a staging buffer for the quantized types, which the
+// repack kernels rearrange); shares the copy of an identical view already uploaded.
+static lmp_status cuda_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *err) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    if (c->err_st) return lmp_err(err, c->err_st, "%s", c->err_msg);
+    if (w->dev) cuda_release_weight(b, w);
+    const lmp_type_traits *tr = lmp_type_get(w->type);
+    if (!tr || !tr->storable)
+        return lmp_err(err, LMP_E_UNSUPPORTED, "CUDA backend: no kernel for type %s (%s)", lmp_type_name(w->type),
+                       w->name ? w->name : "?");
+    if (w->cols % tr->block_size || w->row_bytes != lmp_type_row_size(w->type, w->cols))
+        return lmp_err(err, LMP_E_ARG, "CUDA backend: '%s' has rows of %zu bytes, not %lld elements of %s",
+                       w->name ? w->name : "?", w->row_bytes, (long long)w->cols, tr->name);
+    for (cuda_weight *cw = c->weights; cw; cw = cw->next)
+        if (cw->data == w->data && cw->type == w->type && cw->rows == w->rows && cw->cols == w->cols) {
+            cw->refs++;
+            w->dev = cw;
+            return LMP_OK;
+        }
+    cuda_weight *cw = (cuda_weight *)lmp_calloc(1, sizeof *cw);
+    if (!cw) return lmp_err(err, LMP_E_NOMEM, "out of memory");
+    cw->bytes = lmp_cuda_mat_bytes(w->type, w->rows, w->cols);
+    char what[160];
+    snprintf(what, sizeof what, "weight '%s' (%s, %lld x %lld)", w->name ? w->name : "?", tr->name, (long long)w->rows,
+             (long long)w->cols);
+    cw->base = dev_alloc_raw(c, cw->bytes, what);
+    track(cw->base, cw->bytes, &c->mem_weights);
+    if (!cw->base) {
+        lmp_free(cw);
+        lmp_status st = c->err_st;
+        c->err_st = LMP_OK;
+        return lmp_err(err, st, "%s", c->err_msg);
+    }
+    lmp_cuda_mat_carve(&cw->m, w->type, w->rows, w->cols, cw->base);
+    cudaError_t e = cudaSuccess;
+    if (!tr->is_quantized) {
+        e = cudaMemcpy(cw->base, w->data, (size_t)w->rows * w->row_bytes, cudaMemcpyHostToDevice);
+    } else {
+        // staging of at most 64 MiB (whole rows)
+        int64_t chunk = (int64_t)((64u << 20) / w->row_bytes);
+        if (chunk < 1) chunk = 1;
+        if (chunk > w->rows) chunk = w->rows;
+        void *stage = NULL;
+        e = cudaMalloc(&stage, (size_t)chunk * w->row_bytes);
+        const int64_t G = cw->m.group, nbr = w->cols / G;
+        size_t qrow = w->type == LMP_DTYPE_Q8_0 ? (size_t)w->cols : (size_t)w->cols / 2;
+        for (int64_t r0 = 0; r0 < w->rows && e == cudaSuccess; r0 += chunk) {
+            const int64_t nr = w->rows - r0 < chunk ? w->rows - r0 : chunk;
+            e = cudaMemcpy(stage, (const char *)w->data + (size_t)r0 * w->row_bytes, (size_t)nr * w->row_bytes,
+                           cudaMemcpyHostToDevice);
+            if (e != cudaSuccess) break;
+            const unsigned grid = (unsigned)((nr * nbr + 255) / 256);
+            uint8_t *q = (uint8_t *)cw->m.q + (size_t)r0 * qrow;
+            __half *d = (__half *)cw->m.d + (size_t)r0 * nbr, *mm = cw->m.m ? (__half *)cw->m.m + (size_t)r0 * nbr : NULL;
+            if (w->type == LMP_DTYPE_Q8_0)
+                lmp_repack_q8_0_kernel<<<grid, 256, 0, c->st>>>((const uint8_t *)stage, w->row_bytes, nr, w->cols,
+                                                                (int8_t *)q, d);
+            else
+                lmp_repack_q4_kernel<<<grid, 256, 0, c->st>>>((const uint8_t *)stage, w->row_bytes, nr, w->cols, (int)G,
+                                                              cw->m.asym, q, d, mm);
+            e = cudaGetLastError();
+            if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
+        }
+        if (stage) cudaFree(stage);
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        dev_free(cw->base);
+        lmp_free(cw);
+        return lmp_err(err, LMP_E_STATE, "CUDA upload of '%s': %s", w->name ? w->name : "?", cudaGetErrorString(e));
+    }
+    cw->data = w->data;
+    cw->type = w->type;
+    cw->rows = w->rows;
+    cw->cols = w->cols;
+    cw->refs = 1;
+    cw->next = c->weights;
+    c->weights = cw;
+    w->dev = cw;
+    graphs_drop(c);
+    return LMP_OK;
+}
+
+static const lmp_cuda_mat *mat_of(cuda_ctx *c, const lmp_weight *w) {
+    if (!w->dev) {
+        fail(c, LMP_E_STATE, "CUDA backend: weight '%s' was not uploaded", w->name ? w->name : "?");
+        return NULL;
+    }
+    return &((const cuda_weight *)w->dev)->m;
+}
+
+// ---- KV cache ----
+
+static lmp_status cuda_kv_new(lmp_backend *b, int n_ctx, int kv_dim, lmp_kv_cache **out, lmp_error *err) {
+    cuda_ctx *c = ctx_of(b);
+    *out = NULL;
+    lmp_kv_cache *kv = (lmp_kv_cache *)lmp_calloc(1, sizeof *kv);
+    if (!kv) return lmp_err(err, LMP_E_NOMEM, "out of memory");
+    size_t bytes = (size_t)n_ctx * kv_dim * sizeof(float);
+    kv->k = (float *)dev_alloc_raw(c, bytes, "KV cache (keys)");
+    track(kv->k, bytes, &c->mem_kv);
+    kv->v = kv->k ? (float *)dev_alloc_raw(c, bytes, "KV cache (values)") : NULL;
+    track(kv->v, bytes, &c->mem_kv);
+    if (!kv->v) {
+        dev_free(kv->k);
+        lmp_free(kv);
+        lmp_status st = c->err_st;
+        c->err_st = LMP_OK;
+        return lmp_err(err, st, "%s (context %d)", c->err_msg, n_ctx);
+    }
+    kv->n_ctx = n_ctx;
+    kv->kv_dim = kv_dim;
+    *out = kv;
+    graphs_drop(c);
+    return LMP_OK;
+}
+static void cuda_kv_free(lmp_backend *b, lmp_kv_cache *kv) {
+    if (!kv) return;
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    cudaStreamSynchronize(c->st);
+    graphs_drop(c);
+    dev_free(kv->k);
+    dev_free(kv->v);
+    lmp_free(kv);
+}
+
+// ---- ops ----
+
+static void cuda_get_rows(lmp_backend *b, float *out, const lmp_weight *emb, const int32_t *tokens, int n) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    invalidate(c, out, (size_t)n * emb->cols * 4);
+    const lmp_cuda_mat *m = mat_of(c, emb);
+    if (c->err_st || !m || n <= 0) return;
+    const int32_t *tok = NULL;
+    if (c->recording) {
+        if (n != 1) {
+            c->rec_failed = 1;
+            return;
+        }
+        tok = c->params_dev + 1;
+    } else {
+        if (n > c->tok_cap) {
+            dev_free(c->tok_dev);
+            cudaFreeHost(c->tok_host);
+            c->tok_host = NULL;
+            c->tok_cap = 0;
+            c->tok_dev = (int32_t *)dev_alloc(c, (size_t)n * 4, "token ids");
+            if (!c->tok_dev || cudaMallocHost((void **)&c->tok_host, (size_t)n * 4) != cudaSuccess) {
+                fail(c, LMP_E_NOMEM, "CUDA: cannot allocate %d token ids", n);
+                return;
+            }
+            c->tok_cap = n;
+        }
+        // the previous batch's ids may still be in flight from the pinned buffer
+        cudaStreamSynchronize(c->st);
+        memcpy(c->tok_host, tokens, (size_t)n * 4);
+        cudaMemcpyAsync(c->tok_dev, c->tok_host, (size_t)n * 4, cudaMemcpyHostToDevice, c->st);
+        tok = c->tok_dev;
+    }
+    lmp_get_rows_kernel<<<dim3((unsigned)((emb->cols + 255) / 256), (unsigned)n), 256, 0, c->st>>>(out, *m, tok);
+    launch_failed(c, "get_rows");
+}
+
+static void cuda_rmsnorm(lmp_backend *b, float *out, const float *x, const lmp_weight *w, int n, int dim, float eps) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    invalidate(c, out, (size_t)n * dim * 4);
+    const lmp_cuda_mat *m = mat_of(c, w);
+    if (c->err_st || !m || n <= 0) return;
+    lmp_act_out qa = {};
+    // one token: the quantized forms for the matvecs that follow, in the same launch
+    if (n <= LMP_CUDA_MV_MAX && dim % 32 == 0 && act_reserve(c, (size_t)n * dim))
+        qa = (lmp_act_out){c->q8, c->d8, c->s8, c->sum8, c->q16, c->d16};
+    const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 128;
+    lmp_rmsnorm_kernel<<<(unsigned)n, threads, 0, c->st>>>(out, x, (const float *)m->q, dim, eps, qa);
+    if (launch_failed(c, "rmsnorm")) return;
+    if (qa.q8) {
+        c->xq_src = out;
+        c->xq_n = n;
+        c->xq_cols = dim;
+        c->xq_has8 = c->xq_has16 = 1;
+    }
+}
+
+static void gemm_ws_free(cuda_ctx *c) {
+    void *p[] = {c->gw.xh, c->gw.q8, c->gw.d8, c->gw.s8, c->gw.sum8, c->gw.wh, c->gw.rs, c->gw.rinv};
+    for (void *q : p) dev_free(q);
+    memset(&c->gw, 0, sizeof c->gw);
+    c->gw_cols_cap = 0;
+    c->gw_n_cap = 0;
+}
+
+static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
+    cuda_ctx *c = ctx_of(b);
+    const lmp_cuda_mat *m = mat_of(c, w);
+    if (c->err_st || !m || n <= 0) return;
+    invalidate(c, y, (size_t)n * m->rows * 4);
+    // exact (evaluation): batches of non-F32 weights also go through the matvec kernels, whose arithmetic is
+    // the CPU's (integer block sums, float32 activations), where the f16 tensor-core path rounds weights and
+    // activations to 11 bits; slower (weights re-read per token, from L2 when they fit), comparable digit for digit.
+    const int exact_mv = c->exact && m->type != LMP_DTYPE_F32 && n <= 65535;
+    if (n <= LMP_CUDA_MV_MAX || exact_mv) {
+        pending_mv *p = &c->pend;
+        if (p->nseg && (p->x != x || p->n != n || p->w[0].type != m->type || p->w[0].cols != m->cols ||
+                        p->nseg == LMP_MV_MAXSEG))
+            flush(c);
+        if (p->nseg == 0) {
+            p->x = x;
+            p->n = n;
+        }
+        p->w[p->nseg] = *m;
+        p->y[p->nseg] = y;
+        p->nseg++;
+        if (c->no_fuse) flush(c);
+        return;
+    }
+    flush(c);
+    if (c->recording) {
+        c->rec_failed = 1;
+        return;
+    }
+    // batched: workspace for n * cols activations and the f16 weight tile
+    const size_t need = (size_t)n * m->cols;
+    if (c->gw_cols_cap < need || c->gw_n_cap < (size_t)n || !c->gw.wh) {
+        gemm_ws_free(c);
+        c->gw.xh = (__half *)dev_alloc(c, need * 2, "batched-product activations");
+        c->gw.q8 = (int8_t *)dev_alloc(c, need, "batched-product activations");
+        c->gw.d8 = (float *)dev_alloc(c, need / 32 * 4 + 16, "batched-product scales");
+        c->gw.s8 = (float *)dev_alloc(c, need / 32 * 4 + 16, "batched-product scales");
+        c->gw.sum8 = (int *)dev_alloc(c, need / 32 * 4 + 16, "batched-product scales");
+        c->gw.wh = (__half *)dev_alloc(c, LMP_CUDA_GEMM_WS, "batched-product weight tile");
+        c->gw.rs = (float *)dev_alloc(c, (size_t)n * 4 + 16, "batched-product row scales");
+        c->gw.rinv = (float *)dev_alloc(c, (size_t)n * 4 + 16, "batched-product row scales");
+        c->gw.ws_bytes = LMP_CUDA_GEMM_WS;
+        if (c->err_st) return;
+        c->gw_cols_cap = need > c->gw_cols_cap ? need : c->gw_cols_cap;
+        c->gw_n_cap = (size_t)n;
+    }
+    cublasStatus_t s = lmp_gemm(c->blas, c->st, m, x, y, n, 0, &c->gw);
+    if (s != CUBLAS_STATUS_SUCCESS) fail(c, LMP_E_STATE, "cuBLAS product (%s): %s", w->name ? w->name : "?", lmp_cublas_name(s));
+    launch_failed(c, "batched product");
+}
+
+static void cuda_rope(lmp_backend *b, float *q, float *k, int n, int n_heads, int n_kv, int pos0, const lmp_rope *r) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    invalidate(c, q, (size_t)n * n_heads * r->head_dim * 4);
+    invalidate(c, k, (size_t)n * n_kv * r->head_dim * 4);
+    if (c->err_st || n <= 0) return;
+    const int64_t total = (int64_t)n * (n_heads + n_kv) * (r->rope_dim / 2);
+    lmp_rope_kernel<<<(unsigned)((total + 255) / 256), 256, 0, c->st>>>(q, k, n, n_heads, n_kv, r->head_dim, r->rope_dim,
+                                                                       r->neox, pos0, c->recording ? c->params_dev : NULL,
+                                                                       r->cos_tab, r->sin_tab);
+    launch_failed(c, "rope");
+}
+
+static void cuda_attention(lmp_backend *b, float *out, const float *q, const float *k, const float *v,
+                           lmp_kv_cache *kv, int n, int pos0, int n_heads, int n_kv, int hd) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    invalidate(c, out, (size_t)n * n_heads * hd * 4);
+    if (c->err_st || n <= 0) return;
+    if (n_kv * hd != kv->kv_dim || pos0 + n > kv->n_ctx) {
+        fail(c, LMP_E_ARG, "CUDA attention: %d kv heads of %d do not match the cache's %d, or positions past %d", n_kv, hd,
+             kv->kv_dim, kv->n_ctx);
+        return;
+    }
+    if (n == 1) {
+        const int n_split = (kv->n_ctx + LMP_ATT_CHUNK - 1) / LMP_ATT_CHUNK;
+        const size_t part = (size_t)n_heads * n_split * (hd + 2);
+        if (!grow(c, (void **)&c->att_part, &c->att_part_cap, part, 4, "attention partials")) return;
+        if (c->att_cnt_cap < n_kv) {
+            if (c->recording) {
+                c->rec_failed = 1;
+                return;
+            }
+            dev_free(c->att_cnt);
+            c->att_cnt = (unsigned *)dev_alloc(c, (size_t)n_kv * 4, "attention counters");
+            if (!c->att_cnt) return;
+            cudaMemsetAsync(c->att_cnt, 0, (size_t)n_kv * 4, c->st);
+            c->att_cnt_cap = n_kv;
+        }
+        const size_t smem = (size_t)(n_heads / n_kv) * (hd + LMP_ATT_CHUNK) * 4;
+        if (n_heads / n_kv > 64 || smem > 200 * 1024) {
+            fail(c, LMP_E_UNSUPPORTED, "CUDA attention: %d query heads per kv head of %d is beyond the decode kernel",
+                 n_heads / n_kv, hd);
+            return;
+        }
+        lmp_attn_decode_kernel<<<dim3((unsigned)n_kv, (unsigned)n_split), 128, smem, c->st>>>(
+            out, q, k, v, kv->k, kv->v, n_heads, n_kv, hd, pos0, c->recording ? c->params_dev : NULL, c->att_part,
+            c->att_cnt, n_split);
+        launch_failed(c, "attention (decode)");
+        return;
+    }
+    if (c->recording) {
+        c->rec_failed = 1;
+        return;
+    }
+    const int kv_dim = n_kv * hd;
+    lmp_kv_store_kernel<<<(unsigned)(((int64_t)n * kv_dim + 255) / 256), 256, 0, c->st>>>(kv->k, kv->v, k, v, n, kv_dim,
+                                                                                          pos0, NULL);
+    if (launch_failed(c, "kv store")) return;
+    const size_t s_need = (size_t)n_kv * n * (pos0 + n);
+    if (!grow(c, (void **)&c->att_S, &c->att_S_cap, s_need, 4, "attention scores")) return;
+    cublasStatus_t s = lmp_attn_batched(c->blas, c->st, out, q, kv->k, kv->v, n, pos0, n_heads, n_kv, hd, c->att_S);
+    if (s != CUBLAS_STATUS_SUCCESS) fail(c, LMP_E_STATE, "cuBLAS attention: %s", lmp_cublas_name(s));
+    launch_failed(c, "attention (batched)");
+}
+
+static void cuda_swiglu(lmp_backend *b, float *gate, const float *up, int n, int ff) {
+    cuda_ctx *c = ctx_of(b);
+    pending_mv *p = &c->pend;
+    // gate = W_gate x, up = W_up x held back: one kernel computes silu(gate) * up (and stores up)
+    if (p->nseg == 2 && p->y[0] == gate && p->y[1] == up && p->n == n && p->w[0].rows == ff && p->w[1].rows == ff &&
+        !ranges_overlap(gate, (size_t)n * ff * 4, p->x, (size_t)(p->n * p->w[0].cols) * 4) &&
+        !ranges_overlap(up, (size_t)n * ff * 4, p->x, (size_t)(p->n * p->w[0].cols) * 4)) {
+        pending_mv q = *p;
+        p->nseg = 0;
+        launch_mv(c, &q, 1, (float *)up, NULL);
+        return;
+    }
+    flush(c);
+    invalidate(c, gate, (size_t)n * ff * 4);
+    if (c->err_st) return;
+    const int64_t cnt = (int64_t)n * ff;
+    lmp_swiglu_kernel<<<(unsigned)((cnt + 255) / 256), 256, 0, c->st>>>(gate, up, cnt);
+    launch_failed(c, "swiglu");
+}
+
+static void cuda_add(lmp_backend *b, float *x, const float *y, size_t count) {
+    cuda_ctx *c = ctx_of(b);
+    pending_mv *p = &c->pend;
+    invalidate(c, x, count * 4);
+    // y = W h held back: the matvec stores y and adds it to x
+    if (p->nseg == 1 && p->y[0] == y && (size_t)p->n * p->w[0].rows == count &&
+        !ranges_overlap(x, count * 4, p->x, (size_t)(p->n * p->w[0].cols) * 4)) {
+        pending_mv q = *p;
+        p->nseg = 0;
+        launch_mv(c, &q, 0, NULL, x);
+        return;
+    }
+    flush(c);
+    if (c->err_st) return;
+    lmp_add_kernel<<<(unsigned)((count + 255) / 256), 256, 0, c->st>>>(x, y, (int64_t)count);
+    launch_failed(c, "add");
+}
+
+static lmp_status cuda_synchronize(lmp_backend *b, lmp_error *err) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    cudaError_t e = cudaStreamSynchronize(c->st);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA: %s", cudaGetErrorString(e));
+    lmp_status st = c->err_st;
+    if (st) lmp_err(err, st, "%s", c->err_msg);
+    c->err_st = LMP_OK;
+    c->err_msg[0] = 0;
+    return st;
+}
+
+// ---- step graphs ----
+
+static void graphs_drop(cuda_ctx *c) {
+    for (int i = 0; i < c->n_graphs; i++) cudaGraphExecDestroy(c->graphs[i].exec);
+    c->n_graphs = 0;
+}
+
+static int cuda_step_record_begin(lmp_backend *b, uint64_t key, int32_t token, int pos) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    if (c->err_st || c->recording || getenv("LMP_CUDA_NO_GRAPH")) return 0;
+    if (!c->params_dev) {
+        c->params_dev = (int *)dev_alloc(c, 16, "step parameters");
+        if (!c->params_dev || cudaMallocHost((void **)&c->params_host, 16) != cudaSuccess) return 0;
+    }
+    if (cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    c->recording = 1;
+    c->rec_failed = 0;
+    c->rec_key = key;
+    c->rec_logits_bytes = 0;
+    c->xq_src = NULL;
+    cudaMemcpyAsync(c->params_dev, c->params_host, 8, cudaMemcpyHostToDevice, c->st);
+    (void)token;
+    (void)pos;
+    return 1;
+}
+
+static int cuda_step_record_end(lmp_backend *b) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->st, &g);
+    c->recording = 0;
+    c->xq_src = NULL;
+    int ok = e == cudaSuccess && !c->rec_failed && !c->err_st && g;
+    cudaGraphExec_t ge = NULL;
+    if (ok && cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) ok = 0;
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();  // a failed capture leaves an error; the caller runs the step op by op
+    if (!ok) {
+        if (ge) cudaGraphExecDestroy(ge);
+        return 0;
+    }
+    if (c->n_graphs == N_STEP_GRAPHS) {
+        cudaGraphExecDestroy(c->graphs[0].exec);
+        memmove(c->graphs, c->graphs + 1, sizeof c->graphs[0] * (N_STEP_GRAPHS - 1));
+        c->n_graphs--;
+    }
+    c->graphs[c->n_graphs++] = (step_graph){c->rec_key, ge, c->rec_logits_bytes};
+    return 1;
+}
+
+static int cuda_step_replay(lmp_backend *b, uint64_t key, int32_t token, int pos, float *logits) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    if (c->err_st) return 0;
+    for (int i = 0; i < c->n_graphs; i++) {
+        step_graph *g = &c->graphs[i];
+        if (g->key != key) continue;
+        cudaStreamSynchronize(c->st);  // the pinned parameters may still be read by the last replay
+        c->params_host[0] = pos;
+        c->params_host[1] = token;
+        cudaError_t e = cudaGraphLaunch(g->exec, c->st);
+        if (e == cudaSuccess && g->logits_bytes) e = cudaStreamSynchronize(c->st);
+        if (e != cudaSuccess) {
+            fail(c, LMP_E_STATE, "CUDA graph replay: %s", cudaGetErrorString(e));
+            return 1;
+        }
+        if (g->logits_bytes && logits) memcpy(logits, c->logits_host, g->logits_bytes);
+        c->xq_src = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+// Reserves the pinned logits buffer a recorded step copies into (called by the session before recording).
+static int cuda_step_reserve(lmp_backend *b, size_t logits_bytes) {
+    cuda_ctx *c = ctx_of(b);
+    if (c->logits_host_cap >= logits_bytes) return 1;
+    if (c->logits_host) cudaFreeHost(c->logits_host);
+    c->logits_host = NULL;
+    c->logits_host_cap = 0;
+    if (cudaMallocHost((void **)&c->logits_host, logits_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    c->logits_host_cap = logits_bytes;
+    return 1;
+}
+
+// ---- evaluation statistics on the device ----
+
+static void cuda_logits_stats(lmp_backend *b, const float *logits, int n, int vocab, const int32_t *target,
+                              const float *base_lp, const int32_t *base_top, float *lp_out, double *nll, double *kl,
+                              int32_t *top, int32_t *top1) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    if (c->err_st || n <= 0) return;
+    if (n > c->st_cap) {
+        void *p[] = {c->st_tgt, c->st_btop, c->st_top, c->st_top1, c->st_nll, c->st_kl};
+        for (void *q : p) dev_free(q);
+        c->st_tgt = (int32_t *)dev_alloc(c, (size_t)n * 4, "statistics");
+        c->st_btop = (int *)dev_alloc(c, (size_t)n * 4, "statistics");
+        c->st_top = (int *)dev_alloc(c, (size_t)n * 4, "statistics");
+        c->st_top1 = (int *)dev_alloc(c, (size_t)n * 4, "statistics");
+        c->st_nll = (double *)dev_alloc(c, (size_t)n * 8, "statistics");
+        c->st_kl = (double *)dev_alloc(c, (size_t)n * 8, "statistics");
+        if (c->err_st) {
+            c->st_cap = 0;
+            return;
+        }
+        c->st_cap = n;
+    }
+    cudaMemcpyAsync(c->st_tgt, target, (size_t)n * 4, cudaMemcpyHostToDevice, c->st);
+    if (base_top) cudaMemcpyAsync(c->st_btop, base_top, (size_t)n * 4, cudaMemcpyHostToDevice, c->st);
+    lmp_eval_stats_kernel<<<(unsigned)n, 512, 0, c->st>>>(logits, vocab, c->st_tgt, base_lp, base_lp ? c->st_btop : NULL,
+                                                           lp_out, c->st_nll, c->st_kl, c->st_top, c->st_top1);
+    if (launch_failed(c, "evaluation statistics")) return;
+    cudaMemcpyAsync(nll, c->st_nll, (size_t)n * 8, cudaMemcpyDeviceToHost, c->st);
+    if (kl && base_lp) cudaMemcpyAsync(kl, c->st_kl, (size_t)n * 8, cudaMemcpyDeviceToHost, c->st);
+    if (top) cudaMemcpyAsync(top, c->st_top, (size_t)n * 4, cudaMemcpyDeviceToHost, c->st);
+    if (top1 && base_lp) cudaMemcpyAsync(top1, c->st_top1, (size_t)n * 4, cudaMemcpyDeviceToHost, c->st);
+    cudaError_t e = cudaStreamSynchronize(c->st);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA statistics: %s", cudaGetErrorString(e));
+}
+
+__global__ void lmp_read_bw_kernel(const uint4 *p, size_t n, unsigned *out) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v = lmp_ld_stream(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) *out = acc;  // keeps the loads
+}
+
+// Read bandwidth over 1 GiB (16 x L2 and more), best of 5 passes timed with events.
+static double cuda_read_bandwidth(lmp_backend *b) {
+    cuda_ctx *c = ctx_of(b);
+    flush(c);
+    const size_t bytes = (size_t)1 << 30;
+    uint8_t *buf = NULL;
+    if (cudaMalloc((void **)&buf, bytes + 16) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    cudaMemsetAsync(buf, 0x5a, bytes, c->st);
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, c->device);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double best = 0;
+    for (int r = 0; r < 6; r++) {
+        cudaEventRecord(e0, c->st);
+        lmp_read_bw_kernel<<<sms * 8, 256, 0, c->st>>>((const uint4 *)buf, bytes / 16, (unsigned *)(buf + bytes));
+        cudaEventRecord(e1, c->st);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (r && ms > 0 && bytes / (ms * 1e-3) > best) best = bytes / (ms * 1e-3);  // pass 0 warms up
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(buf);
+    if (cudaGetLastError() != cudaSuccess) return 0;
+    return best;
+}
+
+static void cuda_memory_used(lmp_backend *b, uint64_t *weights, uint64_t *kv, uint64_t *other) {
+    cuda_ctx *c = ctx_of(b);
+    *weights = c->mem_weights;
+    *kv = c->mem_kv;
+    *other = c->mem_other;
+}
+
+static void cuda_destroy(lmp_backend *b);
+
+static const lmp_backend_ops cuda_ops = {
+    /*name*/ "cuda",
+    /*destroy*/ cuda_destroy,
+    /*host_memory*/ 0,
+    /*alloc*/ cuda_alloc,
+    /*free*/ cuda_free,
+    /*to_host*/ cuda_to_host,
+    /*from_host*/ cuda_from_host,
+    /*supports_op*/ cuda_supports_op,
+    /*upload_weight*/ cuda_upload_weight,
+    /*release_weight*/ cuda_release_weight,
+    /*kv_new*/ cuda_kv_new,
+    /*kv_free*/ cuda_kv_free,
+    /*synchronize*/ cuda_synchronize,
+    /*get_rows*/ cuda_get_rows,
+    /*rmsnorm*/ cuda_rmsnorm,
+    /*matmul*/ cuda_matmul,
+    /*rope*/ cuda_rope,
+    /*attention*/ cuda_attention,
+    /*swiglu*/ cuda_swiglu,
+    /*add*/ cuda_add,
+    /*step_reserve*/ cuda_step_reserve,
+    /*step_record_begin*/ cuda_step_record_begin,
+    /*step_record_end*/ cuda_step_record_end,
+    /*step_replay*/ cuda_step_replay,
+    /*logits_stats*/ cuda_logits_stats,
+    /*read_bandwidth*/ cuda_read_bandwidth,
+    /*memory_used*/ cuda_memory_used,
+};
+
+extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
+    *out = NULL;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        if (e == cudaErrorInsufficientDriver)
+            return lmp_err(err, LMP_E_UNSUPPORTED, "no usable CUDA driver (no GPU, or a driver older than CUDA %d.%d); "
+                           "use --device cpu", CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        return lmp_err(err, LMP_E_UNSUPPORTED, "no CUDA GPU found (%s); use --device cpu",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+    }
+    int dev = 0;
+    const char *env = getenv("LMP_CUDA_DEVICE");
+    if (env && *env) dev = atoi(env);
+    if (dev < 0 || dev >= n) return lmp_err(err, LMP_E_ARG, "LMP_CUDA_DEVICE=%s: there are %d CUDA devices", env, n);
+    cudaDeviceProp p;
+    if ((e = cudaGetDeviceProperties(&p, dev)) != cudaSuccess)
+        return lmp_err(err, LMP_E_STATE, "CUDA device %d: %s", dev, cudaGetErrorString(e));
+    if (p.major < 9)
+        return lmp_err(err, LMP_E_UNSUPPORTED,
+                       "CUDA device %d (%s) has compute capability %d.%d; this build has kernels for 9.0 and later", dev,
+                       p.name, p.major, p.minor);
+    if ((e = cudaSetDevice(dev)) != cudaSuccess) return lmp_err(err, LMP_E_STATE, "CUDA device %d: %s", dev, cudaGetErrorString(e));
+    lmp_backend *b = (lmp_backend *)lmp_calloc(1, sizeof *b);
+    cuda_ctx *c = (cuda_ctx *)lmp_calloc(1, sizeof *c);
+    if (!b || !c) {
+        lmp_free(b);
+        lmp_free(c);
+        return lmp_err(err, LMP_E_NOMEM, "out of memory");
+    }
+    c->device = dev;
+    c->exact = opts ? opts->exact : 0;
+    if (getenv("LMP_CUDA_EXACT") && *getenv("LMP_CUDA_EXACT")) c->exact = atoi(getenv("LMP_CUDA_EXACT"));
+    c->no_fuse = getenv("LMP_CUDA_NO_FUSE") && atoi(getenv("LMP_CUDA_NO_FUSE"));
+    if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess) {
+        lmp_free(b);
+        lmp_free(c);
+        return lmp_err(err, LMP_E_STATE, "CUDA stream: %s", cudaGetErrorString(e));
+    }
+    cublasStatus_t s = cublasCreate(&c->blas);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        cudaStreamDestroy(c->st);
+        lmp_free(b);
+        lmp_free(c);
+        return lmp_err(err, LMP_E_STATE, "cuBLAS: %s", lmp_cublas_name(s));
+    }
+    cublasSetStream(c->blas, c->st);
+    cudaFuncSetAttribute(lmp_attn_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    b->ops = &cuda_ops;
+    b->ctx = c;
+    *out = b;
+    return LMP_OK;
+}
+
+static void cuda_destroy(lmp_backend *b) {
+    cuda_ctx *c = ctx_of(b);
+    cudaStreamSynchronize(c->st);
+    graphs_drop(c);
+    while (c->weights) {
+        cuda_weight *w = c->weights;
+        c->weights = w->next;
+        dev_free(w->base);
+        lmp_free(w);
+    }
+    for (size_t i = g_n_allocs; i-- > 0;)  // this backend's leftovers (buffers its user did not free)
+        if (g_allocs[i].cat == &c->mem_weights || g_allocs[i].cat == &c->mem_kv || g_allocs[i].cat == &c->mem_other)
+            untrack(g_allocs[i].p);
+    void *p[] = {c->q8, c->q16, c->d8, c->s8, c->d16, c->sum8, c->att_S, c->att_part, c->att_cnt, c->tok_dev,
+                 c->params_dev, c->st_tgt, c->st_btop, c->st_top, c->st_top1, c->st_nll, c->st_kl};
+    for (void *q : p) dev_free(q);
+    gemm_ws_free(c);
+    if (c->tok_host) cudaFreeHost(c->tok_host);
+    if (c->params_host) cudaFreeHost(c->params_host);
+    if (c->logits_host) cudaFreeHost(c->logits_host);
+    cublasDestroy(c->blas);
+    cudaStreamDestroy(c->st);
+    lmp_free(c);
+    lmp_free(b);
+}

@@ -1,0 +1,426 @@
+// matvec.cuh - decode-path kernels: the device weight layout (repack from the file's blocks), the
+// activation quantizers (q8_a, q16_a, bit-identical to format/qtypes.c's references), and the fused
+// dequantize + matrix-vector products for every storable type of the traits table.
+//
+// Arithmetic is the CPU reference's (format/qtypes.c vec_dot_ref): float types multiply float32
+// activations; q4 types take q8_a activations and sum (q - 8) * x (or q * x plus the minimum term) in
+// exact int32 per 32-element block before scaling by d_w * d_x; q8_0 takes q16_a activations. Only the
+// order of the float sums over blocks differs. It holds no batched kernels (gemm.cuh) and no policy
+// on which variant to run (the backend's launch helpers below pick by shape; cuda/lab times them all).
+#ifndef LMP_CUDA_MATVEC_CUH
+#define LMP_CUDA_MATVEC_CUH
+
+#include "cuda/kernels/common.cuh"
+
+// ---- repack: file blocks (raw, rows of row_bytes) -> lmp_cuda_mat layout; one thread per block ----
+
+static __device__ __forceinline__ uint16_t lmp_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+__global__ void lmp_repack_q8_0_kernel(const uint8_t *raw, size_t row_bytes, int64_t rows, int64_t cols,
+                                       int8_t *q, __half *d) {
+    const int64_t nb = cols / 32, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= rows * nb) return;
+    const int64_t r = i / nb, b = i % nb;
+    const uint8_t *blk = raw + (size_t)r * row_bytes + (size_t)b * 34;
+    d[i] = __ushort_as_half(lmp_rd16(blk));
+    int8_t *dst = q + r * cols + b * 32;
+    for (int j = 0; j < 32; j++) dst[j] = (int8_t)blk[2 + j];
+}
+
+// q4 family: a file block of G elements is {d, [m,] qs[G/2]} with q[j] = qs[j] & 15, q[j + G/2] =
+// qs[j] >> 4; the device layout has one 16-byte sub-block per 32 elements (q4_0 order, common.cuh).
+__global__ void lmp_repack_q4_kernel(const uint8_t *raw, size_t row_bytes, int64_t rows, int64_t cols, int G,
+                                     int asym, uint8_t *q, __half *d, __half *m) {
+    const int64_t nb = cols / G, i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= rows * nb) return;
+    const int64_t r = i / nb, b = i % nb;
+    const size_t hdr = asym ? 4 : 2, bb = hdr + (size_t)G / 2;
+    const uint8_t *blk = raw + (size_t)r * row_bytes + (size_t)b * bb;
+    d[i] = __ushort_as_half(lmp_rd16(blk));
+    if (asym) m[i] = __ushort_as_half(lmp_rd16(blk + 2));
+    const uint8_t *qs = blk + hdr;
+    uint8_t *dst = q + (size_t)r * (size_t)(cols / 2) + (size_t)b * (size_t)(G / 2);
+    for (int s = 0; s < G / 32; s++)      // sub-block s: elements 32s .. 32s + 31
+        for (int j = 0; j < 16; j++) {
+            int e0 = 32 * s + j, e1 = e0 + 16;  // element indices within the file block
+            int q0 = e0 < G / 2 ? qs[e0] & 15 : qs[e0 - G / 2] >> 4;
+            int q1 = e1 < G / 2 ? qs[e1] & 15 : qs[e1 - G / 2] >> 4;
+            dst[16 * s + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+}
+
+// Builds the device copy m (carved at base) from the file's rows in device memory (raw, rows of
+// row_bytes). Float types are copied as they are (raw may equal base: nothing to do).
+static inline cudaError_t lmp_cuda_mat_build(lmp_cuda_mat *m, lmp_dtype t, int64_t rows, int64_t cols, void *base,
+                                             const void *raw, size_t row_bytes, cudaStream_t st) {
+    lmp_cuda_mat_carve(m, t, rows, cols, base);
+    const int64_t G = m->group;
+    if (t == LMP_DTYPE_F32 || t == LMP_DTYPE_F16 || t == LMP_DTYPE_BF16) {
+        if (raw == base) return cudaSuccess;
+        return cudaMemcpyAsync(base, raw, (size_t)rows * row_bytes, cudaMemcpyDeviceToDevice, st);
+    }
+    const int64_t nblk = rows * (cols / G);
+    const unsigned grid = (unsigned)((nblk + 255) / 256);
+    if (t == LMP_DTYPE_Q8_0)
+        lmp_repack_q8_0_kernel<<<grid, 256, 0, st>>>((const uint8_t *)raw, row_bytes, rows, cols, (int8_t *)m->q,
+                                                     (__half *)m->d);
+    else
+        lmp_repack_q4_kernel<<<grid, 256, 0, st>>>((const uint8_t *)raw, row_bytes, rows, cols, (int)G, m->asym,
+                                                   (uint8_t *)m->q, (__half *)m->d, (__half *)m->m);
+    return cudaGetLastError();
+}
+
+// ---- activation quantizers: one warp per 32-element block, the reference arithmetic exactly ----
+// q8_a: d = amax / 127, q = roundf(x / d) clamped to +-127 (NaN -> 0), s = d * sum(q).
+// q16_a: d = amax / 32767, q = roundf(x / d) clamped to +-32767.
+// x (n, cols) with cols % 32 == 0; outputs as lmp_cuda_act (NULL pointers skip a form).
+__global__ void lmp_quantize_act_kernel(const float *x, int64_t n_blocks, int8_t *q8, float *d8, float *s8,
+                                        int *sum8, int16_t *q16, float *d16) {
+    const int64_t b = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (b >= n_blocks) return;  // whole warps exit together: blockDim.x is a multiple of 32
+    const float v = x[b * 32 + lane];
+    const float amax = lmp_warp_max(fabsf(v));
+    if (q8) {
+        const float d = amax / 127.0f;
+        float r = d != 0.0f ? roundf(v / d) : 0.0f;
+        if (!(r >= -127.0f)) r = r != r ? 0.0f : -127.0f;
+        if (r > 127.0f) r = 127.0f;
+        const int qi = (int)r;
+        q8[b * 32 + lane] = (int8_t)qi;
+        int s = qi;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) {
+            d8[b] = d;
+            s8[b] = d * (float)s;
+            sum8[b] = s;
+        }
+    }
+    if (q16) {
+        const float d = amax / 32767.0f;
+        float r = d != 0.0f ? roundf(v / d) : 0.0f;
+        if (!(r >= -32767.0f)) r = r != r ? 0.0f : -32767.0f;
+        if (r > 32767.0f) r = 32767.0f;
+        q16[b * 32 + lane] = (int16_t)(int)r;
+        if (lane == 0) d16[b] = d;
+    }
+}
+
+// ---- matvec ----
+//
+// One warp computes R consecutive rows of one matrix: lane l takes chunks l, l + 32, ... of a row
+// (a chunk is one 16-byte load of weights: 4 f32, 8 f16/bf16, 32 q4 codes; q8_0 chunks are one
+// 32-element block, two loads), U chunks per lane in flight before their products. With pair=1 the
+// warp also computes the same rows of a second matrix of the same shape (gate and up) and stores
+// silu(gate) * up. The epilogue stores the result and/or adds it to a residual. Up to three matrices with the same
+// input and type share a launch (q, k, v); blocks of 8 warps; blockIdx.y is the token.
+
+#define LMP_MV_WARPS 8
+#define LMP_MV_MAXSEG 3
+
+typedef struct lmp_mv_seg {
+    lmp_cuda_mat w;   // rows, cols; all segments have the same type and cols
+    lmp_cuda_mat w2;  // pair: the second matrix (same shape) ; otherwise unused
+    float *y;         // (n, w.rows) output (pair: silu(W x) * (W2 x)), or NULL
+    float *y2;        // pair: (n, w.rows) receives W2 x, or NULL
+    float *res;       // (n, w.rows) residual: res += the output, or NULL
+    int64_t warp0;    // first global warp index of this segment
+} lmp_mv_seg;
+
+typedef struct lmp_mv_args {
+    lmp_mv_seg seg[LMP_MV_MAXSEG];
+    int nseg;
+    int64_t n_warps;  // total over segments
+    lmp_cuda_act x;
+    int pair;         // 1: y = silu(W x) * (W2 x)
+} lmp_mv_args;
+
+template <int TYPE> struct lmp_mv_traits;
+template <> struct lmp_mv_traits<LMP_DTYPE_F32> { enum { E = 4, LOADS = 1 }; };
+template <> struct lmp_mv_traits<LMP_DTYPE_F16> { enum { E = 8, LOADS = 1 }; };
+template <> struct lmp_mv_traits<LMP_DTYPE_BF16> { enum { E = 8, LOADS = 1 }; };
+template <> struct lmp_mv_traits<LMP_DTYPE_Q8_0> { enum { E = 32, LOADS = 2 }; };
+template <> struct lmp_mv_traits<LMP_DTYPE_Q4_0> { enum { E = 32, LOADS = 1 }; };  // every q4 type
+
+template <int TYPE> __host__ __device__ constexpr int lmp_q4_group() {
+    return (TYPE == LMP_DTYPE_Q4_0_G64 || TYPE == LMP_DTYPE_Q4_1_G64) ? 64
+           : (TYPE == LMP_DTYPE_Q4_0_G128 || TYPE == LMP_DTYPE_Q4_1_G128) ? 128 : 32;
+}
+template <int TYPE> __host__ __device__ constexpr int lmp_q4_asym() {
+    return TYPE == LMP_DTYPE_Q4_1 || TYPE == LMP_DTYPE_Q4_1_G64 || TYPE == LMP_DTYPE_Q4_1_G128;
+}
+
+static __device__ __forceinline__ float lmp_bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
+static __device__ __forceinline__ float lmp_bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+
+// Weights of chunk c of row r: LOADS 16-byte loads, and the chunk's scale (and minimum) as raw fp16 bits
+// in *sc (d | m << 16), fetched in the same phase so that no second round trip to memory waits in the dot.
+template <int TYPE>
+static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_t r, int64_t c, uint4 *out,
+                                                   uint32_t *sc) {
+    if constexpr (TYPE == LMP_DTYPE_F32) {
+        out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 4) * 4);
+    } else if constexpr (TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16) {
+        out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 8) * 2);
+    } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
+        const uint8_t *p = w.q + (size_t)r * w.cols + (size_t)c * 32;
+        out[0] = lmp_ld_stream(p);
+        out[1] = lmp_ld_stream(p + 16);
+        *sc = __ldg((const unsigned short *)w.d + (size_t)r * (size_t)(w.cols / 32) + (size_t)c);
+    } else {
+        constexpr int G = lmp_q4_group<TYPE>();
+        out[0] = lmp_ld_stream(w.q + (size_t)r * (size_t)(w.cols / 2) + (size_t)c * 16);
+        const size_t si = (size_t)r * (size_t)(w.cols / G) + (size_t)(c / (G / 32));
+        uint32_t v = __ldg((const unsigned short *)w.d + si);
+        if constexpr (lmp_q4_asym<TYPE>()) v |= (uint32_t)__ldg((const unsigned short *)w.m + si) << 16;
+        *sc = v;
+    }
+}
+
+
+// Partial dot of chunk c (weights wv of row r) with token t's activations; adds to acc.
+template <int TYPE>
+static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_t r, int64_t c, const uint4 *wv,
+                                                   uint32_t sc, const lmp_cuda_act &x, int64_t xoff, float acc) {
+    if constexpr (TYPE == LMP_DTYPE_F32) {
+        const float4 a = *(const float4 *)(x.f + xoff + c * 4);
+        acc = fmaf(__uint_as_float(wv[0].x), a.x, acc);
+        acc = fmaf(__uint_as_float(wv[0].y), a.y, acc);
+        acc = fmaf(__uint_as_float(wv[0].z), a.z, acc);
+        acc = fmaf(__uint_as_float(wv[0].w), a.w, acc);
+        return acc;
+    } else if constexpr (TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16) {
+        const float4 a = *(const float4 *)(x.f + xoff + c * 8);
+        const float4 b = *(const float4 *)(x.f + xoff + c * 8 + 4);
+        const uint32_t u[4] = {wv[0].x, wv[0].y, wv[0].z, wv[0].w};
+        float f[8];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            if constexpr (TYPE == LMP_DTYPE_F16) {
+                float2 p = __half22float2(*(const __half2 *)&u[k]);
+                f[2 * k] = p.x;
+                f[2 * k + 1] = p.y;
+            } else {
+                f[2 * k] = lmp_bf16_lo(u[k]);
+                f[2 * k + 1] = lmp_bf16_hi(u[k]);
+            }
+        }
+        acc = fmaf(f[0], a.x, acc);
+        acc = fmaf(f[1], a.y, acc);
+        acc = fmaf(f[2], a.z, acc);
+        acc = fmaf(f[3], a.w, acc);
+        acc = fmaf(f[4], b.x, acc);
+        acc = fmaf(f[5], b.y, acc);
+        acc = fmaf(f[6], b.z, acc);
+        acc = fmaf(f[7], b.w, acc);
+        return acc;
+    } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
+        const int4 *xq = (const int4 *)(x.q16 + xoff + c * 32);  // 32 int16 = 4 x 16 bytes
+        const int4 x0 = xq[0], x1 = xq[1], x2 = xq[2], x3 = xq[3];
+        const int xw[16] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w,
+                            x2.x, x2.y, x2.z, x2.w, x3.x, x3.y, x3.z, x3.w};
+        const int ww[8] = {(int)wv[0].x, (int)wv[0].y, (int)wv[0].z, (int)wv[0].w,
+                           (int)wv[1].x, (int)wv[1].y, (int)wv[1].z, (int)wv[1].w};
+        int isum = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            isum = __dp2a_lo(xw[2 * k], ww[k], isum);
+            isum = __dp2a_hi(xw[2 * k + 1], ww[k], isum);
+        }
+        const float dw = __half2float(__ushort_as_half((unsigned short)(sc & 0xffffu)));
+        return acc + (dw * x.d16[xoff / 32 + c]) * (float)isum;
+    } else {  // q4 family: one 32-element sub-block; scale index c / (G / 32)
+        constexpr int G = lmp_q4_group<TYPE>(), ASYM = lmp_q4_asym<TYPE>();
+        const int4 *xq = (const int4 *)(x.q8 + xoff + c * 32);
+        const int4 x0 = xq[0], x1 = xq[1];
+        const uint32_t u[4] = {wv[0].x, wv[0].y, wv[0].z, wv[0].w};
+        const int lo[4] = {x0.x, x0.y, x0.z, x0.w}, hi[4] = {x1.x, x1.y, x1.z, x1.w};
+        int isum = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            isum = __dp4a((int)(u[k] & 0x0f0f0f0fu), lo[k], isum);
+            isum = __dp4a((int)((u[k] >> 4) & 0x0f0f0f0fu), hi[k], isum);
+        }
+        const float dw = __half2float(__ushort_as_half((unsigned short)(sc & 0xffffu)));
+        const int64_t xb = xoff / 32 + c;
+        if constexpr (!ASYM) {
+            isum -= 8 * x.sum8[xb];
+            return acc + (dw * x.d8[xb]) * (float)isum;
+        }
+        else return acc + ((dw * x.d8[xb]) * (float)isum +
+                           __half2float(__ushort_as_half((unsigned short)(sc >> 16))) * x.s8[xb]);
+    }
+}
+
+template <int TYPE, int R, int U, int PAIR>
+__global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp_mv_args a) {
+    typedef lmp_mv_traits<(TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16 ||
+                           TYPE == LMP_DTYPE_Q8_0)
+                              ? TYPE
+                              : LMP_DTYPE_Q4_0>
+        tr;
+    const int64_t gw = blockIdx.x * (int64_t)LMP_MV_WARPS + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (gw >= a.n_warps) return;
+    int s = 0;
+    while (s + 1 < a.nseg && gw >= a.seg[s + 1].warp0) s++;
+    const lmp_mv_seg &sg = a.seg[s];
+    const lmp_cuda_mat &w = sg.w;
+    const int64_t r0 = (gw - sg.warp0) * R;
+    const int64_t nch = w.cols / tr::E;
+    const int64_t t = blockIdx.y;
+    const int64_t xoff = t * w.cols;
+    constexpr int NM = PAIR ? 2 : 1;  // matrices per warp
+    float acc[NM][R];
+#pragma unroll
+    for (int k = 0; k < NM; k++)
+#pragma unroll
+        for (int i = 0; i < R; i++) acc[k][i] = 0.0f;
+    int nr = (int)(w.rows - r0 < R ? w.rows - r0 : R);
+    for (int64_t base = 0; base < nch; base += 32 * U) {
+        uint4 wv[NM][R][U][tr::LOADS];
+        uint32_t sc[NM][R][U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t c = base + u * 32 + lane;
+            if (c < nch) {
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        lmp_mv_load<TYPE>(w, r0 + i, c, wv[0][i][u], &sc[0][i][u]);
+                        if constexpr (PAIR) lmp_mv_load<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], &sc[NM - 1][i][u]);
+                    }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t c = base + u * 32 + lane;
+            if (c < nch) {
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], sc[0][i][u], a.x, xoff, acc[0][i]);
+                        if constexpr (PAIR)
+                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], sc[NM - 1][i][u], a.x,
+                                                              xoff, acc[NM - 1][i]);
+                    }
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+        float v = lmp_warp_sum(acc[0][i]);
+        float v2 = PAIR ? lmp_warp_sum(acc[NM - 1][i]) : 0.0f;
+        if (lane == 0 && i < nr) {
+            const int64_t o = t * w.rows + r0 + i;
+            if (PAIR) {
+                if (sg.y2) sg.y2[o] = v2;
+                v = lmp_silu(v) * v2;
+            }
+            if (sg.y) sg.y[o] = v;
+            if (sg.res) sg.res[o] += v;
+        }
+    }
+}
+
+// Fallback for float rows whose length or alignment the 16-byte path cannot take (e.g. f16 rows of
+// 172 elements): one warp per row, one element per lane step, the reference's to_float per element.
+template <int TYPE>
+__global__ void lmp_matvec_scalar_kernel(const lmp_mv_args a) {
+    const int64_t gw = blockIdx.x * (int64_t)LMP_MV_WARPS + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (gw >= a.n_warps) return;
+    int s = 0;
+    while (s + 1 < a.nseg && gw >= a.seg[s + 1].warp0) s++;
+    const lmp_mv_seg &sg = a.seg[s];
+    const int64_t r = gw - sg.warp0, t = blockIdx.y, cols = sg.w.cols;
+    const float *x = a.x.f + t * cols;
+    float acc = 0.0f, acc2 = 0.0f;
+    for (int64_t j = lane; j < cols; j += 32) {
+        float wf, wf2 = 0.0f;
+        if constexpr (TYPE == LMP_DTYPE_F32) {
+            wf = ((const float *)sg.w.q)[r * cols + j];
+            if (a.pair) wf2 = ((const float *)sg.w2.q)[r * cols + j];
+        } else if constexpr (TYPE == LMP_DTYPE_F16) {
+            wf = __half2float(((const __half *)sg.w.q)[r * cols + j]);
+            if (a.pair) wf2 = __half2float(((const __half *)sg.w2.q)[r * cols + j]);
+        } else {
+            wf = lmp_bf16_lo(((const uint16_t *)sg.w.q)[r * cols + j]);
+            if (a.pair) wf2 = lmp_bf16_lo(((const uint16_t *)sg.w2.q)[r * cols + j]);
+        }
+        acc = fmaf(wf, x[j], acc);
+        acc2 = fmaf(wf2, x[j], acc2);
+    }
+    acc = lmp_warp_sum(acc);
+    acc2 = lmp_warp_sum(acc2);
+    if (lane == 0) {
+        const int64_t o = t * sg.w.rows + r;
+        if (a.pair && sg.y2) sg.y2[o] = acc2;
+        const float v = a.pair ? lmp_silu(acc) * acc2 : acc;
+        if (sg.y) sg.y[o] = v;
+        if (sg.res) sg.res[o] += v;
+    }
+}
+
+// The 16-byte path needs rows of whole chunks on 16-byte boundaries.
+static inline int lmp_mv_fast_ok(const lmp_cuda_mat *w) {
+    switch (w->type) {
+    case LMP_DTYPE_F32: return w->cols % 4 == 0;
+    case LMP_DTYPE_F16: case LMP_DTYPE_BF16: return w->cols % 8 == 0;
+    default: return 1;  // quantized: cols % 32 == 0 by the type
+    }
+}
+
+// Launches one matvec over the segments of a (seg[].w, .w2, .y filled; warp0 and n_warps are set
+// here) for n tokens, with R rows per warp and U chunks in flight. Returns the launch error.
+template <int TYPE, int R, int U>
+static cudaError_t lmp_matvec_launch_t(lmp_mv_args *a, int n, cudaStream_t st) {
+    const int fast = lmp_mv_fast_ok(&a->seg[0].w);
+    int64_t nw = 0;
+    for (int s = 0; s < a->nseg; s++) {
+        a->seg[s].warp0 = nw;
+        nw += fast ? (a->seg[s].w.rows + R - 1) / R : a->seg[s].w.rows;
+    }
+    a->n_warps = nw;
+    dim3 grid((unsigned)((nw + LMP_MV_WARPS - 1) / LMP_MV_WARPS), (unsigned)n);
+    if (fast && a->pair) lmp_matvec_kernel<TYPE, R, U, 1><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
+    else if (fast) lmp_matvec_kernel<TYPE, R, U, 0><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
+    else if constexpr (TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16)
+        lmp_matvec_scalar_kernel<TYPE><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
+    return cudaGetLastError();
+}
+
+// Variant table: the lab times every entry; the backend uses lmp_matvec_launch (the choice below).
+typedef cudaError_t (*lmp_mv_launch_fn)(lmp_mv_args *a, int n, cudaStream_t st);
+typedef struct lmp_mv_variant {
+    const char *name;
+    int R, U;
+    lmp_mv_launch_fn fn[LMP_DTYPE_COUNT];
+} lmp_mv_variant;
+
+#define LMP_MV_ROW(R, U)                                                                                       \
+    {"r" #R "u" #U, R, U,                                                                                      \
+     {lmp_matvec_launch_t<LMP_DTYPE_F32, R, U>, lmp_matvec_launch_t<LMP_DTYPE_F16, R, U>,                      \
+      lmp_matvec_launch_t<LMP_DTYPE_BF16, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q8_0, R, U>,                    \
+      lmp_matvec_launch_t<LMP_DTYPE_Q4_0, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q4_1, R, U>,                    \
+      lmp_matvec_launch_t<LMP_DTYPE_Q4_0_G64, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q4_0_G128, R, U>,           \
+      lmp_matvec_launch_t<LMP_DTYPE_Q4_1_G64, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q4_1_G128, R, U>}}
+
+static const lmp_mv_variant lmp_mv_variants[] = {
+    LMP_MV_ROW(1, 1), LMP_MV_ROW(1, 2), LMP_MV_ROW(1, 4), LMP_MV_ROW(2, 1), LMP_MV_ROW(2, 2), LMP_MV_ROW(4, 1),
+};
+#define LMP_MV_N_VARIANTS ((int)(sizeof lmp_mv_variants / sizeof lmp_mv_variants[0]))
+
+// The backend's choice (cuda/NOTES.md has the measurements behind it).
+static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols) {
+    (void)t; (void)rows; (void)cols;
+    return &lmp_mv_variants[2];
+}
+
+static inline cudaError_t lmp_matvec_launch(lmp_mv_args *a, int n, cudaStream_t st) {
+    const lmp_cuda_mat *w = &a->seg[0].w;
+    return lmp_mv_pick(w->type, w->rows, w->cols)->fn[w->type](a, n, st);
+}
+
+#endif

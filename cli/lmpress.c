@@ -21,6 +21,9 @@ static const command commands[] = {
     {"eval-ppl", cli_eval_main, "perplexity, KL divergence, top-1 agreement, size and speed of models"},
     {"quantize", cli_quantize_main, "quantize weights to 8 or 4 bits (RTN, activation-weighted, AWQ, GPTQ)"},
     {"bench", cli_bench_main, "measure prefill and decode speed against the memory-bandwidth roofline"},
+    {"distill", cli_distill_main, "train a student to imitate a teacher on a text (knowledge distillation)"},
+    {"init", cli_init_main, "write a new random student shaped like a teacher (for distill)"},
+    {"plot-log", cli_plotlog_main, "plot the training curves of distill --log files (SVG)"},
     {"synth", cli_synth_main, "write a random-weight model of a given shape (benchmarks, tests)"},
     {"dump-logits", cli_dump_logits_main, "write the logits of a token sequence (for reference checks)"},
 };

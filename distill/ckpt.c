@@ -48,7 +48,7 @@ lmp_status lmp_ckpt_open(const char *path, const lmp_trainer *t, lmp_file **out,
     *out = NULL;
     lmp_file *f = NULL;
     lmp_status st = lmp_file_open(path, LMP_OPEN_DEFAULT, &f, err);
-    if (st) return lmp_err_prefix(err, st, "checkpoint '%s'", path);
+    if (st) return lmp_err_prefix(err, st, "checkpoint");  // the reader's message names the file
     const lmp_meta *m = lmp_file_meta(f);
     uint32_t version = 0;
     if (!lmp_meta_find(m, "distill.ckpt.version")) {

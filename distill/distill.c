@@ -337,11 +337,6 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
     }
     s->mem_estimate = lmp_train_memory_estimate(r.student, p->batch, p->seq, 0);
     s->mem_allocated = lmp_trainer_memory(r.t);
-    note(p, "memory: %.1f MB allocated for training (documented estimate %.1f MB: parameters %.1f, gradients %.1f, "
-            "AdamW %.1f, activations %.1f, logits %.1f, backward %.1f)",
-         s->mem_allocated.total / 1e6, s->mem_estimate.total / 1e6, s->mem_estimate.params / 1e6,
-         s->mem_estimate.grads / 1e6, s->mem_estimate.adam / 1e6, s->mem_estimate.activations / 1e6,
-         s->mem_estimate.logits / 1e6, s->mem_estimate.backward / 1e6);
     if (p->alpha > 0) {
         lmp_session_opts so = {p->seq, p->seq, p->n_threads, "cpu"};
         if ((st = lmp_session_new(r.teacher, &so, &r.ts, err))) {
@@ -394,6 +389,11 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
         note(p, "resumed from '%s' at step %lld of %lld", p->resume_path, (long long)got.step, (long long)p->steps);
     }
 
+    note(p, "memory: %.1f MB allocated for training (documented estimate %.1f MB: parameters %.1f, gradients %.1f, "
+            "AdamW %.1f, activations %.1f, logits %.1f, backward %.1f)",
+         s->mem_allocated.total / 1e6, s->mem_estimate.total / 1e6, s->mem_estimate.params / 1e6,
+         s->mem_estimate.grads / 1e6, s->mem_estimate.adam / 1e6, s->mem_estimate.activations / 1e6,
+         s->mem_estimate.logits / 1e6, s->mem_estimate.backward / 1e6);
     const int bos = lmp_tokenizer_add_bos(r.teacher->tok) ? lmp_tokenizer_bos(r.teacher->tok) : -1;
     const lmp_loss_params lp = {p->alpha, p->temp, p->kd};
     const lmp_adamw_params ap = {0.9f, 0.95f, 1e-8f, p->weight_decay, p->clip};

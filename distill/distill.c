@@ -7,11 +7,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "distill/ckpt.h"
+#include "runtime/calib.h"
 #include "runtime/perplexity.h"
 #include "runtime/session.h"
+#include "runtime/threadpool.h"
 
 void lmp_distill_params_default(lmp_distill_params *p) {
     memset(p, 0, sizeof *p);
@@ -32,30 +33,18 @@ void lmp_distill_params_default(lmp_distill_params *p) {
 
 // ---- data ----
 
-static lmp_status read_file(const char *path, char **buf, size_t *len, lmp_error *err) {
-    *buf = NULL;
+// CRC32 of a file's bytes (the data file's identity in checkpoints and provenance).
+static lmp_status file_crc(const char *path, uint32_t *crc, lmp_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return lmp_err(err, LMP_E_IO, "cannot open data file '%s'", path);
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return lmp_err(err, LMP_E_IO, "data file '%s' is not a regular file", path);
-    }
-    char *b = lmp_malloc((size_t)st.st_size + 1);
-    if (!b) {
-        fclose(f);
-        return lmp_err(err, LMP_E_NOMEM, "out of memory reading '%s'", path);
-    }
-    size_t n = fread(b, 1, (size_t)st.st_size, f);
+    char buf[65536];
+    size_t n;
+    uint32_t c = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) c = lmp_crc32(c, buf, n);
     int bad = ferror(f);
     fclose(f);
-    if (bad || n != (size_t)st.st_size) {
-        lmp_free(b);
-        return lmp_err(err, LMP_E_IO, "cannot read data file '%s'", path);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
+    if (bad) return lmp_err(err, LMP_E_IO, "cannot read data file '%s'", path);
+    *crc = c;
     return LMP_OK;
 }
 
@@ -244,6 +233,7 @@ typedef struct run {
     float *tlogits;      // (B * T, vocab) teacher logits
     lmp_meta *hyper, *meta;  // run's distill.* keys; output/checkpoint metadata
     lmp_file *ck;
+    lmp_pool *pool;
 } run;
 
 static void run_free(run *r) {
@@ -257,6 +247,7 @@ static void run_free(run *r) {
     lmp_meta_free(r->hyper);
     lmp_meta_free(r->meta);
     lmp_file_close(r->ck);
+    lmp_pool_free(r->pool);
 }
 
 static lmp_status check_params(const lmp_distill_params *p, lmp_error *err) {
@@ -315,13 +306,9 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
     const uint32_t teacher_sum = lmp_file_checksum(r.teacher->file), student_sum = lmp_file_checksum(r.student->file);
 
     // data
-    char *text = NULL;
-    size_t text_len = 0;
-    if ((st = read_file(p->data_path, &text, &text_len, err))) goto done;
-    const uint32_t data_crc = lmp_crc32(0, text, text_len);
-    st = lmp_tokenizer_encode(r.teacher->tok, text, text_len, 0, &r.data, &r.n_data, err);
-    lmp_free(text);
-    if (st) goto done;
+    if ((st = lmp_text_tokenize_file(r.teacher->tok, p->data_path, "data file", &r.data, &r.n_data, err))) goto done;
+    uint32_t data_crc = 0;
+    if ((st = file_crc(p->data_path, &data_crc, err))) goto done;
     s->data_tokens = (int64_t)r.n_data;
     if (r.n_data < (size_t)p->seq + 1) {
         st = lmp_err(err, LMP_E_ARG, "data file '%s' has %zu tokens, fewer than one window of %d (--seq %d + 1)",
@@ -330,7 +317,12 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
     }
 
     // trainer (refuses a student that is not f32) and teacher session
-    lmp_trainer_opts to = {p->batch, p->seq, p->n_threads, NULL, 0};
+    // one thread pool for the trainer and the teacher session
+    if (!(r.pool = lmp_pool_new(p->n_threads))) {
+        st = lmp_err(err, LMP_E_NOMEM, "cannot start %d threads", p->n_threads);
+        goto done;
+    }
+    lmp_trainer_opts to = {p->batch, p->seq, p->n_threads, r.pool, 0};
     if ((st = lmp_trainer_new(r.student, &to, &r.t, err))) {
         lmp_err_prefix(err, st, "student '%s'", p->student_path);
         goto done;
@@ -338,7 +330,7 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
     s->mem_estimate = lmp_train_memory_estimate(r.student, p->batch, p->seq, 0);
     s->mem_allocated = lmp_trainer_memory(r.t);
     if (p->alpha > 0) {
-        lmp_session_opts so = {p->seq, p->seq, p->n_threads, "cpu"};
+        lmp_session_opts so = {p->seq, p->seq, p->n_threads, "cpu", r.pool};
         if ((st = lmp_session_new(r.teacher, &so, &r.ts, err))) {
             lmp_err_prefix(err, st, "teacher");
             goto done;

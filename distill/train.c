@@ -12,11 +12,13 @@
 #include <string.h>
 
 #include "format/qtypes.h"
+#include "runtime/refmath.h"
 
 // A layer's parameter offsets, shapes and saved activations.
 typedef struct tlayer {
     int nh, nkv, ffn;
-    size_t attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;  // offsets into the flat buffers
+    size_t attn_norm, ffn_norm;   // offsets into the flat buffers
+    size_t mat[LMP_MAT_COUNT];    // offsets of the seven matrices, in runtime/model.h's lmp_mats order
     float *xn1;    // (N, dim) attn_norm output
     float *rstd1;  // (N)
     float *q;      // (N, nh * hd) after RoPE
@@ -40,7 +42,7 @@ struct lmp_trainer {
     int B, T;
     int max_nh, max_nkv, max_ffn;
     int n_tensors;
-    lmp_train_tensor *tensors;  // (n_tensors), file order
+    lmp_train_tensor *tensors;  // (n_tensors), in lmp_model_weight_at order
     size_t n_params;
     size_t tok_embd, output_norm, output;  // offsets (output == tok_embd when tied)
     float *params, *grads, *m, *v;         // (n_params) each
@@ -100,35 +102,34 @@ static size_t add_tensor(lmp_trainer *t, const char *name, int ndim, int64_t row
     return e->offset;
 }
 
-// The tensor layout and shapes of m, in file order (as format/synth.c writes it).
+// The tensor layout and shapes of m in the runtime's order (lmp_model_weight_at): token_embd, output (untied),
+// output_norm, then per layer attn_norm, ffn_norm and the seven matrices of lmp_mats, named as in the file.
 static void layout(lmp_trainer *t, const lmp_model *m) {
-    const int dim = t->dim, hd = t->hd;
+    const int dim = t->dim;
     char name[64];
     t->tok_embd = add_tensor(t, "token_embd.weight", 2, t->vocab, dim);
+    if (!t->tied) t->output = add_tensor(t, "output.weight", 2, t->vocab, dim);
+    else t->output = t->tok_embd;
+    t->output_norm = add_tensor(t, "output_norm.weight", 1, dim, 0);
     for (int l = 0; l < t->n_layers; l++) {
         tlayer *L = &t->layers[l];
         const lmp_layer *ml = &m->layers[l];
         L->nh = ml->n_heads;
         L->nkv = ml->n_kv_heads;
         L->ffn = ml->ffn;
-#define ADD(field, suffix, nd, r, c) \
-    (snprintf(name, sizeof name, "blk.%d." suffix, l), L->field = add_tensor(t, name, nd, r, c))
-        ADD(attn_norm, "attn_norm.weight", 1, dim, 0);
-        ADD(wq, "attn_q.weight", 2, (int64_t)L->nh * hd, dim);
-        ADD(wk, "attn_k.weight", 2, (int64_t)L->nkv * hd, dim);
-        ADD(wv, "attn_v.weight", 2, (int64_t)L->nkv * hd, dim);
-        ADD(wo, "attn_output.weight", 2, dim, (int64_t)L->nh * hd);
-        ADD(ffn_norm, "ffn_norm.weight", 1, dim, 0);
-        ADD(w_gate, "ffn_gate.weight", 2, L->ffn, dim);
-        ADD(w_down, "ffn_down.weight", 2, dim, L->ffn);
-        ADD(w_up, "ffn_up.weight", 2, L->ffn, dim);
-#undef ADD
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        L->attn_norm = add_tensor(t, name, 1, dim, 0);
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        L->ffn_norm = add_tensor(t, name, 1, dim, 0);
+        for (int k = 0; k < LMP_MAT_COUNT; k++) {
+            const lmp_weight *w = lmp_layer_mat_c(ml, k);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lmp_mats[k].name);
+            L->mat[k] = add_tensor(t, name, 2, w->rows, w->cols);
+        }
         if (L->nh > t->max_nh) t->max_nh = L->nh;
         if (L->nkv > t->max_nkv) t->max_nkv = L->nkv;
         if (L->ffn > t->max_ffn) t->max_ffn = L->ffn;
     }
-    t->output_norm = add_tensor(t, "output_norm.weight", 1, dim, 0);
-    t->output = t->tied ? t->tok_embd : add_tensor(t, "output.weight", 2, t->vocab, dim);
 }
 
 // Copies a matrix of any storable dtype into dst as float32 (rows of the traits table's to_float).
@@ -152,35 +153,16 @@ static lmp_status check_dtypes(const lmp_model *m, int allow_convert, lmp_error 
 
 // Host values of every parameter of m in the trainer's layout.
 static void params_from_model(const lmp_trainer *t, const lmp_model *m, float *p) {
-    const size_t dim = (size_t)t->dim;
     weight_to_f32(&m->tok_embd, p + t->tok_embd);
+    if (!t->tied) weight_to_f32(&m->output, p + t->output);
+    weight_to_f32(&m->output_norm, p + t->output_norm);
     for (int l = 0; l < t->n_layers; l++) {
         const tlayer *L = &t->layers[l];
         const lmp_layer *ml = &m->layers[l];
-        memcpy(p + L->attn_norm, ml->attn_norm, dim * sizeof(float));
-        memcpy(p + L->ffn_norm, ml->ffn_norm, dim * sizeof(float));
-        weight_to_f32(&ml->wq, p + L->wq);
-        weight_to_f32(&ml->wk, p + L->wk);
-        weight_to_f32(&ml->wv, p + L->wv);
-        weight_to_f32(&ml->wo, p + L->wo);
-        weight_to_f32(&ml->w_gate, p + L->w_gate);
-        weight_to_f32(&ml->w_up, p + L->w_up);
-        weight_to_f32(&ml->w_down, p + L->w_down);
+        weight_to_f32(&ml->attn_norm, p + L->attn_norm);
+        weight_to_f32(&ml->ffn_norm, p + L->ffn_norm);
+        for (int k = 0; k < LMP_MAT_COUNT; k++) weight_to_f32(lmp_layer_mat_c(ml, k), p + L->mat[k]);
     }
-    memcpy(p + t->output_norm, m->output_norm, dim * sizeof(float));
-    if (!t->tied) weight_to_f32(&m->output, p + t->output);
-}
-
-// Why float and powf: the same angles as the inference session (runtime/forward.c), so that the engine's
-// forward matches lmp_session_eval to float rounding.
-static void rope_tables(int T, int rope_dim, float theta, float *cs, float *sn) {
-    const int half = rope_dim / 2;
-    for (int p = 0; p < T; p++)
-        for (int i = 0; i < half; i++) {
-            float freq = 1.0f / powf(theta, (float)(2 * i) / (float)rope_dim), val = (float)p * freq;
-            cs[(size_t)p * half + i] = cosf(val);
-            sn[(size_t)p * half + i] = sinf(val);
-        }
 }
 
 // ---- memory account (docs/training.md) ----
@@ -244,7 +226,7 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
     t->B = B;
     t->T = T;
     t->layers = lmp_calloc((size_t)c->n_layers, sizeof(tlayer));
-    t->tensors = lmp_calloc((size_t)c->n_layers * 9 + 4, sizeof(lmp_train_tensor));
+    t->tensors = lmp_calloc((size_t)c->n_layers * (2 + LMP_MAT_COUNT) + 3, sizeof(lmp_train_tensor));
     t->res = lmp_calloc((size_t)c->n_layers + 1, sizeof(float *));
     if (!t->layers || !t->tensors || !t->res) {
         lmp_trainer_free(t);
@@ -316,7 +298,7 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
     }
     params_from_model(t, m, hp);
     t->op->from_host(t->be, t->params, hp, t->n_params * sizeof(float));
-    rope_tables(T, c->rope_dim, c->rope_theta, hc, hs);
+    lmp_ref_rope_tables(hc, hs, T, c->rope_dim, c->rope_theta);  // the inference session's angles
     t->op->from_host(t->be, t->cos_tab, hc, (size_t)T * (c->rope_dim / 2) * sizeof(float));
     t->op->from_host(t->be, t->sin_tab, hs, (size_t)T * (c->rope_dim / 2) * sizeof(float));
     lmp_free(hp), lmp_free(hc), lmp_free(hs);
@@ -407,19 +389,19 @@ static void forward(lmp_trainer *t, int nb) {
         const int qd = L->nh * hd, kd = L->nkv * hd;
         const lmp_attn_dims ad = {nb, t->T, L->nh, L->nkv, hd};
         op->rmsnorm_fwd(be, L->xn1, L->rstd1, t->res[l], P + L->attn_norm, N, dim, t->eps);
-        op->matmul_fwd(be, L->q, L->xn1, P + L->wq, N, dim, qd);
-        op->matmul_fwd(be, L->k, L->xn1, P + L->wk, N, dim, kd);
-        op->matmul_fwd(be, L->v, L->xn1, P + L->wv, N, dim, kd);
+        op->matmul_fwd(be, L->q, L->xn1, P + L->mat[LMP_MAT_Q], N, dim, qd);
+        op->matmul_fwd(be, L->k, L->xn1, P + L->mat[LMP_MAT_K], N, dim, kd);
+        op->matmul_fwd(be, L->v, L->xn1, P + L->mat[LMP_MAT_V], N, dim, kd);
         op->rope_fwd(be, L->q, N, t->T, L->nh, hd, &rope);
         op->rope_fwd(be, L->k, N, t->T, L->nkv, hd, &rope);
         op->attn_fwd(be, L->att, L->P, L->q, L->k, L->v, &ad);
-        op->matmul_fwd(be, L->x_mid, L->att, P + L->wo, N, qd, dim);
+        op->matmul_fwd(be, L->x_mid, L->att, P + L->mat[LMP_MAT_O], N, qd, dim);
         op->add(be, L->x_mid, t->res[l], (size_t)N * dim);
         op->rmsnorm_fwd(be, L->xn2, L->rstd2, L->x_mid, P + L->ffn_norm, N, dim, t->eps);
-        op->matmul_fwd(be, L->g, L->xn2, P + L->w_gate, N, dim, L->ffn);
-        op->matmul_fwd(be, L->u, L->xn2, P + L->w_up, N, dim, L->ffn);
+        op->matmul_fwd(be, L->g, L->xn2, P + L->mat[LMP_MAT_GATE], N, dim, L->ffn);
+        op->matmul_fwd(be, L->u, L->xn2, P + L->mat[LMP_MAT_UP], N, dim, L->ffn);
         op->swiglu_fwd(be, L->h, L->g, L->u, (size_t)N * L->ffn);
-        op->matmul_fwd(be, t->res[l + 1], L->h, P + L->w_down, N, L->ffn, dim);
+        op->matmul_fwd(be, t->res[l + 1], L->h, P + L->mat[LMP_MAT_DOWN], N, L->ffn, dim);
         op->add(be, t->res[l + 1], L->x_mid, (size_t)N * dim);
     }
     op->rmsnorm_fwd(be, t->xnf, t->rstdf, t->res[t->n_layers], P + t->output_norm, N, dim, t->eps);
@@ -459,17 +441,17 @@ static void backward(lmp_trainer *t, int nb) {
         const lmp_attn_dims ad = {nb, t->T, L->nh, L->nkv, hd};
         // FFN: res[l+1] = x_mid + down(silu(gate(xn2)) * up(xn2)), xn2 = norm(x_mid)
         op->zero(be, t->dh, nf);
-        op->matmul_bwd(be, t->dh, G + L->w_down, t->dres, L->h, P + L->w_down, N, L->ffn, dim);
+        op->matmul_bwd(be, t->dh, G + L->mat[LMP_MAT_DOWN], t->dres, L->h, P + L->mat[LMP_MAT_DOWN], N, L->ffn, dim);
         op->zero(be, t->dg, nf);
         op->zero(be, t->du, nf);
         op->swiglu_bwd(be, t->dg, t->du, t->dh, L->g, L->u, nf);
         op->zero(be, t->dxn, nd);
-        op->matmul_bwd(be, t->dxn, G + L->w_gate, t->dg, L->xn2, P + L->w_gate, N, dim, L->ffn);
-        op->matmul_bwd(be, t->dxn, G + L->w_up, t->du, L->xn2, P + L->w_up, N, dim, L->ffn);
+        op->matmul_bwd(be, t->dxn, G + L->mat[LMP_MAT_GATE], t->dg, L->xn2, P + L->mat[LMP_MAT_GATE], N, dim, L->ffn);
+        op->matmul_bwd(be, t->dxn, G + L->mat[LMP_MAT_UP], t->du, L->xn2, P + L->mat[LMP_MAT_UP], N, dim, L->ffn);
         op->rmsnorm_bwd(be, t->dres, G + L->ffn_norm, t->dxn, L->x_mid, P + L->ffn_norm, L->rstd2, N, dim);
         // attention: x_mid = res[l] + wo(attn(rope(wq xn1), rope(wk xn1), wv xn1)), xn1 = norm(res[l])
         op->zero(be, t->datt, (size_t)N * qd);
-        op->matmul_bwd(be, t->datt, G + L->wo, t->dres, L->att, P + L->wo, N, qd, dim);
+        op->matmul_bwd(be, t->datt, G + L->mat[LMP_MAT_O], t->dres, L->att, P + L->mat[LMP_MAT_O], N, qd, dim);
         op->zero(be, t->dq, (size_t)N * qd);
         op->zero(be, t->dk, (size_t)N * kd);
         op->zero(be, t->dv, (size_t)N * kd);
@@ -477,9 +459,9 @@ static void backward(lmp_trainer *t, int nb) {
         op->rope_bwd(be, t->dq, N, t->T, L->nh, hd, &rope);
         op->rope_bwd(be, t->dk, N, t->T, L->nkv, hd, &rope);
         op->zero(be, t->dxn, nd);
-        op->matmul_bwd(be, t->dxn, G + L->wq, t->dq, L->xn1, P + L->wq, N, dim, qd);
-        op->matmul_bwd(be, t->dxn, G + L->wk, t->dk, L->xn1, P + L->wk, N, dim, kd);
-        op->matmul_bwd(be, t->dxn, G + L->wv, t->dv, L->xn1, P + L->wv, N, dim, kd);
+        op->matmul_bwd(be, t->dxn, G + L->mat[LMP_MAT_Q], t->dq, L->xn1, P + L->mat[LMP_MAT_Q], N, dim, qd);
+        op->matmul_bwd(be, t->dxn, G + L->mat[LMP_MAT_K], t->dk, L->xn1, P + L->mat[LMP_MAT_K], N, dim, kd);
+        op->matmul_bwd(be, t->dxn, G + L->mat[LMP_MAT_V], t->dv, L->xn1, P + L->mat[LMP_MAT_V], N, dim, kd);
         op->rmsnorm_bwd(be, t->dres, G + L->attn_norm, t->dxn, t->res[l], P + L->attn_norm, L->rstd1, N, dim);
     }
     op->embed_bwd(be, G + t->tok_embd, t->dres, t->tok, N, dim);

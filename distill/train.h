@@ -5,7 +5,9 @@
 //
 // Shapes come from the runtime's lmp_model, layer by layer (a pruned student has its own head counts
 // and FFN width in each layer). Parameters, gradients and the two Adam moments are four buffers of the
-// same layout, one tensor after the other in file order (lmp_train_tensor gives each one's offset).
+// same layout, one tensor after the other in the runtime's weight order (lmp_model_weight_at: token_embd,
+// output, output_norm, then per layer the two norms and the seven matrices of lmp_mats); lmp_train_tensor
+// gives each one's name, shape and offset.
 //
 // It does not read data, run the teacher or write checkpoints (distill/distill.c does).
 #ifndef LMP_TRAIN_H
@@ -118,7 +120,7 @@ int64_t lmp_trainer_step(const lmp_trainer *t);  // AdamW steps taken
 float lmp_lr_schedule(int64_t s, int64_t total, int64_t warmup, float lr, float min_lr);
 void lmp_trainer_set_step(lmp_trainer *t, int64_t step);  // resume
 
-// A builder holding the current weights as f32 tensors in file order, with a copy of meta (tokenizer,
+// A builder holding the current weights as f32 tensors in that order, with a copy of meta (tokenizer,
 // llama.* keys; tensors of meta's file are not copied). The builder borrows the trainer's host memory: keep
 // the trainer alive and unchanged until the builder is written or freed.
 lmp_status lmp_trainer_to_builder(lmp_trainer *t, const lmp_meta *meta, lmp_builder **out, lmp_error *err);

@@ -1,7 +1,7 @@
 // train_cpu.c - the CPU backend of the training engine (train_ops.h): float32 ops on host memory.
 //
-// Matrix products are OpenBLAS sgemm calls on per-thread slices (OpenBLAS itself single-threaded, so the
-// project's one thread pool owns the cores, as in runtime/backend_cpu.c): forward y = x W^T and dx = dy W
+// Matrix products are OpenBLAS sgemm calls on per-thread slices (OpenBLAS single-threaded by the program's
+// lmp_cpu_blas_single_threaded, so the project's one thread pool owns the cores, as in runtime/backend_cpu.c): forward y = x W^T and dx = dy W
 // split by rows of the larger output dimension, dW += dy^T x split by rows of W. Attention runs as sgemm
 // tiles of (sequence, head, 64 queries) over the causal prefix only. Reductions (RMSNorm's weight gradient,
 // the gradient norm) use per-thread partial sums added in thread order, so a given thread count always
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "distill/train_ops.h"
+#include "runtime/refmath.h"
 #include "runtime/threadpool.h"
 
 #define MAX_THREADS 256
@@ -46,6 +47,13 @@ static lmp_status cpu_synchronize(lmp_train_backend *b, lmp_error *err) {
 static void run(cpu_ctx *c, lmp_pool_fn fn, void *arg, double work) {
     if (work < 65536.0 || c->nth == 1) fn(arg, 0, 1);
     else lmp_pool_run(c->pool, fn, arg);
+}
+
+// The same for ops made of sgemm calls: when OpenBLAS threads itself (the program did not call
+// lmp_cpu_blas_single_threaded, runtime/backend.h), one call on the whole range lets it use the cores.
+static void run_blas(cpu_ctx *c, lmp_pool_fn fn, void *arg, double work) {
+    if (openblas_get_num_threads() > 1) fn(arg, 0, 1);
+    else run(c, fn, arg, work);
 }
 
 static int scratch_reserve(cpu_ctx *c, size_t per_thread) {
@@ -112,13 +120,12 @@ static void rmsnorm_fwd_worker(void *arg, int ith, int nth) {
     lmp_split_range(j->n, ith, nth, 1, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
         const float *xi = j->x + (size_t)i * j->dim;
-        float *oi = j->out + (size_t)i * j->dim;
+        // the output is the shared reference RMSNorm (the inference forward's); rstd is its scale, summed in
+        // the same order
+        lmp_ref_rmsnorm(j->out + (size_t)i * j->dim, xi, j->w, j->dim, j->eps);
         float ss = 0.0f;
         for (int k = 0; k < j->dim; k++) ss += xi[k] * xi[k];
-        // the same expression as the inference RMSNorm (runtime/backend_cpu.c), so the forward matches it
-        float r = 1.0f / sqrtf(ss / (float)j->dim + j->eps);
-        j->rstd[i] = r;
-        for (int k = 0; k < j->dim; k++) oi[k] = j->w[k] * (r * xi[k]);
+        j->rstd[i] = 1.0f / sqrtf(ss / (float)j->dim + j->eps);
     }
 }
 
@@ -191,7 +198,7 @@ static void matmul_fwd_worker(void *arg, int ith, int nth) {
 
 static void cpu_matmul_fwd(lmp_train_backend *b, float *y, const float *x, const float *W, int n, int in, int out) {
     mm_job j = {y, NULL, NULL, x, W, NULL, n, in, out, out >= n};
-    run(C(b), matmul_fwd_worker, &j, (double)n * in * out);
+    run_blas(C(b), matmul_fwd_worker, &j, (double)n * in * out);
 }
 
 static void matmul_dx_worker(void *arg, int ith, int nth) {
@@ -216,8 +223,8 @@ static void cpu_matmul_bwd(lmp_train_backend *b, float *dx, float *dW, const flo
                            const float *W, int n, int in, int out) {
     mm_job j = {NULL, dx, dW, x, W, dy, n, in, out, 0};
     double work = (double)n * in * out;
-    if (dx) run(C(b), matmul_dx_worker, &j, work);
-    if (dW) run(C(b), matmul_dw_worker, &j, work);
+    if (dx) run_blas(C(b), matmul_dx_worker, &j, work);
+    if (dW) run_blas(C(b), matmul_dw_worker, &j, work);
 }
 
 // ---- rope ----
@@ -231,20 +238,18 @@ typedef struct {
 static void rope_worker(void *arg, int ith, int nth) {
     rope_job *j = arg;
     const int half = j->r->rope_dim / 2;
+    float neg[2048];  // -sin rows for the inverse rotation (rope_dim / 2 <= head_dim / 2 <= 2048)
     long long i0, i1;
     lmp_split_range(j->n, ith, nth, 1, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
         const int pos = (int)(i % j->T);
         const float *cs = j->r->cos_tab + (size_t)pos * half, *sn = j->r->sin_tab + (size_t)pos * half;
-        for (int h = 0; h < j->n_heads; h++) {
-            float *v = j->x + ((size_t)i * j->n_heads + h) * j->hd;
-            for (int k = 0; k < half; k++) {
-                int ia = j->r->neox ? k : 2 * k, ib = j->r->neox ? k + half : 2 * k + 1;
-                float a = v[ia], bb = v[ib], c = cs[k], s = j->sign * sn[k];
-                v[ia] = a * c - bb * s;
-                v[ib] = a * s + bb * c;
-            }
+        if (j->sign < 0) {
+            for (int k = 0; k < half; k++) neg[k] = -sn[k];
+            sn = neg;
         }
+        for (int h = 0; h < j->n_heads; h++)
+            lmp_ref_rope_rotate(j->x + ((size_t)i * j->n_heads + h) * j->hd, cs, sn, j->r->rope_dim, j->r->neox);
     }
 }
 
@@ -291,16 +296,8 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
                         0.0f, S, T);
             for (int r = 0; r < qb; r++) {
                 float *s = S + (size_t)r * T;
-                const int valid = i0 + r + 1;
-                float mx = -INFINITY;
-                for (int u = 0; u < valid; u++) mx = s[u] > mx ? s[u] : mx;
-                float sum = 0.0f;
-                for (int u = 0; u < valid; u++) {
-                    s[u] = expf(s[u] - mx);
-                    sum += s[u];
-                }
-                const float inv = 1.0f / sum;
-                for (int u = 0; u < valid; u++) s[u] *= inv;
+                const int valid = i0 + r + 1;  // causal: keys [0, valid)
+                lmp_ref_softmax(s, valid);
                 for (int u = valid; u < T; u++) s[u] = 0.0f;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, i1, 1.0f, S, T, V, ks, 0.0f,
@@ -312,7 +309,7 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
 static void cpu_attn_fwd(lmp_train_backend *b, float *out, float *P, const float *q, const float *k, const float *v,
                          const lmp_attn_dims *d) {
     attn_job j = {C(b), out, P, NULL, NULL, NULL, q, k, v, NULL, NULL, *d, 0};
-    run(C(b), attn_fwd_worker, &j, 2.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
+    run_blas(C(b), attn_fwd_worker, &j, 2.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
 }
 
 // Task t = (sequence b, KV head kh): all query heads of the group, so dK and dV of kh have one writer.
@@ -372,7 +369,7 @@ static void cpu_attn_bwd(lmp_train_backend *b, float *dq, float *dk, float *dv, 
         return;
     }
     attn_job j = {c, NULL, NULL, dq, dk, dv, q, k, v, dout, P, *d, 0};
-    run(c, attn_bwd_worker, &j, 4.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
+    run_blas(c, attn_bwd_worker, &j, 4.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
 }
 
 // ---- swiglu ----
@@ -387,8 +384,7 @@ static void swiglu_fwd_worker(void *arg, int ith, int nth) {
     long long i0, i1;
     lmp_split_range((long long)j->n, ith, nth, 64, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
-        float g = j->g[i];
-        j->h[i] = g / (1.0f + expf(-g)) * j->u[i];  // as runtime/backend_cpu.c's swiglu
+        j->h[i] = lmp_ref_silu(j->g[i]) * j->u[i];  // as the inference swiglu
     }
 }
 
@@ -595,8 +591,6 @@ lmp_status lmp_train_cpu_new(lmp_pool *pool, int n_threads, lmp_train_backend **
         return lmp_err(err, LMP_E_ARG, "a pool of %d threads is too large (at most %d)", lmp_pool_size(pool),
                        MAX_THREADS);
     }
-    // One thread pool owns the cores: OpenBLAS runs single-threaded inside each slice.
-    openblas_set_num_threads(1);
     b->ops = &cpu_ops;
     b->ctx = c;
     *out = b;

@@ -392,6 +392,7 @@ static void test_step_descends(void) {
 
 int main(void) {
     test_seed();
+    lmp_cpu_blas_single_threaded();  // as the programs do (runtime/backend.h)
     if (fixture_load()) n_arrs = 0;
     RUN(test_fixture_grads);
     RUN(test_fixture_adamw);

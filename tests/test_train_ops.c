@@ -9,6 +9,7 @@
 
 #include "distill/train_ops.h"
 #include "distill/train_ref.h"
+#include "runtime/backend.h"
 #include "tests/test_util.h"
 
 static lmp_train_backend *BE;  // 2 threads
@@ -441,6 +442,7 @@ static void test_adamw(void) {
 
 int main(void) {
     test_seed();
+    lmp_cpu_blas_single_threaded();  // as the programs do (runtime/backend.h)
     lmp_error err;
     if (lmp_train_cpu_new(NULL, 2, &BE, &err) != LMP_OK) {
         fprintf(stderr, "cannot create the CPU training backend: %s\n", err.msg);

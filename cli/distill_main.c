@@ -261,13 +261,10 @@ int cli_distill_main(int argc, char **argv) {
     p.user = &cs;
     if (log_path) {
         if (p.resume_path && file_exists(log_path)) {
-            // rows past the checkpoint's step are dropped by the resumed run's writer below; the step is only
-            // known once the checkpoint is read, so the library reports it through the resume note. Keep it simple:
-            // the checkpoint's step is in its metadata; read it here.
+            // a resumed run continues the log after the checkpoint's step: rows past it are dropped first
             lmp_file *f = NULL;
-            lmp_error e2 = {0};
             int64_t ck_step = -1;
-            if (lmp_file_open(p.resume_path, LMP_OPEN_SKIP_CRC, &f, &e2) == LMP_OK) {
+            if (lmp_file_open(p.resume_path, LMP_OPEN_SKIP_CRC, &f, NULL) == LMP_OK) {
                 lmp_meta_get_i64(lmp_file_meta(f), "distill.ckpt.step", &ck_step, NULL);
                 lmp_file_close(f);
             }

@@ -43,9 +43,12 @@ static int fixture_load(void) {
         if (nd > 4) return -1;
         a->dtype = (int)dt, a->ndim = (int)nd, a->count = 1;
         for (uint32_t i = 0; i < nd; i++) memcpy(&a->shape[i], fix_buf + o, 8), o += 8, a->count *= a->shape[i];
-        a->data = fix_buf + o;
-        o += a->count * (dt == 2 ? 8 : 4);
-        if (o > size) return -1;
+        size_t bytes = a->count * (dt == 2 ? 8 : 4);
+        if (o + bytes > size) return -1;
+        void *copy = malloc(bytes ? bytes : 1);  // aligned (the file packs arrays at any offset)
+        memcpy(copy, fix_buf + o, bytes);
+        a->data = copy;
+        o += bytes;
     }
     return 0;
 }
@@ -399,6 +402,7 @@ int main(void) {
     RUN(test_forward_matches_session);
     RUN(test_grads_accumulate);
     RUN(test_step_descends);
+    for (int i = 0; i < n_arrs; i++) free((void *)arrs[i].data);
     free(fix_buf);
     return test_report();
 }

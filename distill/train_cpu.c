@@ -11,7 +11,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "distill/train_exp.h"
 #include "distill/train_ops.h"
+#include "runtime/kernels.h"
 #include "runtime/refmath.h"
 #include "runtime/threadpool.h"
 
@@ -25,6 +27,7 @@ typedef struct cpu_ctx {
     float *scratch;  // (nth, scratch_per) per-thread scratch (attention dS, RMSNorm dw partials)
     size_t scratch_per;
     int scratch_failed;  // an op could not get scratch: its outputs are NaN (sticky until checked)
+    lmp_expsum_fn expsum;  // the loss exponentials (train_exp.h)
 } cpu_ctx;
 
 static cpu_ctx *C(lmp_train_backend *b) { return (cpu_ctx *)b->ctx; }
@@ -412,6 +415,7 @@ static void cpu_swiglu_bwd(lmp_train_backend *b, float *dg, float *du, const flo
 
 // ---- loss ----
 typedef struct {
+    cpu_ctx *c;
     float *logits, *ce, *kd;
     const int32_t *labels;
     const float *teacher;
@@ -420,53 +424,71 @@ typedef struct {
     float scale;
 } loss_job;
 
-// max and log-sum-exp of x * mul
-static float lse_of(const float *x, int n, float mul) {
-    float mx = -INFINITY;
-    for (int j = 0; j < n; j++) mx = x[j] * mul > mx ? x[j] * mul : mx;
-    double s = 0;
-    for (int j = 0; j < n; j++) s += expf(x[j] * mul - mx);
-    return mx + (float)log(s);
+static float max_of(const float *x, int n) {
+    float m = x[0];
+    for (int k = 1; k < n; k++) m = x[k] > m ? x[k] : m;
+    return m;
 }
 
-// Formulas in train_ref.c (lmp_tref_loss). Each row is read completely before it is overwritten.
+// Formulas in train_ref.c (lmp_tref_loss). Three exponentials per logit at most (student at 1 and at T,
+// teacher at T), kept in per-thread scratch so the gradient pass needs none; each row is read completely before
+// it is overwritten with its gradient.
 static void loss_worker(void *arg, int ith, int nth) {
     loss_job *j = arg;
     const int V = j->V;
     const float a = j->p.alpha, T = j->p.temp, invT = 1.0f / T, sc = j->scale;
+    float *e1 = j->c->scratch + (size_t)ith * j->c->scratch_per;  // (V) exp(z - max z)
+    float *eq = e1 + V;                                            // (V) exp((z - max z) / T)
+    float *et = eq + V;                                            // (V) exp((t - max t) / T)
     long long i0, i1;
     lmp_split_range(j->n, ith, nth, 1, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
         float *z = j->logits + (size_t)i * V;
         const int y = j->labels[i];
-        const float lse = lse_of(z, V, 1.0f);
-        j->ce[i] = lse - z[y];
+        const float mz = max_of(z, V);
+        const float s1 = j->c->expsum(z, e1, V, 1.0f, mz), inv1 = 1.0f / s1;
+        j->ce[i] = mz + logf(s1) - z[y];
         if (a <= 0.0f) {
             j->kd[i] = 0.0f;
-            for (int k = 0; k < V; k++) z[k] = sc * (expf(z[k] - lse) - (k == y ? 1.0f : 0.0f));
+            for (int k = 0; k < V; k++) z[k] = sc * e1[k] * inv1;
+            z[y] -= sc;
             continue;
         }
         const float *t = j->teacher + (size_t)i * V;
-        const float lse_s = lse_of(z, V, invT), lse_t = lse_of(t, V, invT);
+        const float sq = T == 1.0f ? s1 : j->c->expsum(z, eq, V, invT, mz * invT);
+        if (T == 1.0f) eq = e1;
+        const float mt = max_of(t, V), st = j->c->expsum(t, et, V, invT, mt * invT);
+        const float lse_s = mz * invT + logf(sq), lse_t = mt * invT + logf(st), invq = 1.0f / sq, invt = 1.0f / st;
         double kl = 0;
-        for (int k = 0; k < V; k++) {
-            float lq = z[k] * invT - lse_s, lp = t[k] * invT - lse_t;
-            kl += j->p.kd == LMP_KD_FKL ? expf(lp) * (lp - lq) : expf(lq) * (lq - lp);
+        if (j->p.kd == LMP_KD_FKL) {
+            for (int k = 0; k < V; k++) kl += et[k] * invt * ((t[k] * invT - lse_t) - (z[k] * invT - lse_s));
+        } else {
+            for (int k = 0; k < V; k++) kl += eq[k] * invq * ((z[k] * invT - lse_s) - (t[k] * invT - lse_t));
         }
         j->kd[i] = (float)(T * T * kl);
         const float eqa = (float)kl, ca = sc * (1.0f - a), ck = sc * a * T;
-        for (int k = 0; k < V; k++) {
-            float lq = z[k] * invT - lse_s, lp = t[k] * invT - lse_t, q = expf(lq);
-            float g = j->p.kd == LMP_KD_FKL ? q - expf(lp) : q * ((lq - lp) - eqa);
-            z[k] = ca * (expf(z[k] - lse) - (k == y ? 1.0f : 0.0f)) + ck * g;
+        if (j->p.kd == LMP_KD_FKL) {
+            for (int k = 0; k < V; k++) z[k] = ca * e1[k] * inv1 + ck * (eq[k] * invq - et[k] * invt);
+        } else {
+            for (int k = 0; k < V; k++) {
+                const float q = eq[k] * invq, lq = z[k] * invT - lse_s, lp = t[k] * invT - lse_t;
+                z[k] = ca * e1[k] * inv1 + ck * q * ((lq - lp) - eqa);
+            }
         }
+        z[y] -= ca;
+        eq = e1 + V;
     }
 }
 
 static void cpu_loss(lmp_train_backend *b, float *logits, float *ce, float *kd, const int32_t *labels,
                      const float *teacher, int n, int V, const lmp_loss_params *p, float scale) {
-    loss_job j = {logits, ce, kd, labels, teacher, n, V, *p, scale};
-    run(C(b), loss_worker, &j, 20.0 * n * V);
+    cpu_ctx *c = C(b);
+    if (!scratch_reserve(c, 3 * (size_t)V)) {
+        fill_nan(logits, (size_t)n * V);
+        return;
+    }
+    loss_job j = {c, logits, ce, kd, labels, teacher, n, V, *p, scale};
+    run(c, loss_worker, &j, 20.0 * n * V);
 }
 
 // ---- gradient norm, AdamW ----
@@ -585,6 +607,7 @@ lmp_status lmp_train_cpu_new(lmp_pool *pool, int n_threads, lmp_train_backend **
         }
     }
     c->nth = lmp_pool_size(c->pool);
+    c->expsum = lmp_train_expsum_best();
     if (c->nth > MAX_THREADS) {
         b->ctx = c;
         cpu_destroy(b);
@@ -602,3 +625,19 @@ void lmp_train_backend_free(lmp_train_backend *b) {
 }
 
 int lmp_train_backend_threads(const lmp_train_backend *b) { return ((const cpu_ctx *)b->ctx)->nth; }
+
+// ---- loss exponentials (train_exp.h) ----
+
+float lmp_train_expsum_ref(const float *x, float *out, int n, float mul, float sub) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (out[i] = expf(x[i] * mul - sub));
+    return (float)s;
+}
+
+lmp_expsum_fn lmp_train_expsum_best(void) {
+#if defined(__x86_64__)
+    const char *isa = lmp_kernels_best()->isa;  // the runtime's choice: CPU support and the LMP_ISA cap
+    if (strcmp(isa, "scalar") != 0) return lmp_train_expsum_avx2;
+#endif
+    return lmp_train_expsum_ref;
+}

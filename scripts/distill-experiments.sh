@@ -10,7 +10,7 @@
 # The healing runs are cut into pieces of at most PIECE seconds (default 280), each under /work/tools/timed when
 # it exists (the machine to itself), by SIGINT + --resume: the checkpoint makes the pieces one run (resume is
 # bit-identical), and the budget counts training time only (evaluations and model loading excluded, reported).
-# Needs `lmpress prune` (issue 10) for the healing runs; PRUNE=path/to/lmpress overrides the binary used for it.
+# Every training run goes through run_pieces. Needs `lmpress prune` (issue 10) for the healing runs; PRUNE=path/to/lmpress overrides the binary used for it.
 #
 #   scripts/distill-experiments.sh [kd-vs-ce] [heal-260k] [heal-smol]
 set -euo pipefail
@@ -87,10 +87,13 @@ for e in "${exps[@]}"; do
         s=$W/kd-student.lmp
         [ -f "$s" ] || say "$L" init --like "$teacher" --dim 48 --layers 4 --heads 6 --kv-heads 2 --ffn 128 --seed 1 -o "$s"
         for a in 0.5 0; do
-            rm -f "$W/kd-alpha$a.lmp" "$W/kd-alpha$a.lmp.ckpt"
-            say "$L" distill "$teacher" "$s" "$TRAIN" --steps 1500 --batch 8 --seq 256 --lr 3e-3 --min-lr 3e-4 \
-                --warmup 100 --alpha $a --temp 2 --eval "$VALID" --eval-every 250 --log "$W/kd-alpha$a.csv" \
-                -o "$W/kd-alpha$a.lmp" -q
+            echo "+ lmpress distill $teacher $s $TRAIN --steps ${KD_STEPS:-1500} --batch 8 --seq 256 --lr 3e-3" \
+                "--min-lr 3e-4 --warmup 100 --alpha $a --temp 2 --eval $VALID --eval-every 250 --log" \
+                "$W/kd-alpha$a.csv -o $W/kd-alpha$a.lmp (in pieces)" >&2
+            secs=$(run_pieces "$W/kd-alpha$a.lmp" "$teacher" "$s" "$TRAIN" --steps "${KD_STEPS:-1500}" --batch 8 \
+                --seq 256 --lr 3e-3 --min-lr 3e-4 --warmup 100 --alpha $a --temp 2 --eval "$VALID" --eval-every 250 \
+                --log "$W/kd-alpha$a.csv")
+            echo "kd-vs-ce alpha $a: $secs s" >&2
         done
         say "$L" plot-log "$W/kd-alpha0.5.csv" "$W/kd-alpha0.csv" -o "$W/kd-vs-ce.svg" \
             --title "same student and steps: alpha 0.5, T 2 against labels only"

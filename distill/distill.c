@@ -192,9 +192,12 @@ static lmp_status output_meta(const lmp_distill_params *p, const lmp_model *teac
                               const lmp_meta *hyper, lmp_meta **out) {
     lmp_meta *m = lmp_meta_clone(lmp_file_meta(student->file));
     if (!m) return LMP_E_NOMEM;
-    // a checkpoint given as the student carries run state that belongs to no output
-    for (size_t i = lmp_meta_count(m); i-- > 0;)
-        if (!strncmp(lmp_meta_at(m, i)->key, "distill.", 8)) lmp_meta_remove(m, lmp_meta_at(m, i)->key);
+    // the student's own distillation keys (or a checkpoint's run state) describe another run; how the student
+    // was initialised (distill.init*) stays true of the output
+    for (size_t i = lmp_meta_count(m); i-- > 0;) {
+        const char *k = lmp_meta_at(m, i)->key;
+        if (!strncmp(k, "distill.", 8) && strncmp(k, "distill.init", 12)) lmp_meta_remove(m, k);
+    }
     lmp_status st = LMP_OK;
     if (!student->tok) {
         const lmp_meta *tm = lmp_file_meta(teacher->file);

@@ -207,6 +207,21 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
     fi
 fi
 
+# ---- with two threads the resumed run also ends with the same bits (the same thread count) ----
+RUN2=(distill teacher.lmp student.lmp data.txt --steps 1500 --batch 2 --seq 16 --threads 2 --lr 3e-3 --warmup 20)
+if xok resume2-reference "${RUN2[@]}" -o ref2.lmp; then
+    "$LMPRESS" "${RUN2[@]}" --save-every 100 -o k2.lmp >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 400); do [ -f k2.lmp.ckpt ] && break; sleep 0.01; done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    if [ -e k2.lmp ]; then
+        skip "resume2-sigkill: the run finished before it could be killed"
+    elif xok resume2-after-sigkill "${RUN2[@]}" --save-every 100 --resume k2.lmp.ckpt -o k2.lmp; then
+        check resume2-sigkill-bitwise cmp -s <(tensors ref2.lmp) <(tensors k2.lmp)
+    fi
+fi
+
 # ---- plot-log bad input ----
 printf 'a,b\n1,2\n' >notlog.csv
 printf 'step,loss,kd,ce,lr,grad_norm,tok_s,tokens,eval_ppl\n1,2,3\n' >badrow.csv

@@ -5,6 +5,7 @@
 // It is a program, not library code: it prints, and exits on bad options.
 //
 //   bench_train --shape stories260K|smollm2 [--batch B] [--seq T] [--threads N] [--steps N] [--warmup N]
+//               [--recompute 1|-1|0]   (attention probabilities recomputed / kept / default rule)
 //   bench_train --dim D --layers L --heads H --kv-heads K --ffn F --vocab V [--untied] ...
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     lmp_synth_params sp = {64, 5, 8, 4, 172, 512, 512, 1, 1, NULL};  // stories260K's shape
-    int B = 8, T = 256, threads = 2, steps = 5, warmup = 1;
+    int B = 8, T = 256, threads = 2, steps = 5, warmup = 1, recompute = 0;
     const char *name = "stories260K";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -36,7 +37,7 @@ int main(int argc, char **argv) {
         }
         NUM("--batch", B) NUM("--seq", T) NUM("--threads", threads) NUM("--steps", steps) NUM("--warmup", warmup)
         NUM("--dim", sp.dim) NUM("--layers", sp.n_layers) NUM("--heads", sp.n_heads) NUM("--kv-heads", sp.n_kv_heads)
-        NUM("--ffn", sp.ffn) NUM("--vocab", sp.vocab)
+        NUM("--ffn", sp.ffn) NUM("--vocab", sp.vocab) NUM("--recompute", recompute)
         else if (!strcmp(a, "--untied")) sp.tied = 0;
         else { fprintf(stderr, "usage: see the comment at the top of bench/bench_train.c\n"); return 2; }
 #undef NUM
@@ -53,7 +54,7 @@ int main(int argc, char **argv) {
     }
     lmp_builder_free(b);
     lmp_pool *pool = lmp_pool_new(threads);
-    lmp_trainer_opts o = {B, T, threads, pool, 0};
+    lmp_trainer_opts o = {B, T, threads, pool, 0, recompute};
     lmp_trainer *t = NULL;
     if (lmp_trainer_new(m, &o, &t, &err)) {
         fprintf(stderr, "trainer: %s\n", err.msg);
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
     }
     qsort(dt, (size_t)steps, sizeof(double), cmp_double);
     double med = dt[steps / 2];
-    lmp_train_memory est = lmp_train_memory_estimate(m, B, T, 0), got = lmp_trainer_memory(t);
+    lmp_train_memory est = lmp_train_memory_estimate(m, B, T, recompute, 0), got = lmp_trainer_memory(t);
     printf("lmpress %s: %lld params, batch %d x seq %d, %d threads: %.1f ms/step (median of %d, min %.1f), "
            "%.0f tok/s, loss %.4f; memory %.1f MB (estimate %.1f MB)\n",
            name, (long long)lmp_trainer_n_params(t), B, T, threads, med * 1e3, steps, dt[0] * 1e3, B * T / med, l.ce,

@@ -325,12 +325,12 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
         st = lmp_err(err, LMP_E_NOMEM, "cannot start %d threads", p->n_threads);
         goto done;
     }
-    lmp_trainer_opts to = {p->batch, p->seq, p->n_threads, r.pool, 0};
+    lmp_trainer_opts to = {p->batch, p->seq, p->n_threads, r.pool, 0, 0};
     if ((st = lmp_trainer_new(r.student, &to, &r.t, err))) {
         lmp_err_prefix(err, st, "student '%s'", p->student_path);
         goto done;
     }
-    s->mem_estimate = lmp_train_memory_estimate(r.student, p->batch, p->seq, 0);
+    s->mem_estimate = lmp_train_memory_estimate(r.student, p->batch, p->seq, 0, 0);
     s->mem_allocated = lmp_trainer_memory(r.t);
     if (p->alpha > 0) {
         lmp_session_opts so = {p->seq, p->seq, p->n_threads, "cpu", r.pool};

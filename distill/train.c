@@ -24,7 +24,8 @@ typedef struct tlayer {
     float *q;      // (N, nh * hd) after RoPE
     float *k;      // (N, nkv * hd) after RoPE
     float *v;      // (N, nkv * hd)
-    float *P;      // (B, nh, T, T) attention probabilities
+    float *P;      // (B, nh, T, T) attention probabilities, or NULL when recomputed in backward
+    float *lse;    // (B, nh, T) their rows' log-sum-exp, when recomputed
     float *att;    // (N, nh * hd) attention output
     float *x_mid;  // (N, dim) residual after the attention block
     float *xn2;    // (N, dim) ffn_norm output
@@ -40,6 +41,7 @@ struct lmp_trainer {
     int dim, n_layers, hd, vocab, tied, rope_dim, neox;
     float eps;
     int B, T;
+    int recompute;  // attention probabilities rebuilt in backward (tlayer.lse) instead of kept (tlayer.P)
     int max_nh, max_nkv, max_ffn;
     int n_tensors;
     lmp_train_tensor *tensors;  // (n_tensors), in lmp_model_weight_at order
@@ -167,12 +169,18 @@ static void params_from_model(const lmp_trainer *t, const lmp_model *m, float *p
 
 // ---- memory account (docs/training.md) ----
 
-// Floats of activations kept per token for one layer, and of its backward scratch.
-static uint64_t layer_act_per_token(int dim, int hd, int nh, int nkv, int ffn, int T) {
-    return (uint64_t)3 * dim + 2 + 2ull * nh * hd + 2ull * nkv * hd + (uint64_t)nh * T + 3ull * ffn;
+int lmp_train_attn_recomputes(int seq, int attn_recompute) {
+    return attn_recompute > 0 || (attn_recompute == 0 && seq > LMP_TRAIN_RECOMPUTE_SEQ);
 }
 
-lmp_train_memory lmp_train_memory_estimate(const lmp_model *m, int B, int T, int device_teacher) {
+// Floats of activations kept per token for one layer (the attention probabilities: nh T, or nh row
+// log-sum-exps when recomputed).
+static uint64_t layer_act_per_token(int dim, int hd, int nh, int nkv, int ffn, int T, int recompute) {
+    return (uint64_t)3 * dim + 2 + 2ull * nh * hd + 2ull * nkv * hd + (uint64_t)nh * (recompute ? 1 : T) + 3ull * ffn;
+}
+
+lmp_train_memory lmp_train_memory_estimate(const lmp_model *m, int B, int T, int attn_recompute, int device_teacher) {
+    const int rc = lmp_train_attn_recomputes(T, attn_recompute);
     lmp_train_memory r = {0};
     const uint64_t N = (uint64_t)B * T, dim = (uint64_t)m->cfg.dim, hd = (uint64_t)m->cfg.head_dim;
     const uint64_t V = (uint64_t)m->cfg.vocab;
@@ -183,7 +191,7 @@ lmp_train_memory lmp_train_memory_estimate(const lmp_model *m, int B, int T, int
         const lmp_layer *L = &m->layers[l];
         np += 2 * dim + 2 * (uint64_t)L->n_heads * hd * dim + 2 * (uint64_t)L->n_kv_heads * hd * dim +
               3 * (uint64_t)L->ffn * dim;
-        act += N * (layer_act_per_token((int)dim, (int)hd, L->n_heads, L->n_kv_heads, L->ffn, T) + dim);  // + res[l]
+        act += N * (layer_act_per_token((int)dim, (int)hd, L->n_heads, L->n_kv_heads, L->ffn, T, rc) + dim);  // + res[l]
         max_nh = L->n_heads > max_nh ? L->n_heads : max_nh;
         max_nkv = L->n_kv_heads > max_nkv ? L->n_kv_heads : max_nkv;
         max_ffn = L->ffn > max_ffn ? L->ffn : max_ffn;
@@ -225,6 +233,7 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
     t->eps = c->rms_eps;
     t->B = B;
     t->T = T;
+    t->recompute = lmp_train_attn_recomputes(T, opts ? opts->attn_recompute : 0);
     t->layers = lmp_calloc((size_t)c->n_layers, sizeof(tlayer));
     t->tensors = lmp_calloc((size_t)c->n_layers * (2 + LMP_MAT_COUNT) + 3, sizeof(lmp_train_tensor));
     t->res = lmp_calloc((size_t)c->n_layers + 1, sizeof(float *));
@@ -253,7 +262,8 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
         L->q = balloc(t, N * L->nh * hd, &a->activations);
         L->k = balloc(t, N * L->nkv * hd, &a->activations);
         L->v = balloc(t, N * L->nkv * hd, &a->activations);
-        L->P = balloc(t, (size_t)B * L->nh * T * T, &a->activations);
+        if (t->recompute) L->lse = balloc(t, (size_t)B * L->nh * T, &a->activations);
+        else L->P = balloc(t, (size_t)B * L->nh * T * T, &a->activations);
         L->att = balloc(t, N * L->nh * hd, &a->activations);
         L->x_mid = balloc(t, N * dim, &a->activations);
         L->xn2 = balloc(t, N * dim, &a->activations);
@@ -291,7 +301,7 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
     float *hs = lmp_malloc((size_t)T * (c->rope_dim / 2) * sizeof(float) + 1);
     if (t->alloc_failed || !t->host_ce || !t->host_kd || !t->host_in || !t->host_lab || !hp || !hc || !hs) {
         lmp_free(hp), lmp_free(hc), lmp_free(hs);
-        uint64_t need = lmp_train_memory_estimate(m, B, T, !t->op->host_memory).total;
+        uint64_t need = lmp_train_memory_estimate(m, B, T, t->recompute ? 1 : -1, !t->op->host_memory).total;
         lmp_trainer_free(t);
         return lmp_err(err, LMP_E_NOMEM, "out of memory: training with batch %d x sequence %d needs %.1f MB", B, T,
                        need / 1e6);
@@ -316,7 +326,7 @@ void lmp_trainer_free(lmp_trainer *t) {
         for (int l = 0; t->res && l <= t->n_layers; l++) bfree(t, t->res[l]);
         for (int l = 0; t->layers && l < t->n_layers; l++) {
             tlayer *L = &t->layers[l];
-            void *bufs[] = {L->xn1, L->rstd1, L->q, L->k, L->v, L->P, L->att, L->x_mid, L->xn2, L->rstd2, L->g, L->u,
+            void *bufs[] = {L->xn1, L->rstd1, L->q, L->k, L->v, L->P, L->lse, L->att, L->x_mid, L->xn2, L->rstd2, L->g, L->u,
                             L->h};
             for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) bfree(t, bufs[i]);
         }
@@ -394,7 +404,7 @@ static void forward(lmp_trainer *t, int nb) {
         op->matmul_fwd(be, L->v, L->xn1, P + L->mat[LMP_MAT_V], N, dim, kd);
         op->rope_fwd(be, L->q, N, t->T, L->nh, hd, &rope);
         op->rope_fwd(be, L->k, N, t->T, L->nkv, hd, &rope);
-        op->attn_fwd(be, L->att, L->P, L->q, L->k, L->v, &ad);
+        op->attn_fwd(be, L->att, L->P, L->lse, L->q, L->k, L->v, &ad);
         op->matmul_fwd(be, L->x_mid, L->att, P + L->mat[LMP_MAT_O], N, qd, dim);
         op->add(be, L->x_mid, t->res[l], (size_t)N * dim);
         op->rmsnorm_fwd(be, L->xn2, L->rstd2, L->x_mid, P + L->ffn_norm, N, dim, t->eps);
@@ -455,7 +465,7 @@ static void backward(lmp_trainer *t, int nb) {
         op->zero(be, t->dq, (size_t)N * qd);
         op->zero(be, t->dk, (size_t)N * kd);
         op->zero(be, t->dv, (size_t)N * kd);
-        op->attn_bwd(be, t->dq, t->dk, t->dv, t->datt, L->q, L->k, L->v, L->P, &ad);
+        op->attn_bwd(be, t->dq, t->dk, t->dv, t->datt, L->q, L->k, L->v, L->P, L->lse, &ad);
         op->rope_bwd(be, t->dq, N, t->T, L->nh, hd, &rope);
         op->rope_bwd(be, t->dk, N, t->T, L->nkv, hd, &rope);
         op->zero(be, t->dxn, nd);
@@ -585,7 +595,7 @@ lmp_status lmp_train_grads_accumulate(const lmp_model *m, const int32_t *tokens,
     if (mode != LMP_GRAD_SUM && mode != LMP_GRAD_ABS_WG) return lmp_err(err, LMP_E_ARG, "unknown gradient mode %d", mode);
     if (batch <= 0) batch = 8;
     if (batch > n_seq) batch = n_seq;
-    lmp_trainer_opts o = {batch, seq_len - 1, n_threads, pool, 1};
+    lmp_trainer_opts o = {batch, seq_len - 1, n_threads, pool, 1, 0};
     lmp_trainer *t = NULL;
     lmp_status st = lmp_trainer_new(m, &o, &t, err);
     if (st) return st;

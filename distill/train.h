@@ -35,7 +35,14 @@ typedef struct lmp_trainer_opts {
     struct lmp_pool *pool;    // borrowed thread pool, or NULL
     int allow_convert;        // 1: accept f16/bf16/quantized weights, converted to f32 (gradient scoring);
                               // 0: refuse anything but f32 (training writes f32 weights back)
+    int attn_recompute;       // attention probabilities for backward: 1 recompute them from q, k and each row's
+                              // log-sum-exp (memory B nh T instead of B nh T^2 per layer, about 1/5 more attention
+                              // work); -1 keep them; 0 (default) recompute when seq > LMP_TRAIN_RECOMPUTE_SEQ
 } lmp_trainer_opts;
+
+#define LMP_TRAIN_RECOMPUTE_SEQ 512
+// Whether a trainer with these options recomputes attention probabilities (the rule of attn_recompute).
+int lmp_train_attn_recomputes(int seq, int attn_recompute);
 
 // One parameter tensor: its file name and shape, and where it lives in the flat buffers.
 typedef struct lmp_train_tensor {
@@ -78,7 +85,8 @@ void lmp_trainer_free(lmp_trainer *t);  // NULL is a no-op
 
 // The memory a step needs for this model, batch and sequence (the formula of docs/training.md), and what
 // the trainer actually allocated (the CLI prints both).
-lmp_train_memory lmp_train_memory_estimate(const lmp_model *m, int batch, int seq, int device_teacher);
+lmp_train_memory lmp_train_memory_estimate(const lmp_model *m, int batch, int seq, int attn_recompute,
+                                           int device_teacher);
 lmp_train_memory lmp_trainer_memory(const lmp_trainer *t);
 
 int lmp_trainer_n_tensors(const lmp_trainer *t);

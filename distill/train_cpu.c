@@ -269,13 +269,14 @@ static void cpu_rope_bwd(lmp_train_backend *b, float *dx, int n, int T, int n_he
 // ---- attention ----
 typedef struct {
     cpu_ctx *c;
-    float *out, *P, *dq, *dk, *dv;
-    const float *q, *k, *v, *dout, *Pin;
+    float *out, *P, *lse, *dq, *dk, *dv;
+    const float *q, *k, *v, *dout, *Pin, *lse_in;
     lmp_attn_dims d;
     atomic_int next;
 } attn_job;
 
-// Task t = (sequence b, head h): P rows [i0, i1) over keys [0, i1), then O = P V.
+// Task t = (sequence b, head h): probability rows [i0, i1) over keys [0, i1), then O = P V. The rows go to P (kept
+// for backward) or, in recompute mode, to this thread's scratch with only each row's log-sum-exp kept.
 static void attn_fwd_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     const lmp_attn_dims *d = &j->d;
@@ -283,6 +284,7 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
     const int qs = d->n_heads * hd, ks = d->n_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int tasks = d->B * d->n_heads;
+    float *tile = j->P ? NULL : j->c->scratch + (size_t)ith * j->c->scratch_per;  // (ATT_QB, T) recompute mode
     for (;;) {
         int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (t >= tasks) break;
@@ -291,31 +293,51 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
         const float *K = j->k + (size_t)b * T * ks + (size_t)kh * hd;  // (T, hd), stride ks
         const float *V = j->v + (size_t)b * T * ks + (size_t)kh * hd;
         float *O = j->out + (size_t)b * T * qs + (size_t)h * hd;
-        float *P = j->P + ((size_t)b * d->n_heads + h) * T * T;        // (T, T)
+        float *P = j->P ? j->P + ((size_t)b * d->n_heads + h) * T * T : NULL;  // (T, T)
+        float *lse = j->P ? NULL : j->lse + ((size_t)b * d->n_heads + h) * T;  // (T)
         for (int i0 = 0; i0 < T; i0 += ATT_QB) {
             const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, qb = i1 - i0;
-            float *S = P + (size_t)i0 * T;  // rows [i0, i1), stride T
+            float *S = P ? P + (size_t)i0 * T : tile;  // rows [i0, i1), stride T
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, i1, hd, scale, Q + (size_t)i0 * qs, qs, K, ks,
                         0.0f, S, T);
             for (int r = 0; r < qb; r++) {
                 float *s = S + (size_t)r * T;
                 const int valid = i0 + r + 1;  // causal: keys [0, valid)
-                lmp_ref_softmax(s, valid);
-                for (int u = valid; u < T; u++) s[u] = 0.0f;
+                if (lse) {
+                    float mx = s[0];
+                    for (int u = 1; u < valid; u++) mx = s[u] > mx ? s[u] : mx;
+                    const float sum = lmp_train_expsum_ref(s, s, valid, 1.0f, mx), inv = 1.0f / sum;
+                    for (int u = 0; u < valid; u++) s[u] *= inv;
+                    lse[i0 + r] = mx + logf(sum);
+                } else {
+                    lmp_ref_softmax(s, valid);
+                }
+                for (int u = valid; u < i1; u++) s[u] = 0.0f;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, i1, 1.0f, S, T, V, ks, 0.0f,
                         O + (size_t)i0 * qs, qs);
         }
+        if (P)  // the part above the last tile's keys, never written by a tile
+            for (int i0 = 0; i0 < T; i0 += ATT_QB) {
+                const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T;
+                for (int r = i0; r < i1; r++) memset(P + (size_t)r * T + i1, 0, (size_t)(T - i1) * sizeof(float));
+            }
     }
 }
 
-static void cpu_attn_fwd(lmp_train_backend *b, float *out, float *P, const float *q, const float *k, const float *v,
-                         const lmp_attn_dims *d) {
-    attn_job j = {C(b), out, P, NULL, NULL, NULL, q, k, v, NULL, NULL, *d, 0};
-    run_blas(C(b), attn_fwd_worker, &j, 2.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
+static void cpu_attn_fwd(lmp_train_backend *b, float *out, float *P, float *lse, const float *q, const float *k,
+                         const float *v, const lmp_attn_dims *d) {
+    cpu_ctx *c = C(b);
+    if (!P && !scratch_reserve(c, (size_t)ATT_QB * d->T)) {
+        fill_nan(out, (size_t)d->B * d->T * d->n_heads * d->hd);
+        return;
+    }
+    attn_job j = {c, out, P, lse, NULL, NULL, NULL, q, k, v, NULL, NULL, NULL, *d, 0};
+    run_blas(c, attn_fwd_worker, &j, 2.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
 }
 
-// Task t = (sequence b, KV head kh): all query heads of the group, so dK and dV of kh have one writer.
+// Task t = (sequence b, KV head kh): all query heads of the group, so dK and dV of kh have one writer. In recompute
+// mode each tile's probabilities are rebuilt from q, k and the row log-sum-exp: exp(q k^T / sqrt(hd) - lse).
 static void attn_bwd_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     const lmp_attn_dims *d = &j->d;
@@ -323,6 +345,7 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
     const int qs = d->n_heads * hd, ks = d->n_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     float *dS = j->c->scratch + (size_t)ith * j->c->scratch_per;  // (ATT_QB, T)
+    float *Pt = dS + (size_t)ATT_QB * T;                           // (ATT_QB, T) recomputed tile
     const int tasks = d->B * d->n_kv;
     for (;;) {
         int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
@@ -336,16 +359,33 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
             const float *Q = j->q + (size_t)b * T * qs + (size_t)h * hd;
             const float *dO = j->dout + (size_t)b * T * qs + (size_t)h * hd;
             float *dQ = j->dq + (size_t)b * T * qs + (size_t)h * hd;
-            const float *P = j->Pin + ((size_t)b * d->n_heads + h) * T * T;
+            const float *P = j->Pin ? j->Pin + ((size_t)b * d->n_heads + h) * T * T : NULL;
+            const float *lse = j->Pin ? NULL : j->lse_in + ((size_t)b * d->n_heads + h) * T;
             for (int i0 = 0; i0 < T; i0 += ATT_QB) {
                 const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, qb = i1 - i0;
-                const float *Pb = P + (size_t)i0 * T;  // (qb, i1), stride T
+                const float *Pb;  // (qb, i1), stride ldp
+                int ldp;
+                if (P) {
+                    Pb = P + (size_t)i0 * T;
+                    ldp = T;
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, i1, hd, scale, Q + (size_t)i0 * qs, qs, K,
+                                ks, 0.0f, Pt, i1);
+                    for (int r = 0; r < qb; r++) {
+                        float *p = Pt + (size_t)r * i1;
+                        const int valid = i0 + r + 1;
+                        lmp_train_expsum_ref(p, p, valid, 1.0f, lse[i0 + r]);
+                        for (int u = valid; u < i1; u++) p[u] = 0.0f;
+                    }
+                    Pb = Pt;
+                    ldp = i1;
+                }
                 // dP(qb, i1) = dO[i0:i1] V[0:i1]^T
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, i1, hd, 1.0f, dO + (size_t)i0 * qs, qs, V,
                             ks, 0.0f, dS, i1);
                 for (int r = 0; r < qb; r++) {
                     float *ds = dS + (size_t)r * i1;
-                    const float *p = Pb + (size_t)r * T;
+                    const float *p = Pb + (size_t)r * ldp;
                     const int valid = i0 + r + 1;
                     float dot = 0.0f;
                     for (int u = 0; u < valid; u++) dot += p[u] * ds[u];
@@ -353,7 +393,7 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
                     for (int u = valid; u < i1; u++) ds[u] = 0.0f;
                 }
                 // dV[0:i1] += P^T dO;  dQ[i0:i1] += dS K[0:i1];  dK[0:i1] += dS^T Q[i0:i1]
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, qb, 1.0f, Pb, T, dO + (size_t)i0 * qs,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, qb, 1.0f, Pb, ldp, dO + (size_t)i0 * qs,
                             qs, 1.0f, dV, ks);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, i1, 1.0f, dS, i1, K, ks, 1.0f,
                             dQ + (size_t)i0 * qs, qs);
@@ -365,14 +405,14 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
 }
 
 static void cpu_attn_bwd(lmp_train_backend *b, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                         const float *k, const float *v, const float *P, const lmp_attn_dims *d) {
+                         const float *k, const float *v, const float *P, const float *lse, const lmp_attn_dims *d) {
     cpu_ctx *c = C(b);
-    if (!scratch_reserve(c, (size_t)ATT_QB * d->T)) {
+    if (!scratch_reserve(c, (size_t)ATT_QB * d->T * (P ? 1 : 2))) {
         fill_nan(dq, (size_t)d->B * d->T * d->n_heads * d->hd);
         return;
     }
-    attn_job j = {c, NULL, NULL, dq, dk, dv, q, k, v, dout, P, *d, 0};
-    run_blas(c, attn_bwd_worker, &j, 4.0 * d->B * d->n_heads * (double)d->T * d->T * d->hd);
+    attn_job j = {c, NULL, NULL, NULL, dq, dk, dv, q, k, v, dout, P, lse, *d, 0};
+    run_blas(c, attn_bwd_worker, &j, (P ? 4.0 : 5.0) * d->B * d->n_heads * (double)d->T * d->T * d->hd);
 }
 
 // ---- swiglu ----

@@ -91,12 +91,14 @@ typedef struct lmp_train_ops {
     void (*rope_bwd)(lmp_train_backend *b, float *dx, int n, int T, int n_heads, int hd, const lmp_train_rope *r);
 
     // Causal grouped-query attention: q(n, nh * hd), k, v(n, nkv * hd), out(n, nh * hd); query head h reads
-    // key/value head h / (nh / nkv); scores scaled by 1/sqrt(hd). P(B, nh, T, T) receives the softmax
-    // probabilities (zero above the diagonal), kept for backward.
-    void (*attn_fwd)(lmp_train_backend *b, float *out, float *P, const float *q, const float *k, const float *v,
-                     const lmp_attn_dims *d);
+    // key/value head h / (nh / nkv); scores scaled by 1/sqrt(hd). Either P(B, nh, T, T) receives the softmax
+    // probabilities (zero above the diagonal), kept for backward, or (P NULL, recompute mode) lse(B, nh, T)
+    // receives each row's log-sum-exp and backward rebuilds the probabilities from q, k and lse (T times less
+    // memory, one more product).
+    void (*attn_fwd)(lmp_train_backend *b, float *out, float *P, float *lse, const float *q, const float *k,
+                     const float *v, const lmp_attn_dims *d);
     void (*attn_bwd)(lmp_train_backend *b, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                     const float *k, const float *v, const float *P, const lmp_attn_dims *d);
+                     const float *k, const float *v, const float *P, const float *lse, const lmp_attn_dims *d);
 
     // h[i] = silu(g[i]) * u[i]; backward dg += dh * u * silu'(g), du += dh * silu(g)
     void (*swiglu_fwd)(lmp_train_backend *b, float *h, const float *g, const float *u, size_t n);

@@ -121,7 +121,7 @@ static lmp_model *fixture_model(const fcfg *c) {
 
 static double rel(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1e-30); }
 
-static void fixture_grads(const char *key) {
+static void fixture_grads(const char *key, int recompute) {
     fcfg c;
     if (fixture_cfg(key, &c)) {
         CHECKF(0, "fixture model %s missing", key);
@@ -131,7 +131,7 @@ static void fixture_grads(const char *key) {
     CHECK(m != NULL);
     if (!m) return;
     CHECK(m->tied == c.tied);
-    lmp_trainer_opts o = {c.B, c.T, 2, NULL, 0};
+    lmp_trainer_opts o = {c.B, c.T, 2, NULL, 0, recompute};
     lmp_trainer *t = NULL;
     lmp_error err;
     CHECKF(lmp_trainer_new(m, &o, &t, &err) == LMP_OK, "%s", err.msg);
@@ -173,10 +173,10 @@ static void fixture_grads(const char *key) {
         checked++;
     }
     CHECK(checked == lmp_trainer_n_tensors(t));
-    fprintf(stderr, "model %s: loss %.7f (PyTorch %.7f), %d gradients, worst %.2e (%s)\n", key, l.loss, ref[0], checked,
-            worst, worst_name);
+    fprintf(stderr, "model %s (attention %s): loss %.7f (PyTorch %.7f), %d gradients, worst %.2e (%s)\n", key,
+            recompute > 0 ? "recomputed" : "kept", l.loss, ref[0], checked, worst, worst_name);
     // the memory the trainer allocated is the documented estimate
-    lmp_train_memory est = lmp_train_memory_estimate(m, c.B, c.T, 0), got = lmp_trainer_memory(t);
+    lmp_train_memory est = lmp_train_memory_estimate(m, c.B, c.T, recompute, 0), got = lmp_trainer_memory(t);
     CHECKF(est.total == got.total && est.activations == got.activations && est.backward == got.backward &&
                est.params == got.params && est.logits == got.logits,
            "memory estimate %llu (act %llu bwd %llu) vs allocated %llu (act %llu bwd %llu)",
@@ -191,7 +191,7 @@ static void fixture_adamw(const char *key) {
     if (fixture_cfg(key, &c)) return;
     lmp_model *m = fixture_model(&c);
     if (!m) return;
-    lmp_trainer_opts o = {c.B, c.T, 1, NULL, 0};
+    lmp_trainer_opts o = {c.B, c.T, 1, NULL, 0, 0};
     lmp_trainer *t = NULL;
     lmp_error err;
     CHECKF(lmp_trainer_new(m, &o, &t, &err) == LMP_OK, "%s", err.msg);
@@ -232,8 +232,10 @@ static void fixture_adamw(const char *key) {
 
 static void test_fixture_grads(void) {
     if (!n_arrs) SKIP("%s not readable", FIXTURE);
-    fixture_grads("A");
-    fixture_grads("B");
+    fixture_grads("A", -1);
+    fixture_grads("B", -1);
+    fixture_grads("A", 1);  // attention probabilities recomputed in backward
+    fixture_grads("B", 1);
 }
 
 static void test_fixture_adamw(void) {
@@ -244,7 +246,7 @@ static void test_fixture_adamw(void) {
 
 // The engine's logits against lmp_session_eval, sequence by sequence, on the same weights.
 static void forward_vs_session(lmp_model *m, int B, int T, const char *what) {
-    lmp_trainer_opts o = {B, T, 2, NULL, 0};
+    lmp_trainer_opts o = {B, T, 2, NULL, 0, 0};
     lmp_trainer *t = NULL;
     lmp_session *s = NULL;
     lmp_error err;
@@ -337,7 +339,7 @@ static void test_grads_accumulate(void) {
            err.msg);
     CHECKF(lmp_train_grads_accumulate(m, tok, S, L, S, LMP_GRAD_ABS_WG, NULL, 1, NULL, NULL, &ga, &err) == LMP_OK,
            "%s", err.msg);
-    lmp_trainer_opts o = {S, L - 1, 1, NULL, 0};
+    lmp_trainer_opts o = {S, L - 1, 1, NULL, 0, 0};
     lmp_trainer *t = NULL;
     CHECK(lmp_trainer_new(m, &o, &t, &err) == LMP_OK);
     if (t && gs.data && ga.data) {
@@ -370,7 +372,7 @@ static void test_grads_accumulate(void) {
 static void test_step_descends(void) {
     lmp_model *m = synth_model(32, 2, 4, 2, 64, 50, 32, 1, "neox");
     if (!m) return;
-    lmp_trainer_opts o = {2, 16, 2, NULL, 0};
+    lmp_trainer_opts o = {2, 16, 2, NULL, 0, 0};
     lmp_trainer *t = NULL;
     lmp_error err;
     CHECK(lmp_trainer_new(m, &o, &t, &err) == LMP_OK);

@@ -254,8 +254,13 @@ static void attn_case(lmp_attn_dims d, int do_fd) {
     lmp_tref_attn_bwd(dq, dk, dv, c.G, c.q, c.k, c.v, c.P, &d);
     float *fq = fcopy(c.q, NQ), *fk = fcopy(c.k, NK), *fv = fcopy(c.v, NK), *fG = fcopy(c.G, NQ);
     float *fo = fzero(NQ), *fP = fzero(NP), *fdq = fzero(NQ), *fdk = fzero(NK), *fdv = fzero(NK);
-    OPS->attn_fwd(BE, fo, fP, fq, fk, fv, &d);
-    OPS->attn_bwd(BE, fdq, fdk, fdv, fG, fq, fk, fv, fP, &d);
+    OPS->attn_fwd(BE, fo, fP, NULL, fq, fk, fv, &d);
+    OPS->attn_bwd(BE, fdq, fdk, fdv, fG, fq, fk, fv, fP, NULL, &d);
+    // recompute mode: only the rows' log-sum-exp kept, probabilities rebuilt in backward
+    float *ro = fzero(NQ), *rl = fzero((size_t)d.B * d.n_heads * d.T), *rdq = fzero(NQ), *rdk = fzero(NK),
+          *rdv = fzero(NK);
+    OPS->attn_fwd(BE, ro, NULL, rl, fq, fk, fv, &d);
+    OPS->attn_bwd(BE, rdq, rdk, rdv, fG, fq, fk, fv, NULL, rl, &d);
     int K = d.T + d.hd;
     CHECKF(rel_err_f(fo, c.out, NQ) < tol_f32(K), "attn fwd (B%d T%d nh%d nkv%d hd%d) err %g", d.B, d.T, d.n_heads,
            d.n_kv, d.hd, rel_err_f(fo, c.out, NQ));
@@ -263,6 +268,11 @@ static void attn_case(lmp_attn_dims d, int do_fd) {
     CHECKF(rel_err_f(fdq, dq, NQ) < tol_f32(2 * K), "attn dq err %g", rel_err_f(fdq, dq, NQ));
     CHECKF(rel_err_f(fdk, dk, NK) < tol_f32(2 * K), "attn dk err %g", rel_err_f(fdk, dk, NK));
     CHECKF(rel_err_f(fdv, dv, NK) < tol_f32(2 * K), "attn dv err %g", rel_err_f(fdv, dv, NK));
+    CHECKF(rel_err_f(ro, c.out, NQ) < tol_f32(K), "attn (recompute) fwd err %g", rel_err_f(ro, c.out, NQ));
+    CHECKF(rel_err_f(rdq, dq, NQ) < tol_f32(2 * K), "attn (recompute) dq err %g", rel_err_f(rdq, dq, NQ));
+    CHECKF(rel_err_f(rdk, dk, NK) < tol_f32(2 * K), "attn (recompute) dk err %g", rel_err_f(rdk, dk, NK));
+    CHECKF(rel_err_f(rdv, dv, NK) < tol_f32(2 * K), "attn (recompute) dv err %g", rel_err_f(rdv, dv, NK));
+    free(ro), free(rl), free(rdq), free(rdk), free(rdv);
     if (do_fd) {
         double *gq = dzero(NQ), *gk = dzero(NK), *gv = dzero(NK);
         fd_grad(c.q, NQ, attn_f, &c, gq);

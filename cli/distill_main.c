@@ -41,7 +41,7 @@ static const char *HELP =
     "  --eval-ctx N         evaluation chunk length (default min(context, 512))\n"
     "  --log FILE.csv       one CSV row per step (step,loss,kd,ce,lr,grad_norm,tok_s,tokens,eval_ppl)\n"
     "  --tokenizer FILE     llama2.c tokenizer.bin for .bin inputs\n"
-    "  -f, --force          replace an existing OUT (and checkpoint)\n"
+    "  -f, --force          replace an existing OUT, checkpoint and log\n"
     "  -q, --quiet / -v, --verbose\n"
     "  -h, --help\n"
     "The output is an f32 .lmp with distill.* provenance; Ctrl-C writes a checkpoint and stops.\n";
@@ -242,13 +242,13 @@ int cli_distill_main(int argc, char **argv) {
             if (outs[k] && (!strcmp(outs[k], outs[o]) || cli_same_file(outs[k], outs[o])))
                 return cli_usage_error(cmd, "%s '%s' is also the %s; choose another name", out_what[o], outs[o],
                                        out_what[k]);
-        if (cli_check_output(cmd, outs[o])) return 1;
+        // the checkpoint may be the one resumed from, and a resumed run continues its log
+        int may_exist = force || (p.resume_path && (o == 1 ? cli_same_file(p.resume_path, outs[o]) : o == 2));
+        if (o == 1 && !may_exist && file_exists(outs[o]))
+            return cli_usage_error(cmd, "checkpoint '%s' exists; use --resume %s to continue or -f to replace it",
+                                   outs[o], outs[o]);
+        if (cli_check_output(cmd, outs[o], may_exist)) return 1;
     }
-    if (!force && file_exists(p.out_path))
-        return cli_usage_error(cmd, "output '%s' exists; use -f to replace it", p.out_path);
-    if (!force && file_exists(p.ckpt_path) && !(p.resume_path && cli_same_file(p.resume_path, p.ckpt_path)))
-        return cli_usage_error(cmd, "checkpoint '%s' exists; use --resume %s to continue or -f to replace it",
-                               p.ckpt_path, p.ckpt_path);
 
     cli_state cs = {0};
     cs.tty = isatty(2);
@@ -361,8 +361,7 @@ int cli_init_main(int argc, char **argv) {
     if (cli_check_input(cmd, like)) return 1;
     if (io.tokenizer_path && cli_check_input(cmd, io.tokenizer_path)) return 1;
     if (cli_check_clobber(cmd, like, io.tokenizer_path, out)) return 2;
-    if (cli_check_output(cmd, out)) return 1;
-    if (!force && file_exists(out)) return cli_usage_error(cmd, "output '%s' exists; use -f to replace it", out);
+    if (cli_check_output(cmd, out, force)) return 1;
     lmp_error err = {0};
     lmp_model *t = NULL;
     if (lmp_model_load(like, &io, &t, &err)) return cli_fail(&err);

@@ -126,20 +126,22 @@ static int read_log(const char *path, curve *c) {
 }
 
 static const char *HELP =
-    "usage: lmpress plot-log FILE.csv... -o curve.svg [--title TEXT]\n"
+    "usage: lmpress plot-log FILE.csv... -o curve.svg [--title TEXT] [-f]\n"
     "Plots the CE (solid) and KD (dashed) training losses of one or more 'lmpress distill --log' files, and their\n"
     "held-out perplexity (or the learning rate when no file has evaluations), as an SVG chart.\n";
 
 int cli_plotlog_main(int argc, char **argv) {
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"title", required_argument, 0, 'T'},
+                                         {"force", no_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *out = NULL, *title = "training curves", *cmd = "plot-log";
-    int c;
-    while ((c = cli_getopt(cmd, argc, argv, "o:h", opts)) != -1) {
+    int c, force = 0;
+    while ((c = cli_getopt(cmd, argc, argv, "o:fh", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case 'f': force = 1; break;
         case 'T': title = optarg; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: return 2;
@@ -154,7 +156,7 @@ int cli_plotlog_main(int argc, char **argv) {
         if (cli_same_file(argv[optind + i], out))
             return cli_usage_error(cmd, "output '%s' is the input '%s'; choose another name", out, argv[optind + i]);
     }
-    if (cli_check_output(cmd, out)) return 1;
+    if (cli_check_output(cmd, out, force)) return 1;
     curve cv[MAX_FILES] = {0};
     int rc = 0, any_ppl = 0;
     for (int i = 0; i < nf && !rc; i++) {

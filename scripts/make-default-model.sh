@@ -10,20 +10,21 @@
 #   4. `lmpress distill` on ../shared/data/tinystories/train.txt (alpha 0.5, temperature 2), then eval-ppl of the
 #      teacher and the student on valid.txt and on the evaluation text.
 #
-# The output is deterministic for a given build (one thread): the same commands give the same bytes.
+# The output is deterministic for a given build and thread count (2 here): the same commands give the same bytes.
 #   scripts/make-default-model.sh            (writes models/default.lmp and models/default-eval.txt)
 set -euo pipefail
 BUILD=${BUILD:-build}
 SHARED=${SHARED:-../shared}
 L=${LMPRESS:-$BUILD/lmpress}
 OUT=${OUT:-models}
-STEPS=${STEPS:-4000}
+STEPS=${STEPS:-3000}
 EVAL_STORIES=${EVAL_STORIES:-60}
 W=$BUILD/default-model
 mkdir -p "$W" "$OUT"
 [ -x "$L" ] || make -s "$L"
 
 teacher=$W/stories260K.lmp
+rm -f "$teacher" "$W/default.csv" "$W/default.svg"
 "$L" import "$SHARED/models/stories260K/stories260K.bin" -o "$teacher"
 
 echo "== evaluation text: $EVAL_STORIES stories sampled from the teacher"
@@ -41,7 +42,7 @@ rm -f "$W/student.lmp"
 echo "== distill ($STEPS steps)"
 rm -f "$W/default.lmp" "$W/default.lmp.ckpt"
 "$L" distill "$teacher" "$W/student.lmp" "$SHARED/data/tinystories/train.txt" --steps "$STEPS" --batch 8 --seq 256 \
-    --lr 3e-3 --min-lr 1e-4 --warmup 200 --weight-decay 0.1 --alpha 0.5 --temp 2 --seed 1 --threads 1 \
+    --lr 3e-3 --min-lr 1e-4 --warmup 200 --weight-decay 0.1 --alpha 0.5 --temp 2 --seed 1 --threads 2 \
     --eval "$SHARED/data/tinystories/valid.txt" --eval-every 500 --eval-chunks 40 --log "$W/default.csv" \
     --save-every 500 -o "$W/default.lmp"
 "$L" plot-log "$W/default.csv" -o "$W/default.svg" --title "models/default.lmp: distilled from stories260K"

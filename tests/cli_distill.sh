@@ -42,7 +42,7 @@ odd-head-dim|head dimension 3 .* must be even|--like teacher.lmp --dim 12 --head
 dim-abc|--dim expects an integer|--like teacher.lmp --dim abc -o x.lmp
 missing-teacher|cannot open 'nope.lmp'|--like nope.lmp -o x.lmp
 output-is-teacher|output 'teacher.lmp' is the input|--like teacher.lmp -o teacher.lmp
-output-exists|output 'student.lmp' exists; use -f|--like teacher.lmp -o student.lmp
+output-exists|output 'student.lmp' exists \(use -f/--force to overwrite\)|--like teacher.lmp -o student.lmp
 EOF
 
 D=(distill teacher.lmp student.lmp data.txt --steps 8 --batch 2 --seq 16 --threads 1)
@@ -72,7 +72,8 @@ ckpt-is-data|checkpoint 'data.txt' is the data file|--ckpt data.txt -o x.lmp
 ckpt-is-teacher|checkpoint 'teacher.lmp' is the teacher|--ckpt teacher.lmp -o x.lmp
 log-is-student|log 'student.lmp' is the student|--log student.lmp -o x.lmp
 log-is-output|log 'x.lmp' is also the output|--log x.lmp -o x.lmp
-output-exists|output 'wide.lmp' exists; use -f to replace it|-o wide.lmp
+output-exists|output 'wide.lmp' exists \(use -f/--force to overwrite\)|-o wide.lmp
+log-exists|output 'wide.lmp' exists \(use -f/--force|--log wide.lmp -o x.lmp
 output-missing-dir|directory 'nowhere' does not exist|-o nowhere/x.lmp
 seq-above-ctx|--seq 100 exceeds the context of the student \(64\)|--seq 100 -o x.lmp
 EOF

@@ -252,8 +252,10 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
     lmp_train_memory *a = &t->mem;
     t->params = balloc(t, t->n_params, &a->params);
     t->grads = balloc(t, t->n_params, &a->grads);
-    t->m = balloc(t, t->n_params, &a->adam);
-    t->v = balloc(t, t->n_params, &a->adam);
+    if (!(opts && opts->grads_only)) {
+        t->m = balloc(t, t->n_params, &a->adam);
+        t->v = balloc(t, t->n_params, &a->adam);
+    }
     for (int l = 0; l <= c->n_layers && !t->alloc_failed; l++) t->res[l] = balloc(t, N * dim, &a->activations);
     for (int l = 0; l < c->n_layers && !t->alloc_failed; l++) {
         tlayer *L = &t->layers[l];
@@ -313,8 +315,8 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
     t->op->from_host(t->be, t->sin_tab, hs, (size_t)T * (c->rope_dim / 2) * sizeof(float));
     lmp_free(hp), lmp_free(hc), lmp_free(hs);
     t->op->zero(t->be, t->grads, t->n_params);
-    t->op->zero(t->be, t->m, t->n_params);
-    t->op->zero(t->be, t->v, t->n_params);
+    if (t->m) t->op->zero(t->be, t->m, t->n_params);
+    if (t->v) t->op->zero(t->be, t->v, t->n_params);
     *out = t;
     return LMP_OK;
 }
@@ -371,9 +373,11 @@ static float *buf_of(lmp_trainer *t, int which) {
     return which == 0 ? t->params : which == 1 ? t->grads : which == 2 ? t->m : t->v;
 }
 void lmp_trainer_copy_out(lmp_trainer *t, int which, float *host) {
+    if (!buf_of(t, which)) return;
     t->op->to_host(t->be, host, buf_of(t, which), t->n_params * sizeof(float));
 }
 void lmp_trainer_copy_in(lmp_trainer *t, int which, const float *host) {
+    if (!buf_of(t, which)) return;
     t->op->from_host(t->be, buf_of(t, which), host, t->n_params * sizeof(float));
 }
 
@@ -542,6 +546,7 @@ float lmp_lr_schedule(int64_t s, int64_t total, int64_t warmup, float lr, float 
 }
 
 void lmp_trainer_adamw(lmp_trainer *t, const lmp_adamw_params *p, float lr, double grad_norm) {
+    if (!t->m) return;  // grads_only
     t->step++;
     float gscale = 1.0f;
     if (p->clip > 0) {
@@ -595,7 +600,7 @@ lmp_status lmp_train_grads_accumulate(const lmp_model *m, const int32_t *tokens,
     if (mode != LMP_GRAD_SUM && mode != LMP_GRAD_ABS_WG) return lmp_err(err, LMP_E_ARG, "unknown gradient mode %d", mode);
     if (batch <= 0) batch = 8;
     if (batch > n_seq) batch = n_seq;
-    lmp_trainer_opts o = {batch, seq_len - 1, n_threads, pool, 1, 0};
+    lmp_trainer_opts o = {batch, seq_len - 1, n_threads, pool, 1, 0, 1};
     lmp_trainer *t = NULL;
     lmp_status st = lmp_trainer_new(m, &o, &t, err);
     if (st) return st;

@@ -38,6 +38,7 @@ typedef struct lmp_trainer_opts {
     int attn_recompute;       // attention probabilities for backward: 1 recompute them from q, k and each row's
                               // log-sum-exp (memory B nh T instead of B nh T^2 per layer, about 1/5 more attention
                               // work); -1 keep them; 0 (default) recompute when seq > LMP_TRAIN_RECOMPUTE_SEQ
+    int grads_only;           // 1: no AdamW moments (gradients only, e.g. scoring; lmp_trainer_adamw refuses)
 } lmp_trainer_opts;
 
 #define LMP_TRAIN_RECOMPUTE_SEQ 512
@@ -84,7 +85,7 @@ lmp_status lmp_trainer_new(const lmp_model *m, const lmp_trainer_opts *opts, lmp
 void lmp_trainer_free(lmp_trainer *t);  // NULL is a no-op
 
 // The memory a step needs for this model, batch and sequence (the formula of docs/training.md), and what
-// the trainer actually allocated (the CLI prints both).
+// the trainer actually allocated (the CLI prints both; a grads_only trainer has no AdamW part).
 lmp_train_memory lmp_train_memory_estimate(const lmp_model *m, int batch, int seq, int attn_recompute,
                                            int device_teacher);
 lmp_train_memory lmp_trainer_memory(const lmp_trainer *t);
@@ -94,7 +95,7 @@ const lmp_train_tensor *lmp_trainer_tensor(const lmp_trainer *t, int i);
 const lmp_train_tensor *lmp_trainer_tensor_find(const lmp_trainer *t, const char *name);  // NULL if none
 size_t lmp_trainer_n_params(const lmp_trainer *t);
 // The flat buffers (n_params floats each). Host memory on the CPU backend; use the copy functions below
-// for code that must also work with a device backend.
+// for code that must also work with a device backend. The moments are NULL on a grads_only trainer.
 float *lmp_trainer_params(lmp_trainer *t);
 float *lmp_trainer_grads(lmp_trainer *t);
 float *lmp_trainer_adam_m(lmp_trainer *t);
@@ -118,7 +119,7 @@ lmp_status lmp_trainer_grad(lmp_trainer *t, const int32_t *tokens, const float *
 void lmp_trainer_zero_grad(lmp_trainer *t);
 // sqrt of the sum of squares of all gradients
 double lmp_trainer_grad_norm(lmp_trainer *t);
-// One AdamW step with learning rate lr: gradients scaled by min(1, clip / (grad_norm + 1e-6)) first (as
+// One AdamW step with learning rate lr (a no-op on a grads_only trainer): gradients scaled by min(1, clip / (grad_norm + 1e-6)) first (as
 // torch.nn.utils.clip_grad_norm_), weight decay on tensors with decay set. Increments the step counter.
 void lmp_trainer_adamw(lmp_trainer *t, const lmp_adamw_params *p, float lr, double grad_norm);
 int64_t lmp_trainer_step(const lmp_trainer *t);  // AdamW steps taken

@@ -119,8 +119,9 @@ lmp_status lmp_trainer_grad(lmp_trainer *t, const int32_t *tokens, const float *
 void lmp_trainer_zero_grad(lmp_trainer *t);
 // sqrt of the sum of squares of all gradients
 double lmp_trainer_grad_norm(lmp_trainer *t);
-// One AdamW step with learning rate lr (a no-op on a grads_only trainer): gradients scaled by min(1, clip / (grad_norm + 1e-6)) first (as
+// One AdamW step with learning rate lr: gradients scaled by min(1, clip / (grad_norm + 1e-6)) first (as
 // torch.nn.utils.clip_grad_norm_), weight decay on tensors with decay set. Increments the step counter.
+// A no-op on a grads_only trainer.
 void lmp_trainer_adamw(lmp_trainer *t, const lmp_adamw_params *p, float lr, double grad_norm);
 int64_t lmp_trainer_step(const lmp_trainer *t);  // AdamW steps taken
 

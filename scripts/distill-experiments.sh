@@ -36,8 +36,12 @@ say() { echo "+ $*" >&2; "$@"; }
 run_pieces() {
     local out=$1
     shift
-    local ck=$out.ckpt spent=0 t0 rc resume=()
+    local ck=$out.ckpt spent=0 t0 rc resume=() a prev=
     rm -f "$out" "$ck"
+    for a in "$@"; do  # a new run starts a new log
+        [ "$prev" = --log ] && rm -f "$a"
+        prev=$a
+    done
     while :; do
         t0=$(date +%s.%N)
         set +e
@@ -63,7 +67,8 @@ step_seconds() {
 heal() { # NAME TEACHER BUDGET_MINUTES BATCH SEQ LR EVAL_CHUNKS
     local name=$1 t=$2 minutes=$3 B=$4 T=$5 lr=$6 chunks=$7
     local pruned=$W/$name-pruned.lmp healed=$W/$name-healed.lmp
-    [ -f "$pruned" ] || say "$PRUNE" prune "$t" --ratio 0.3 --score activation --calib "$TRAIN" -o "$pruned"
+    [ -f "$pruned" ] || say "$PRUNE" prune "$t" --structured --ratio 0.3 --score activation --calib "$TRAIN" \
+        -o "$pruned"
     local common=("$t" "$pruned" "$TRAIN" --batch "$B" --seq "$T" --lr "$lr" --min-lr "$(echo "$lr / 10" | bc -l)"
                   --alpha 0.5 --temp 2 --weight-decay 0 --seed 1)
     local sps steps
@@ -78,6 +83,7 @@ heal() { # NAME TEACHER BUDGET_MINUTES BATCH SEQ LR EVAL_CHUNKS
         END { gap = ppl[2] - ppl[1]; rec = ppl[2] - ppl[3];
               printf "%s: teacher %.4f, pruned %.4f, healed %.4f: %.1f %% of the gap recovered\n", name, ppl[1], ppl[2],
                      ppl[3], 100 * rec / gap }' "$W/$name-eval.txt"
+    rm -f "$W/$name-heal.svg"
     "$L" plot-log "$W/$name-heal.csv" -o "$W/$name-heal.svg" --title "$name: healing after 30 % pruning"
 }
 
@@ -95,6 +101,7 @@ for e in "${exps[@]}"; do
                 --log "$W/kd-alpha$a.csv")
             echo "kd-vs-ce alpha $a: $secs s" >&2
         done
+        rm -f "$W/kd-vs-ce.svg"
         say "$L" plot-log "$W/kd-alpha0.5.csv" "$W/kd-alpha0.csv" -o "$W/kd-vs-ce.svg" \
             --title "same student and steps: alpha 0.5, T 2 against labels only"
         say "$L" eval-ppl "$teacher" "$W/kd-alpha0.5.lmp" "$W/kd-alpha0.lmp" --data "$VALID" | tee "$W/kd-eval.txt"

@@ -18,7 +18,7 @@ void lmp_distill_params_default(lmp_distill_params *p) {
     memset(p, 0, sizeof *p);
     p->steps = 1000;
     p->batch = 8;
-    p->seq = 256;
+    p->seq = 0;  // min(student context, teacher context, 512): the positions eval-ppl scores
     p->lr = 1e-3f;
     p->min_lr = 1e-4f;
     p->warmup = 50;
@@ -257,7 +257,8 @@ static lmp_status check_params(const lmp_distill_params *p, lmp_error *err) {
     if (!p->teacher_path || !p->student_path || !p->data_path || !p->out_path)
         return lmp_err(err, LMP_E_ARG, "teacher, student, data and output paths are required");
     if (p->steps < 1) return lmp_err(err, LMP_E_ARG, "steps %lld must be >= 1", (long long)p->steps);
-    if (p->batch < 1 || p->seq < 2) return lmp_err(err, LMP_E_ARG, "batch %d / seq %d out of range", p->batch, p->seq);
+    if (p->batch < 1 || p->seq == 1 || p->seq < 0)
+        return lmp_err(err, LMP_E_ARG, "batch %d / seq %d out of range", p->batch, p->seq);
     if (!(p->lr > 0) || !(p->min_lr >= 0) || p->min_lr > p->lr)
         return lmp_err(err, LMP_E_ARG, "learning rates lr %g / min-lr %g out of range", p->lr, p->min_lr);
     if (p->warmup < 0) return lmp_err(err, LMP_E_ARG, "warmup %lld < 0", (long long)p->warmup);
@@ -266,9 +267,10 @@ static lmp_status check_params(const lmp_distill_params *p, lmp_error *err) {
     return LMP_OK;
 }
 
-lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_error *err) {
+lmp_status lmp_distill(const lmp_distill_params *params, lmp_distill_summary *s, lmp_error *err) {
     memset(s, 0, sizeof *s);
     s->ckpt_step = -1;
+    lmp_distill_params pp = *params, *p = &pp;  // seq 0 is resolved once the models are known
     lmp_status st = check_params(p, err);
     if (st) return st;
     const double t0 = lmp_time_now();
@@ -300,6 +302,14 @@ lmp_status lmp_distill(const lmp_distill_params *p, lmp_distill_summary *s, lmp_
         goto done;
     }
     if ((st = same_tokenizer(r.teacher, r.student, err))) goto done;
+    if (p->seq <= 0) {
+        p->seq = r.student->cfg.ctx < r.teacher->cfg.ctx ? r.student->cfg.ctx : r.teacher->cfg.ctx;
+        if (p->seq > 512) p->seq = 512;
+        if (p->seq < 2) {
+            st = lmp_err(err, LMP_E_ARG, "the models' context of %d positions is too short to train on", p->seq);
+            goto done;
+        }
+    }
     if (p->seq > r.student->cfg.ctx || p->seq > r.teacher->cfg.ctx) {
         st = lmp_err(err, LMP_E_ARG, "--seq %d exceeds the context of the %s (%d)", p->seq,
                      p->seq > r.student->cfg.ctx ? "student" : "teacher",

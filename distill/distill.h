@@ -38,7 +38,8 @@ typedef struct lmp_distill_params {
     const char *teacher_path, *student_path, *data_path, *out_path;
     const lmp_import_opts *import;  // for non-.lmp inputs (tokenizer of a llama2.c checkpoint); may be NULL
     int64_t steps;                  // AdamW steps in total (a resumed run continues to this count)
-    int batch, seq;                 // sequences per step, tokens per sequence
+    int batch, seq;                 // sequences per step, tokens per sequence (seq 0: min(student context,
+                                    // teacher context, 512), the positions eval-ppl scores)
     float lr, min_lr;
     int64_t warmup;                 // linear warmup steps
     float weight_decay, clip;       // decoupled decay on matrices; global gradient-norm clip (<= 0: off)

@@ -93,11 +93,11 @@ for e in "${exps[@]}"; do
         s=$W/kd-student.lmp
         [ -f "$s" ] || say "$L" init --like "$teacher" --dim 48 --layers 4 --heads 6 --kv-heads 2 --ffn 128 --seed 1 -o "$s"
         for a in 0.5 0; do
-            echo "+ lmpress distill $teacher $s $TRAIN --steps ${KD_STEPS:-1500} --batch 8 --seq 256 --lr 3e-3" \
+            echo "+ lmpress distill $teacher $s $TRAIN --steps ${KD_STEPS:-1500} --batch 4 --seq 512 --lr 3e-3" \
                 "--min-lr 3e-4 --warmup 100 --alpha $a --temp 2 --eval $VALID --eval-every 250 --log" \
                 "$W/kd-alpha$a.csv -o $W/kd-alpha$a.lmp (in pieces)" >&2
-            secs=$(run_pieces "$W/kd-alpha$a.lmp" "$teacher" "$s" "$TRAIN" --steps "${KD_STEPS:-1500}" --batch 8 \
-                --seq 256 --lr 3e-3 --min-lr 3e-4 --warmup 100 --alpha $a --temp 2 --eval "$VALID" --eval-every 250 \
+            secs=$(run_pieces "$W/kd-alpha$a.lmp" "$teacher" "$s" "$TRAIN" --steps "${KD_STEPS:-1500}" --batch 4 \
+                --seq 512 --lr 3e-3 --min-lr 3e-4 --warmup 100 --alpha $a --temp 2 --eval "$VALID" --eval-every 250 \
                 --log "$W/kd-alpha$a.csv")
             echo "kd-vs-ce alpha $a: $secs s" >&2
         done
@@ -106,8 +106,8 @@ for e in "${exps[@]}"; do
             --title "same student and steps: alpha 0.5, T 2 against labels only"
         say "$L" eval-ppl "$teacher" "$W/kd-alpha0.5.lmp" "$W/kd-alpha0.lmp" --data "$VALID" | tee "$W/kd-eval.txt"
         ;;
-    heal-260k) heal heal-260k "$teacher" "${HEAL_MINUTES:-10}" 8 256 2e-3 "" ;;
-    heal-smol) heal heal-smol models/smollm2-135m-f32.lmp "${HEAL_SMOL_MINUTES:-30}" 4 256 2e-4 40 ;;
+    heal-260k) heal heal-260k "$teacher" "${HEAL_MINUTES:-10}" 4 512 2e-3 "" ;;
+    heal-smol) heal heal-smol models/smollm2-135m-f32.lmp "${HEAL_SMOL_MINUTES:-30}" 2 512 2e-4 40 ;;
     *) echo "unknown experiment $e" >&2; exit 2 ;;
     esac
 done

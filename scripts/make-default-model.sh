@@ -41,7 +41,7 @@ rm -f "$W/student.lmp"
 
 echo "== distill ($STEPS steps)"
 rm -f "$W/default.lmp" "$W/default.lmp.ckpt"
-"$L" distill "$teacher" "$W/student.lmp" "$SHARED/data/tinystories/train.txt" --steps "$STEPS" --batch 8 --seq 256 \
+"$L" distill "$teacher" "$W/student.lmp" "$SHARED/data/tinystories/train.txt" --steps "$STEPS" --batch 4 --seq 512 \
     --lr 3e-3 --min-lr 1e-4 --warmup 200 --weight-decay 0.1 --alpha 0.5 --temp 2 --seed 1 --threads 2 \
     --eval "$SHARED/data/tinystories/valid.txt" --eval-every 500 --eval-chunks 40 --log "$W/default.csv" \
     --save-every 500 -o "$W/default.lmp"

@@ -121,6 +121,11 @@ if xok distill-run distill teacher-q8.lmp student.lmp data.txt --steps 30 --batc
     check ckpt-loads bash -c "'$LMPRESS' run run.lmp.ckpt -p a -n 2 --temp 0 >/dev/null 2>&1"
 fi
 
+# ---- --seq defaults to min(context, 512) ----
+if xok distill-default-seq distill teacher.lmp student.lmp data.txt --steps 2 --batch 1 --threads 1 -o seqdef.lmp; then
+    check default-seq-64 grep -qE '^  distill.seq +64$' <("$LMPRESS" info seqdef.lmp --no-tensors)
+fi
+
 # ---- checkpoints that do not fit or are damaged ----
 if [ -f run.lmp.ckpt ]; then
     cp run.lmp.ckpt good.ckpt
@@ -178,7 +183,7 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
     # SIGKILL once the first checkpoint exists
     "$LMPRESS" "${RUN[@]}" --save-every 100 -o k.lmp >/dev/null 2>&1 &
     pid=$!
-    for _ in $(seq 400); do [ -f k.lmp.ckpt ] && break; sleep 0.01; done
+    for _ in $(seq 3000); do [ -f k.lmp.ckpt ] && break; sleep 0.01; done  # a loaded machine may take a while
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
     if [ -e k.lmp ]; then
@@ -213,11 +218,13 @@ RUN2=(distill teacher.lmp student.lmp data.txt --steps 1500 --batch 2 --seq 16 -
 if xok resume2-reference "${RUN2[@]}" -o ref2.lmp; then
     "$LMPRESS" "${RUN2[@]}" --save-every 100 -o k2.lmp >/dev/null 2>&1 &
     pid=$!
-    for _ in $(seq 400); do [ -f k2.lmp.ckpt ] && break; sleep 0.01; done
+    for _ in $(seq 3000); do [ -f k2.lmp.ckpt ] && break; sleep 0.01; done
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
     if [ -e k2.lmp ]; then
         skip "resume2-sigkill: the run finished before it could be killed"
+    elif [ ! -f k2.lmp.ckpt ]; then
+        bad resume2-sigkill "no checkpoint after 30 s"
     elif xok resume2-after-sigkill "${RUN2[@]}" --save-every 100 --resume k2.lmp.ckpt -o k2.lmp; then
         check resume2-sigkill-bitwise cmp -s <(tensors ref2.lmp) <(tensors k2.lmp)
     fi

@@ -48,7 +48,7 @@ run_pieces() {
         $TIMED timeout -s INT "$PIECE" "$L" distill "$@" "${resume[@]}" -o "$out" -q
         rc=$?
         set -e
-        spent=$(echo "$spent + $(date +%s.%N) - $t0" | bc)
+        spent=$(awk -v a="$spent" -v b="$(date +%s.%N)" -v c="$t0" 'BEGIN { printf "%.1f\n", a + b - c }')
         [ -f "$out" ] && break
         [ -f "$ck" ] || { echo "run_pieces: no checkpoint after exit $rc" >&2; return 1; }
         resume=(--resume "$ck")
@@ -69,11 +69,11 @@ heal() { # NAME TEACHER BUDGET_MINUTES BATCH SEQ LR EVAL_CHUNKS
     local pruned=$W/$name-pruned.lmp healed=$W/$name-healed.lmp
     [ -f "$pruned" ] || say "$PRUNE" prune "$t" --structured --ratio 0.3 --score activation --calib "$TRAIN" \
         -o "$pruned"
-    local common=("$t" "$pruned" "$TRAIN" --batch "$B" --seq "$T" --lr "$lr" --min-lr "$(echo "$lr / 10" | bc -l)"
+    local common=("$t" "$pruned" "$TRAIN" --batch "$B" --seq "$T" --lr "$lr" --min-lr "$(awk -v x="$lr" 'BEGIN { print x / 10 }')"
                   --alpha 0.5 --temp 2 --weight-decay 0 --seed 1)
     local sps steps
     sps=$(step_seconds "${common[@]}")
-    steps=$(echo "($minutes * 60) / $sps" | bc)
+    steps=$(awk -v m="$minutes" -v s="$sps" 'BEGIN { printf "%d\n", m * 60 / s }')
     echo "$name: $sps s per step of $B x $T tokens -> $steps steps in $minutes minutes" >&2
     local secs
     secs=$(run_pieces "$healed" "${common[@]}" --steps "$steps" --warmup "$((steps / 20))" --log "$W/$name-heal.csv")

@@ -165,7 +165,7 @@ static int series_range(const lmp_plot_series *s, int n_series, int panel, int u
     }
     if (!isfinite(v[0])) return 0;
     axis_range(v, 2, lo, hi, step);
-    if (!use_y && v[0] >= 0 && *lo < 0) *lo = 0;  // steps start at 0, not at the padding
+    if (!(use_y && log_y) && v[0] >= 0 && *lo < 0) *lo = 0;  // steps and losses start at 0, not at the padding
     return 1;
 }
 

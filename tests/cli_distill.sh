@@ -177,7 +177,7 @@ fi
 
 # ---- resume after SIGKILL and after Ctrl-C: bit-identical weights (one thread) ----
 tensors() { "$LMPRESS" info "$1" | grep -E '^ +(blk|token_embd|output)'; }
-RUN=(distill teacher.lmp student.lmp data.txt --steps 1500 --batch 2 --seq 16 --threads 1 --lr 3e-3 --warmup 20
+RUN=(distill teacher.lmp student.lmp data.txt --steps 1000 --batch 2 --seq 16 --threads 1 --lr 3e-3 --warmup 20
      --alpha 0.5 --temp 2)
 if xok resume-reference "${RUN[@]}" -o ref.lmp; then
     # SIGKILL once the first checkpoint exists
@@ -191,7 +191,7 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
     else
         check sigkill-ckpt-left test -f k.lmp.ckpt
         if xok resume-after-sigkill "${RUN[@]}" --save-every 100 --resume k.lmp.ckpt -o k.lmp; then
-            check resume-note grep -qE "^lmpress: resumed from 'k.lmp.ckpt' at step [0-9]+ of 1500$" .err
+            check resume-note grep -qE "^lmpress: resumed from 'k.lmp.ckpt' at step [0-9]+ of 1000$" .err
             check resume-sigkill-bitwise cmp -s <(tensors ref.lmp) <(tensors k.lmp)
         fi
     fi
@@ -206,7 +206,7 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
         skip "resume-sigint: the run finished before the interrupt"
     else
         check sigint-exit test $rc = 1
-        check sigint-message grep -qE "^lmpress: distill: interrupted at step [0-9]+ of 1500; checkpoint 'c.lmp.ckpt' written \(continue with --resume c.lmp.ckpt\)$" c.err
+        check sigint-message grep -qE "^lmpress: distill: interrupted at step [0-9]+ of 1000; checkpoint 'c.lmp.ckpt' written \(continue with --resume c.lmp.ckpt\)$" c.err
         if xok resume-after-sigint "${RUN[@]}" --resume c.lmp.ckpt -o c.lmp; then
             check resume-sigint-bitwise cmp -s <(tensors ref.lmp) <(tensors c.lmp)
         fi
@@ -214,7 +214,7 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
 fi
 
 # ---- with two threads the resumed run also ends with the same bits (the same thread count) ----
-RUN2=(distill teacher.lmp student.lmp data.txt --steps 1500 --batch 2 --seq 16 --threads 2 --lr 3e-3 --warmup 20)
+RUN2=(distill teacher.lmp student.lmp data.txt --steps 1000 --batch 2 --seq 16 --threads 2 --lr 3e-3 --warmup 20)
 if xok resume2-reference "${RUN2[@]}" -o ref2.lmp; then
     "$LMPRESS" "${RUN2[@]}" --save-every 100 -o k2.lmp >/dev/null 2>&1 &
     pid=$!

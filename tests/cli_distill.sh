@@ -196,9 +196,9 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
         fi
     fi
     # Ctrl-C (SIGINT): checkpoint and a one-line message, then resume
-    "$LMPRESS" "${RUN[@]}" -o c.lmp >/dev/null 2>c.err &
+    "$LMPRESS" "${RUN[@]}" --save-every 100 -o c.lmp >/dev/null 2>c.err &
     pid=$!
-    sleep 0.3
+    for _ in $(seq 3000); do [ -f c.lmp.ckpt ] && break; sleep 0.01; done
     kill -INT $pid 2>/dev/null
     wait $pid
     rc=$?
@@ -207,7 +207,7 @@ if xok resume-reference "${RUN[@]}" -o ref.lmp; then
     else
         check sigint-exit test $rc = 1
         check sigint-message grep -qE "^lmpress: distill: interrupted at step [0-9]+ of 1000; checkpoint 'c.lmp.ckpt' written \(continue with --resume c.lmp.ckpt\)$" c.err
-        if xok resume-after-sigint "${RUN[@]}" --resume c.lmp.ckpt -o c.lmp; then
+        if xok resume-after-sigint "${RUN[@]}" --save-every 100 --resume c.lmp.ckpt -o c.lmp; then
             check resume-sigint-bitwise cmp -s <(tensors ref.lmp) <(tensors c.lmp)
         fi
     fi

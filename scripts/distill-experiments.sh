@@ -77,9 +77,9 @@ heal() { # NAME TEACHER BUDGET_MINUTES BATCH SEQ LR EVAL_CHUNKS
     echo "$name: $sps s per step of $B x $T tokens -> $steps steps in $minutes minutes" >&2
     local secs
     secs=$(run_pieces "$healed" "${common[@]}" --steps "$steps" --warmup "$((steps / 20))" --log "$W/$name-heal.csv")
-    echo "$name: trained $steps steps in $secs s (training pieces, evaluation excluded)" >&2
+    echo "$name: $steps steps; $secs s of wall time over the pieces (lock waits between pieces included)" >&2
     say "$L" eval-ppl "$t" "$pruned" "$healed" --data "$VALID" ${chunks:+--chunks $chunks} | tee "$W/$name-eval.txt"
-    awk -v name="$name" '/^\|/ && $2 != "model" && $2 !~ /^-/ { ppl[++n] = $10 }
+    awk -v name="$name" '/^\| / && $2 ~ /\.lmp$/ { ppl[++n] = $10 }
         END { gap = ppl[2] - ppl[1]; rec = ppl[2] - ppl[3];
               printf "%s: teacher %.4f, pruned %.4f, healed %.4f: %.1f %% of the gap recovered\n", name, ppl[1], ppl[2],
                      ppl[3], 100 * rec / gap }' "$W/$name-eval.txt"

@@ -14,6 +14,7 @@ int cli_export_main(int argc, char **argv);
 int cli_run_main(int argc, char **argv);
 int cli_eval_main(int argc, char **argv);
 int cli_quantize_main(int argc, char **argv);
+int cli_prune_main(int argc, char **argv);
 int cli_synth_main(int argc, char **argv);
 int cli_distill_main(int argc, char **argv);
 int cli_init_main(int argc, char **argv);

@@ -17,6 +17,9 @@ int cli_eval_main(int argc, char **argv);
 int cli_quantize_main(int argc, char **argv);
 int cli_prune_main(int argc, char **argv);
 int cli_synth_main(int argc, char **argv);
+int cli_distill_main(int argc, char **argv);
+int cli_init_main(int argc, char **argv);
+int cli_plotlog_main(int argc, char **argv);
 
 // getopt_long with lmpress's messages: returns the option, -1 after the last option, or -2 after printing
 // a usage error (unknown option, missing value). Call cli_getopt_reset() before the first call.

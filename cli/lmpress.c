@@ -23,6 +23,9 @@ static const command commands[] = {
     {"quantize", cli_quantize_main, "quantize weights to 8 or 4 bits (RTN, activation-weighted, AWQ, GPTQ)"},
     {"prune", cli_prune_main, "remove attention heads, FFN channels or layers (structured pruning)"},
     {"bench", cli_bench_main, "measure prefill and decode speed against the memory-bandwidth roofline"},
+    {"distill", cli_distill_main, "train a student to imitate a teacher on a text (knowledge distillation)"},
+    {"init", cli_init_main, "write a new random student shaped like a teacher (for distill)"},
+    {"plot-log", cli_plotlog_main, "plot the training curves of distill --log files (SVG)"},
     {"synth", cli_synth_main, "write a random-weight model of a given shape (benchmarks, tests)"},
     {"dump-logits", cli_dump_logits_main, "write the logits of a token sequence (for reference checks)"},
 };

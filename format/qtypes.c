@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "format/lmp_common.h"
+#include "format/qtypes_internal.h"
 
 // ---- f32 / f16 / bf16 ----
 
@@ -316,6 +317,14 @@ static const lmp_type_traits g_traits[LMP_DTYPE_COUNT] = {
                             LMP_DTYPE_Q8_A, q4_1_g64_to_float, q4_1_g64_from_float, q4_1_g64_vec_dot},
     [LMP_DTYPE_Q4_1_G128] = {"q4_1_g128", "4-bit asymmetric, group 128, fp16 scale and min", 128, 68, 1, 1,
                              LMP_DTYPE_Q8_A, q4_1_g128_to_float, q4_1_g128_from_float, q4_1_g128_vec_dot},
+    [LMP_DTYPE_Q4_K] = {"q4_K", "4-bit, super-block 256: 8 x 32 with 6-bit scales and mins (ggml Q4_K)", 256, 144, 1,
+                        1, LMP_DTYPE_Q8_A, lmp_q4_K_to_float, lmp_q4_K_from_float, lmp_q4_K_vec_dot},
+    [LMP_DTYPE_Q5_K] = {"q5_K", "5-bit, super-block 256: 8 x 32 with 6-bit scales and mins (ggml Q5_K)", 256, 176, 1,
+                        1, LMP_DTYPE_Q8_A, lmp_q5_K_to_float, lmp_q5_K_from_float, lmp_q5_K_vec_dot},
+    [LMP_DTYPE_Q6_K] = {"q6_K", "6-bit, super-block 256: 16 x 16 with int8 scales (ggml Q6_K)", 256, 210, 1, 1,
+                        LMP_DTYPE_Q8_A, lmp_q6_K_to_float, lmp_q6_K_from_float, lmp_q6_K_vec_dot},
+    [LMP_DTYPE_IQ4_NL] = {"iq4_nl", "4-bit non-linear codebook, group 32, fp16 scale (ggml IQ4_NL)", 32, 18, 1, 1,
+                          LMP_DTYPE_Q8_A, lmp_iq4_nl_to_float, lmp_iq4_nl_from_float, lmp_iq4_nl_vec_dot},
 };
 
 static const lmp_type_traits g_traits_q8_a = {
@@ -575,11 +584,9 @@ int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t 
     const lmp_type_traits *tt = lmp_type_get(t);
     if (!tt || !tt->is_quantized || !tt->storable || !src || !dst || n < 0 || n % tt->block_size != 0) return -1;
     const int64_t G = tt->block_size, nb = n / G;
-    static const float ones[128] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+#define ONES8 1, 1, 1, 1, 1, 1, 1, 1
+#define ONES64 ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8
+    static const float ones[LMP_QK_K] = {ONES64, ONES64, ONES64, ONES64};  // the largest block
     for (int64_t b = 0; b < nb; b++) {
         const float *x = src + b * G, *w = imp ? imp + b * G : ones;  // the block helpers need a weight array
         uint8_t *out = (uint8_t *)dst + (size_t)b * tt->type_size;
@@ -591,8 +598,33 @@ int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t 
         case LMP_DTYPE_Q4_1: q4_block_weighted(x, out, w, 32, 1); break;
         case LMP_DTYPE_Q4_1_G64: q4_block_weighted(x, out, w, 64, 1); break;
         case LMP_DTYPE_Q4_1_G128: q4_block_weighted(x, out, w, 128, 1); break;
-        default: return -1;
+        default:
+            if (lmp_quantize_block_k_weighted(t, x, out, w) != 0) return -1;
         }
+    }
+    return 0;
+}
+
+// Why rms + |x|: without activation statistics every weight's error counts alike in expectation, but
+// the large weights of a block are those most often multiplied with large activations in trained
+// models; ggml weights its no-imatrix searches the same way. Measured in docs/benchmarks.md against
+// uniform weights.
+int lmp_quantize_row_search(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    if (!tt || !tt->is_quantized || !tt->storable || !src || !dst || n < 0 || n % tt->block_size != 0) return -1;
+    if (imp) return lmp_quantize_row_weighted(t, src, dst, n, imp);
+    const int64_t G = tt->block_size;
+    float w[LMP_QK_K];
+    for (int64_t b = 0; b < n / G; b++) {
+        const float *x = src + b * G;
+        double ss = 0.0;
+        for (int64_t i = 0; i < G; i++) ss += (double)x[i] * x[i];
+        const float rms = (float)sqrt(ss / (double)G);
+        for (int64_t i = 0; i < G; i++) {
+            w[i] = rms + fabsf(x[i]);
+            if (!isfinite(w[i])) w[i] = 1.0f;
+        }
+        if (lmp_quantize_row_weighted(t, x, (uint8_t *)dst + (size_t)b * tt->type_size, G, w) != 0) return -1;
     }
     return 0;
 }

@@ -53,6 +53,12 @@ double lmp_type_bpw(lmp_dtype t);
 // returns 0 on success, -1 if t is not quantized.
 int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);
 
+// Scale search (quantize --method search, and imatrix): lmp_quantize_row_weighted with the weights of the
+// error chosen per block: imp given (per-element importance from calibration, e.g. mean squared
+// activations): w = imp; imp NULL: from the block's own values, w_i = rms + |x_i| (larger weights kept
+// more exactly). Returns 0, or -1 as lmp_quantize_row_weighted.
+int lmp_quantize_row_search(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);
+
 #ifdef __cplusplus
 }
 #endif

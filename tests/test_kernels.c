@@ -266,7 +266,7 @@ static void test_all_types(void) {
     const shape qshapes[] = {{1, 32}, {3, 64}, {9, 128}, {5, 384}, {17, 256}, {6, 1024}, {5, 4096}, {301, 8192}};
     for (int k = 0; k < g_ntables; k++) {
         const lmp_kernels *K = g_tables[k];
-        for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
+        for (int t = 0; t < LMP_DTYPE_Q4_K; t++) {  // the super-block and codebook types: test_kquant.c
             const lmp_type_traits *tt = lmp_type_get((lmp_dtype)t);
             const shape *shs = tt->is_quantized ? qshapes : fshapes;
             for (int s = 0; s < 8; s++) {

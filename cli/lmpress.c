@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/backend.h"
 
 typedef struct {
     const char *name;
@@ -39,6 +40,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     cli_set_command_line(argc, argv);
+    lmp_cpu_blas_single_threaded();  // one thread pool owns the cores (runtime/backend.h)
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -663,16 +663,16 @@ static lmp_status import_tokenizer_json(const char *dir, const hf_config *h, lmp
     }
     const char *pre = detect_pre(lmp_json_get(tj, "pre_tokenizer"));
     int add_bos = h->bos >= 0 && h->bos < n && post_adds_bos(lmp_json_get(tj, "post_processor"), tokens[h->bos]);
-    st = lmp_meta_set_str(m, "tokenizer.model", "gpt2");
-    st |= lmp_meta_set_str(m, "tokenizer.pre", pre);
-    st |= lmp_meta_set_arr(m, "tokenizer.tokens", LMP_KV_STRING, tokens, (uint64_t)n);
-    st |= lmp_meta_set_arr(m, "tokenizer.token_type", LMP_KV_I32, types, (uint64_t)n);
-    st |= lmp_meta_set_arr(m, "tokenizer.merges", LMP_KV_STRING, mstr, (uint64_t)n_merges);
-    if (h->bos >= 0 && h->bos < n) st |= lmp_meta_set_u32(m, "tokenizer.bos_id", (uint32_t)h->bos);
-    if (h->eos >= 0 && h->eos < n) st |= lmp_meta_set_u32(m, "tokenizer.eos_id", (uint32_t)h->eos);
-    st |= lmp_meta_set_bool(m, "tokenizer.add_bos", add_bos);
-    if (st) st = lmp_err(err, LMP_E_NOMEM, "out of memory (tokenizer metadata)");
-    else *done = 1;
+    st = LMP_OK;
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "tokenizer.model", "gpt2"), "tokenizer.model", err);
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "tokenizer.pre", pre), "tokenizer.pre", err);
+    lmp_meta_keep(&st, lmp_meta_set_arr(m, "tokenizer.tokens", LMP_KV_STRING, tokens, (uint64_t)n), "tokenizer.tokens", err);
+    lmp_meta_keep(&st, lmp_meta_set_arr(m, "tokenizer.token_type", LMP_KV_I32, types, (uint64_t)n), "tokenizer.token_type", err);
+    lmp_meta_keep(&st, lmp_meta_set_arr(m, "tokenizer.merges", LMP_KV_STRING, mstr, (uint64_t)n_merges), "tokenizer.merges", err);
+    if (h->bos >= 0 && h->bos < n) lmp_meta_keep(&st, lmp_meta_set_u32(m, "tokenizer.bos_id", (uint32_t)h->bos), "tokenizer.bos_id", err);
+    if (h->eos >= 0 && h->eos < n) lmp_meta_keep(&st, lmp_meta_set_u32(m, "tokenizer.eos_id", (uint32_t)h->eos), "tokenizer.eos_id", err);
+    lmp_meta_keep(&st, lmp_meta_set_bool(m, "tokenizer.add_bos", add_bos), "tokenizer.add_bos", err);
+    if (!st) *done = 1;
 done:
     free_strs(tokens, tokens ? (size_t)h->vocab : 0);
     free_strs(mstr, merges && merges->type == LMP_JSON_ARRAY ? merges->n : 0);
@@ -744,16 +744,16 @@ static lmp_status import_tokenizer_bin(const char *path, int64_t vocab, lmp_meta
                      path, size - pos, (long long)vocab);
         goto done;
     }
-    st = lmp_meta_set_str(m, "tokenizer.model", "llama");
-    st |= lmp_meta_set_arr(m, "tokenizer.tokens", LMP_KV_STRING, tokens, (uint64_t)vocab);
-    st |= lmp_meta_set_arr(m, "tokenizer.scores", LMP_KV_F32, scores, (uint64_t)vocab);
-    st |= lmp_meta_set_arr(m, "tokenizer.token_type", LMP_KV_I32, types, (uint64_t)vocab);
-    st |= lmp_meta_set_u32(m, "tokenizer.bos_id", 1);
-    st |= lmp_meta_set_u32(m, "tokenizer.eos_id", 2);
-    st |= lmp_meta_set_bool(m, "tokenizer.add_bos", 1);
-    st |= lmp_meta_set_bool(m, "tokenizer.add_space_prefix", 1);
-    st |= lmp_meta_set_u32(m, "tokenizer.max_token_length", (uint32_t)max_len);
-    if (st) st = lmp_err(err, LMP_E_NOMEM, "out of memory (tokenizer metadata)");
+    st = LMP_OK;
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "tokenizer.model", "llama"), "tokenizer.model", err);
+    lmp_meta_keep(&st, lmp_meta_set_arr(m, "tokenizer.tokens", LMP_KV_STRING, tokens, (uint64_t)vocab), "tokenizer.tokens", err);
+    lmp_meta_keep(&st, lmp_meta_set_arr(m, "tokenizer.scores", LMP_KV_F32, scores, (uint64_t)vocab), "tokenizer.scores", err);
+    lmp_meta_keep(&st, lmp_meta_set_arr(m, "tokenizer.token_type", LMP_KV_I32, types, (uint64_t)vocab), "tokenizer.token_type", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "tokenizer.bos_id", 1), "tokenizer.bos_id", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "tokenizer.eos_id", 2), "tokenizer.eos_id", err);
+    lmp_meta_keep(&st, lmp_meta_set_bool(m, "tokenizer.add_bos", 1), "tokenizer.add_bos", err);
+    lmp_meta_keep(&st, lmp_meta_set_bool(m, "tokenizer.add_space_prefix", 1), "tokenizer.add_space_prefix", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "tokenizer.max_token_length", (uint32_t)max_len), "tokenizer.max_token_length", err);
 done:
     free_strs(tokens, tokens ? (size_t)vocab : 0);
     lmp_free(scores);
@@ -764,23 +764,24 @@ done:
 
 // ---- the importer ----
 
-static lmp_status set_model_meta(lmp_meta *m, const hf_config *h, const char *dir) {
+static lmp_status set_model_meta(lmp_meta *m, const hf_config *h, const char *dir, lmp_error *err) {
     const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
-    lmp_status st = lmp_meta_set_str(m, "general.architecture", "llama");
-    st |= lmp_meta_set_str(m, "general.name", h->name ? h->name : (*base ? base : dir));
-    st |= lmp_meta_set_u32(m, "llama.context_length", (uint32_t)h->ctx);
-    st |= lmp_meta_set_u32(m, "llama.embedding_length", (uint32_t)h->dim);
-    st |= lmp_meta_set_u32(m, "llama.block_count", (uint32_t)h->n_layers);
-    st |= lmp_meta_set_u32(m, "llama.feed_forward_length", (uint32_t)h->ffn);
-    st |= lmp_meta_set_u32(m, "llama.attention.head_count", (uint32_t)h->n_heads);
-    st |= lmp_meta_set_u32(m, "llama.attention.head_count_kv", (uint32_t)h->n_kv_heads);
-    st |= lmp_meta_set_u32(m, "llama.attention.head_dim", (uint32_t)h->head_dim);
-    st |= lmp_meta_set_f32(m, "llama.attention.layer_norm_rms_epsilon", (float)h->eps);
-    st |= lmp_meta_set_f32(m, "llama.rope.freq_base", (float)h->theta);
-    st |= lmp_meta_set_u32(m, "llama.rope.dimension_count", (uint32_t)h->head_dim);
-    st |= lmp_meta_set_str(m, "llama.rope.style", "neox");
-    st |= lmp_meta_set_u32(m, "llama.vocab_size", (uint32_t)h->vocab);
-    return st ? LMP_E_NOMEM : LMP_OK;
+    lmp_status st = LMP_OK;
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "general.architecture", "llama"), "general.architecture", err);
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "general.name", h->name ? h->name : (*base ? base : dir)), "general.name", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.context_length", (uint32_t)h->ctx), "llama.context_length", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.embedding_length", (uint32_t)h->dim), "llama.embedding_length", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.block_count", (uint32_t)h->n_layers), "llama.block_count", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.feed_forward_length", (uint32_t)h->ffn), "llama.feed_forward_length", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.attention.head_count", (uint32_t)h->n_heads), "llama.attention.head_count", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.attention.head_count_kv", (uint32_t)h->n_kv_heads), "llama.attention.head_count_kv", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.attention.head_dim", (uint32_t)h->head_dim), "llama.attention.head_dim", err);
+    lmp_meta_keep(&st, lmp_meta_set_f32(m, "llama.attention.layer_norm_rms_epsilon", (float)h->eps), "llama.attention.layer_norm_rms_epsilon", err);
+    lmp_meta_keep(&st, lmp_meta_set_f32(m, "llama.rope.freq_base", (float)h->theta), "llama.rope.freq_base", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.rope.dimension_count", (uint32_t)h->head_dim), "llama.rope.dimension_count", err);
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "llama.rope.style", "neox"), "llama.rope.style", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.vocab_size", (uint32_t)h->vocab), "llama.vocab_size", err);
+    return st;
 }
 
 // Copies the expected tensors into the builder in canonical order; drops a tied lm_head that equals
@@ -846,10 +847,7 @@ lmp_status lmp_import_hf(const char *path, const lmp_import_opts *opts, lmp_buil
         goto done;
     }
     lmp_meta *m = lmp_builder_meta(b);
-    if ((st = set_model_meta(m, &h, dir))) {
-        st = lmp_err(err, st, "out of memory (metadata)");
-        goto done;
-    }
+    if ((st = set_model_meta(m, &h, dir, err))) goto done;
     if (opts && opts->tokenizer_path) {
         if ((st = import_tokenizer_bin(opts->tokenizer_path, h.vocab, m, err))) goto done;
     } else {

@@ -109,6 +109,12 @@ lmp_status lmp_meta_set_str(lmp_meta *m, const char *key, const char *v);
 // const char *const * (NUL-terminated strings).
 lmp_status lmp_meta_set_arr(lmp_meta *m, const char *key, lmp_kv_type elem_type, const void *data,
                             uint64_t count);
+// For a run of setter calls that ends in one check: keeps in *first the first failure among them (its own
+// status, never merged with others) and names its key in err; returns *first. Usage:
+//   lmp_status st = LMP_OK;
+//   lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.block_count", n), "llama.block_count", err);
+//   ...; if (st) return st;
+lmp_status lmp_meta_keep(lmp_status *first, lmp_status st, const char *key, lmp_error *err);
 // Appends one string to a string array (creating it if absent), e.g. provenance.history.
 lmp_status lmp_meta_append_str(lmp_meta *m, const char *key, const char *v);
 void lmp_meta_remove(lmp_meta *m, const char *key);

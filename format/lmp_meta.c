@@ -406,3 +406,9 @@ lmp_status lmp_meta_get_arr(const lmp_meta *m, const char *key, lmp_kv_type elem
     *count = kv->count;
     return LMP_OK;
 }
+
+lmp_status lmp_meta_keep(lmp_status *first, lmp_status st, const char *key, lmp_error *err) {
+    if (*first == LMP_OK && st != LMP_OK)
+        *first = lmp_err(err, st, "cannot set metadata '%s': %s", key, st == LMP_E_NOMEM ? "out of memory" : lmp_status_name(st));
+    return *first;
+}

@@ -48,31 +48,31 @@ lmp_status lmp_synth_build(const lmp_synth_params *p, lmp_builder **out, lmp_err
     char name[64];
     uint64_t s = p->seed ? p->seed : 1;
     lmp_status st = LMP_OK;
-    st |= lmp_meta_set_str(m, "general.architecture", "llama");
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "general.architecture", "llama"), "general.architecture", err);
     snprintf(name, sizeof name, "synth-d%d-l%d-seed%llu", p->dim, p->n_layers, (unsigned long long)p->seed);
-    st |= lmp_meta_set_str(m, "general.name", name);
-    st |= lmp_meta_set_u32(m, "llama.context_length", (uint32_t)p->ctx);
-    st |= lmp_meta_set_u32(m, "llama.embedding_length", (uint32_t)p->dim);
-    st |= lmp_meta_set_u32(m, "llama.block_count", (uint32_t)p->n_layers);
-    st |= lmp_meta_set_u32(m, "llama.feed_forward_length", (uint32_t)p->ffn);
-    st |= lmp_meta_set_u32(m, "llama.attention.head_count", (uint32_t)p->n_heads);
-    st |= lmp_meta_set_u32(m, "llama.attention.head_count_kv", (uint32_t)p->n_kv_heads);
-    st |= lmp_meta_set_u32(m, "llama.attention.head_dim", (uint32_t)hd);
-    st |= lmp_meta_set_f32(m, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    st |= lmp_meta_set_f32(m, "llama.rope.freq_base", 10000.0f);
-    st |= lmp_meta_set_u32(m, "llama.rope.dimension_count", (uint32_t)hd);
-    st |= lmp_meta_set_str(m, "llama.rope.style", "interleaved");
-    st |= lmp_meta_set_u32(m, "llama.vocab_size", (uint32_t)p->vocab);
-    st |= lmp_meta_set_str(m, "provenance.tool", "lmpress " LMP_VERSION_STRING);
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "general.name", name), "general.name", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.context_length", (uint32_t)p->ctx), "llama.context_length", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.embedding_length", (uint32_t)p->dim), "llama.embedding_length", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.block_count", (uint32_t)p->n_layers), "llama.block_count", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.feed_forward_length", (uint32_t)p->ffn), "llama.feed_forward_length", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.attention.head_count", (uint32_t)p->n_heads), "llama.attention.head_count", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.attention.head_count_kv", (uint32_t)p->n_kv_heads), "llama.attention.head_count_kv", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.attention.head_dim", (uint32_t)hd), "llama.attention.head_dim", err);
+    lmp_meta_keep(&st, lmp_meta_set_f32(m, "llama.attention.layer_norm_rms_epsilon", 1e-5f), "llama.attention.layer_norm_rms_epsilon", err);
+    lmp_meta_keep(&st, lmp_meta_set_f32(m, "llama.rope.freq_base", 10000.0f), "llama.rope.freq_base", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.rope.dimension_count", (uint32_t)hd), "llama.rope.dimension_count", err);
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "llama.rope.style", "interleaved"), "llama.rope.style", err);
+    lmp_meta_keep(&st, lmp_meta_set_u32(m, "llama.vocab_size", (uint32_t)p->vocab), "llama.vocab_size", err);
+    lmp_meta_keep(&st, lmp_meta_set_str(m, "provenance.tool", "lmpress " LMP_VERSION_STRING), "provenance.tool", err);
     if (p->tokenizer_from) {
         for (size_t i = 0; i < lmp_meta_count(p->tokenizer_from); i++) {
             const lmp_kv *kv = lmp_meta_at(p->tokenizer_from, i);
-            if (strncmp(kv->key, "tokenizer.", 10) == 0) st |= lmp_meta_set_kv(m, kv->key, kv);
+            if (strncmp(kv->key, "tokenizer.", 10) == 0) lmp_meta_keep(&st, lmp_meta_set_kv(m, kv->key, kv), kv->key, err);
         }
     }
     if (st) {
         lmp_builder_free(b);
-        return lmp_err(err, LMP_E_NOMEM, "out of memory");
+        return st;
     }
     const float sd = 0.02f;
     if ((st = add_tensor(b, "token_embd.weight", 2, p->vocab, p->dim, sd, &s, err))) goto fail;

@@ -315,16 +315,6 @@ void lmp_awq_fold(const lmp_awq_layer *L, const float *s_attn, const float *s_v,
 
 // ---- the pass ----
 
-enum { M_Q, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN, M_COUNT };
-static const char *const MAT_NAMES[M_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-static const lmp_hook_point MAT_POINT[M_COUNT] = {LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_OUT_IN,
-                                                  LMP_HOOK_FFN_IN,  LMP_HOOK_FFN_IN,  LMP_HOOK_DOWN_IN};
-
-static lmp_qentry *find_entry(lmp_qctx *q, int l, const char *what) {
-    char name[64];
-    snprintf(name, sizeof name, "blk.%d.%s.weight", l, what);
-    return lmp_qctx_find(q, name);
-}
 
 // Searches one group's scale; mats are the group's entries (all must exist). Returns the scale in s.
 static lmp_status search_group(lmp_qctx *q, lmp_qentry **es, int n, const float *x_mean, const float *G, int64_t cols,
@@ -347,8 +337,9 @@ lmp_status lmp_quant_run_awq(lmp_qctx *q, lmp_error *err) {
     const lmp_quant_params *p = q->p;
     lmp_model *m = q->model;
     const int L = m->cfg.n_layers, hd = m->cfg.head_dim;
-    lmp_layerwise w;
-    lmp_status st = lmp_layerwise_init(&w, q, err);
+    lmp_calib_set set;
+    lmp_calib_runner *r = NULL;
+    lmp_status st = lmp_qctx_calib_open(q, &set, &r, err);
     if (st) return st;
     float *alphas = lmp_calloc((size_t)L * 4, sizeof(float));  // (n_layers, 4) chosen alpha per group
     size_t maxw = (size_t)m->cfg.dim;
@@ -363,67 +354,72 @@ lmp_status lmp_quant_run_awq(lmp_qctx *q, lmp_error *err) {
     }
     for (int l = 0; l < L && !st; l++) {
         lmp_layer *ml = &m->layers[l];
-        lmp_qentry *e[M_COUNT];
-        for (int k = 0; k < M_COUNT; k++) {
-            e[k] = find_entry(q, l, MAT_NAMES[k]);
+        lmp_qentry *e[LMP_MAT_COUNT];
+        for (int k = 0; k < LMP_MAT_COUNT; k++) {
+            e[k] = lmp_qctx_find(q, lmp_layer_mat(ml, k)->name);
             if (!e[k]) {
-                st = lmp_err(err, LMP_E_FORMAT, "AWQ: tensor blk.%d.%s.weight not found", l, MAT_NAMES[k]);
+                st = lmp_err(err, LMP_E_FORMAT, "AWQ: tensor blk.%d.%s.weight not found", l, lmp_mats[k].name);
                 goto done;
             }
         }
-        lmp_qentry *n_attn = find_entry(q, l, "attn_norm"), *n_ffn = find_entry(q, l, "ffn_norm");
+        lmp_qentry *n_attn = lmp_qctx_find(q, ml->attn_norm.name), *n_ffn = lmp_qctx_find(q, ml->ffn_norm.name);
         if (!n_attn || !n_ffn) {
             st = lmp_err(err, LMP_E_FORMAT, "AWQ: layer %d has no attn_norm / ffn_norm tensor", l);
             goto done;
         }
         const int dim = m->cfg.dim, nh = ml->n_heads, nkv = ml->n_kv_heads, ffn = ml->ffn;
-        if ((st = lmp_layerwise_collect(&w, l, (1u << LMP_HOOK_COUNT) - 1, err))) goto done;
+        const unsigned both = LMP_STAT_GRAM | LMP_STAT_ABSMEAN;
+        const unsigned stats[LMP_HOOK_COUNT] = {both, both, both, both};
+        if ((st = lmp_calib_runner_collect(r, l, stats, err))) goto done;
+        const float *G[LMP_HOOK_COUNT], *X[LMP_HOOK_COUNT];
+        for (int h = 0; h < LMP_HOOK_COUNT; h++) {
+            G[h] = lmp_calib_runner_gram(r, (lmp_hook_point)h, NULL);
+            X[h] = lmp_calib_runner_absmean(r, (lmp_hook_point)h, NULL);
+        }
         float *A = alphas + (size_t)l * 4;
         // q/k/v fed by attn_norm
-        if ((st = search_group(q, &e[M_Q], 3, w.absmean[LMP_HOOK_ATTN_IN], w.gram[LMP_HOOK_ATTN_IN], dim, s_attn,
-                               &A[0], err)))
+        if ((st = search_group(q, &e[LMP_MAT_Q], 3, X[LMP_HOOK_ATTN_IN], G[LMP_HOOK_ATTN_IN], dim, s_attn, &A[0], err)))
             goto done;
         // attn_output: statistics averaged over the query heads of a KV head, so s is tied across them
-        lmp_awq_tie_heads(w.absmean[LMP_HOOK_ATTN_OUT_IN], nh, nkv, hd, s_v);
+        lmp_awq_tie_heads(X[LMP_HOOK_ATTN_OUT_IN], nh, nkv, hd, s_v);
         lmp_awq_expand_heads(s_v, nh, nkv, hd, xm);
-        if ((st = search_group(q, &e[M_O], 1, xm, w.gram[LMP_HOOK_ATTN_OUT_IN], (int64_t)nh * hd, s_o, &A[1], err)))
+        if ((st = search_group(q, &e[LMP_MAT_O], 1, xm, G[LMP_HOOK_ATTN_OUT_IN], (int64_t)nh * hd, s_o, &A[1], err)))
             goto done;
         for (int g = 0; g < nkv; g++)  // s_o is tied: KV head g's scale is that of its first query head
             memcpy(s_v + (size_t)g * hd, s_o + (size_t)g * (nh / nkv) * hd, (size_t)hd * sizeof(float));
         // gate/up fed by ffn_norm
-        if ((st = search_group(q, &e[M_GATE], 2, w.absmean[LMP_HOOK_FFN_IN], w.gram[LMP_HOOK_FFN_IN], dim, s_ffn,
-                               &A[2], err)))
+        if ((st = search_group(q, &e[LMP_MAT_GATE], 2, X[LMP_HOOK_FFN_IN], G[LMP_HOOK_FFN_IN], dim, s_ffn, &A[2], err)))
             goto done;
         // down fed by silu(gate) * up
-        if ((st = search_group(q, &e[M_DOWN], 1, w.absmean[LMP_HOOK_DOWN_IN], w.gram[LMP_HOOK_DOWN_IN], ffn, s_up,
-                               &A[3], err)))
+        if ((st = search_group(q, &e[LMP_MAT_DOWN], 1, X[LMP_HOOK_DOWN_IN], G[LMP_HOOK_DOWN_IN], ffn, s_up, &A[3], err)))
             goto done;
         // Fold into writable copies; the norms also into the model's own copies used by the forward.
-        for (int k = 0; k < M_COUNT; k++)
+        for (int k = 0; k < LMP_MAT_COUNT; k++)
             if ((st = lmp_qentry_make_writable(e[k], err))) goto done;
         if ((st = lmp_qentry_make_writable(n_attn, err)) || (st = lmp_qentry_make_writable(n_ffn, err))) goto done;
-        lmp_awq_layer fl = {n_attn->f32, n_ffn->f32, e[M_Q]->f32, e[M_K]->f32, e[M_V]->f32, e[M_O]->f32,
-                            e[M_GATE]->f32, e[M_UP]->f32, e[M_DOWN]->f32, dim, nh, nkv, hd, ffn};
+        lmp_awq_layer fl = {n_attn->f32,         n_ffn->f32,          e[LMP_MAT_Q]->f32,    e[LMP_MAT_K]->f32,
+                            e[LMP_MAT_V]->f32,   e[LMP_MAT_O]->f32,   e[LMP_MAT_GATE]->f32, e[LMP_MAT_UP]->f32,
+                            e[LMP_MAT_DOWN]->f32, dim, nh, nkv, hd, ffn};
         lmp_awq_fold(&fl, s_attn, s_v, s_ffn, s_up);
-        memcpy(ml->attn_norm, n_attn->f32, (size_t)dim * sizeof(float));
-        memcpy(ml->ffn_norm, n_ffn->f32, (size_t)dim * sizeof(float));
-        const float *in_s[M_COUNT] = {s_attn, s_attn, s_attn, s_o, s_ffn, s_ffn, s_up};
+        memcpy(lmp_norm_values(&ml->attn_norm), n_attn->f32, (size_t)dim * sizeof(float));
+        memcpy(lmp_norm_values(&ml->ffn_norm), n_ffn->f32, (size_t)dim * sizeof(float));
+        lmp_model_weight_touch(m, &ml->attn_norm);
+        lmp_model_weight_touch(m, &ml->ffn_norm);
+        const float *in_s[LMP_MAT_COUNT] = {s_attn, s_attn, s_attn, s_o, s_ffn, s_ffn, s_up};
         // Every matrix is converted now and swapped in (also float types, which the fold may have
         // changed), so that the next layers are calibrated on the model as it will be written.
-        for (int k = 0; k < M_COUNT; k++) {
-            if (AWQ_CLIP &&
-                (st = lmp_awq_clip(e[k]->f32, e[k]->rows, e[k]->cols, e[k]->type, in_s[k], w.gram[MAT_POINT[k]], q->pool,
-                                   err)))
+        for (int k = 0; k < LMP_MAT_COUNT; k++) {
+            if (AWQ_CLIP && (st = lmp_awq_clip(e[k]->f32, e[k]->rows, e[k]->cols, e[k]->type, in_s[k],
+                                               G[lmp_mats[k].input], q->pool, err)))
                 goto done;
-            if ((st = lmp_qentry_quantize(q, e[k], NULL, err))) goto done;
-            lmp_qctx_swap_in(q, e[k]);
+            if ((st = lmp_qentry_quantize(q, e[k], NULL, err)) || (st = lmp_qctx_swap_in(q, e[k], err))) goto done;
         }
-        if (l + 1 < L && (st = lmp_layerwise_advance(&w, l, err))) goto done;
+        if (l + 1 < L && (st = lmp_calib_runner_advance(r, l, NULL, NULL, err))) goto done;
         if (p->progress) p->progress(p->progress_user, "awq", l + 1, L);
     }
-    if (lmp_meta_set_arr(q->meta_out, "quant.awq_alpha", LMP_KV_F32, alphas, (uint64_t)L * 4) ||
-        lmp_meta_set_bool(q->meta_out, "quant.awq_clip", AWQ_CLIP))
-        st = lmp_err(err, LMP_E_NOMEM, "out of memory");
+    if ((st = lmp_meta_set_arr(q->meta_out, "quant.awq_alpha", LMP_KV_F32, alphas, (uint64_t)L * 4)) ||
+        (st = lmp_meta_set_bool(q->meta_out, "quant.awq_clip", AWQ_CLIP)))
+        st = lmp_err(err, st, "recording quant.awq_* metadata: %s", lmp_status_name(st));
 done:
     lmp_free(alphas);
     lmp_free(s_attn);
@@ -432,6 +428,7 @@ done:
     lmp_free(s_ffn);
     lmp_free(s_up);
     lmp_free(xm);
-    lmp_layerwise_free(&w);
+    lmp_calib_runner_free(r);
+    lmp_calib_set_free(&set);
     return st;
 }

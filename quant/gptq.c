@@ -1,6 +1,6 @@
 // gptq.c - GPTQ quantization (Frantar et al. 2022): the per-matrix core (lmp_gptq_quantize_matrix),
-// the layer-by-layer calibration runner shared with AWQ (lmp_layerwise_*), and the pass
-// (lmp_quant_run_gptq): layer by layer, H from the inputs that the already-quantized preceding layers
+// and the pass (lmp_quant_run_gptq), through the shared calibration runner (runtime/calib.h): layer by
+// layer, H from the inputs that the already-quantized preceding layers
 // produce, the layer's seven matrices quantized, swapped in, and the hidden states advanced.
 //
 // It does not choose types (quantize.c) and does not touch 1-D tensors, embeddings or the classifier
@@ -367,188 +367,40 @@ done:
     return st;
 }
 
-// ---- layer-by-layer calibration ----
-
-static int hook_width(const lmp_model *m, int l, int h) {
-    const lmp_layer *L = &m->layers[l];
-    switch (h) {
-    case LMP_HOOK_ATTN_IN: case LMP_HOOK_FFN_IN: return m->cfg.dim;
-    case LMP_HOOK_ATTN_OUT_IN: return L->n_heads * m->cfg.head_dim;
-    case LMP_HOOK_DOWN_IN: return L->ffn;
-    default: return 0;
-    }
-}
-
-// Why float per batch and double across batches: ssyrk on one batch (<= seq_len tokens) in float
-// loses at most ~seq_len ulps, far below what quantization cares about, and is the fast path; summing
-// hundreds of batches in float would let small late contributions vanish against the running total.
-static void layerwise_hook(void *user, int layer, lmp_hook_point where, const float *x, int n, int width) {
-    lmp_layerwise *w = user;
-    if (layer != w->cur_layer || !(w->cur_mask & (1u << where)) || width != w->width[where]) return;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, width, n, 1.0f, x, width, 0.0f, w->batch, width);
-    double *acc = w->acc[where], *aa = w->acc_abs[where];
-    for (int a = 0; a < width; a++) {
-        const float *br = w->batch + (size_t)a * width;
-        double *ar = acc + (size_t)a * width;
-        for (int b = a; b < width; b++) ar[b] += br[b];
-    }
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * width;
-        for (int c = 0; c < width; c++) aa[c] += fabsf(xi[c]);
-    }
-}
-
-lmp_status lmp_layerwise_init(lmp_layerwise *w, lmp_qctx *q, lmp_error *err) {
-    memset(w, 0, sizeof *w);
-    w->q = q;
-    lmp_model *m = q->model;
-    lmp_status st = lmp_calib_sample(q, &w->tokens, &w->n_seq, &w->seq_len, err);
-    if (st) return st;
-    w->dim = m->cfg.dim;
-    int maxw = m->cfg.dim;
-    if (m->cfg.max_ffn > maxw) maxw = m->cfg.max_ffn;
-    if (m->cfg.max_heads * m->cfg.head_dim > maxw) maxw = m->cfg.max_heads * m->cfg.head_dim;
-    uint64_t nx;
-    if (lmp_mul_overflow((uint64_t)w->n_seq * (uint64_t)w->seq_len, (uint64_t)w->dim, &nx) ||
-        nx > SIZE_MAX / sizeof(float)) {
-        lmp_layerwise_free(w);
-        return lmp_err(err, LMP_E_ARG, "calibration hidden states (%d x %d x %d) are too large", w->n_seq, w->seq_len,
-                       w->dim);
-    }
-    w->x = lmp_malloc(nx * sizeof(float));
-    w->tmp = lmp_malloc((size_t)w->seq_len * w->dim * sizeof(float));
-    w->batch = lmp_malloc((size_t)maxw * maxw * sizeof(float));
-    int ok = w->x && w->tmp && w->batch;
-    for (int h = 0; h < LMP_HOOK_COUNT && ok; h++) {
-        // the widest this hook point gets over the layers (pruned layers may be narrower)
-        size_t hw = h == LMP_HOOK_ATTN_OUT_IN ? (size_t)m->cfg.max_heads * m->cfg.head_dim
-                    : h == LMP_HOOK_DOWN_IN  ? (size_t)m->cfg.max_ffn
-                                             : (size_t)m->cfg.dim;
-        w->gram[h] = lmp_malloc(hw * hw * sizeof(float));
-        w->absmean[h] = lmp_malloc(hw * sizeof(float));
-        w->acc[h] = lmp_malloc(hw * hw * sizeof(double));
-        w->acc_abs[h] = lmp_malloc(hw * sizeof(double));
-        ok = w->gram[h] && w->absmean[h] && w->acc[h] && w->acc_abs[h];
-    }
-    if (!ok) {
-        lmp_layerwise_free(w);
-        return lmp_err(err, LMP_E_NOMEM, "out of memory for the calibration states (%d x %d tokens)", w->n_seq,
-                       w->seq_len);
-    }
-    lmp_session_opts so = {w->seq_len, w->seq_len, q->p->n_threads, "cpu"};
-    if ((st = lmp_session_new(m, &so, &w->s, err))) {
-        lmp_layerwise_free(w);
-        return st;
-    }
-    for (int i = 0; i < w->n_seq; i++) {
-        st = lmp_session_embed(w->s, w->tokens + (size_t)i * w->seq_len, w->seq_len,
-                               w->x + (size_t)i * w->seq_len * w->dim, err);
-        if (st) {
-            lmp_layerwise_free(w);
-            return st;
-        }
-    }
-    return LMP_OK;
-}
-
-lmp_status lmp_layerwise_collect(lmp_layerwise *w, int l, unsigned mask, lmp_error *err) {
-    const lmp_model *m = w->q->model;
-    if (l < 0 || l >= m->cfg.n_layers) return lmp_err(err, LMP_E_ARG, "layer %d out of range", l);
-    for (int h = 0; h < LMP_HOOK_COUNT; h++) {
-        if (!(mask & (1u << h))) continue;
-        int wd = hook_width(m, l, h);
-        w->width[h] = wd;
-        memset(w->acc[h], 0, (size_t)wd * wd * sizeof(double));
-        memset(w->acc_abs[h], 0, (size_t)wd * sizeof(double));
-    }
-    w->cur_layer = l;
-    w->cur_mask = mask;
-    lmp_session_set_hook(w->s, layerwise_hook, w);
-    lmp_status st = LMP_OK;
-    const size_t T = (size_t)w->seq_len, D = (size_t)w->dim;
-    for (int i = 0; i < w->n_seq && !st; i++) {
-        memcpy(w->tmp, w->x + (size_t)i * T * D, T * D * sizeof(float));
-        st = lmp_session_run_layers(w->s, w->tmp, (int)T, 0, l, l + 1, err);
-    }
-    lmp_session_set_hook(w->s, NULL, NULL);
-    w->cur_mask = 0;
-    if (st) return st;
-    w->count = (int64_t)w->n_seq * (int64_t)T;
-    const double inv = 1.0 / (double)w->count;
-    for (int h = 0; h < LMP_HOOK_COUNT; h++) {
-        if (!(mask & (1u << h))) continue;
-        int wd = w->width[h];
-        for (int a = 0; a < wd; a++) {
-            w->absmean[h][a] = (float)(w->acc_abs[h][a] * inv);
-            for (int b = a; b < wd; b++) {
-                float v = (float)(w->acc[h][(size_t)a * wd + b] * inv);
-                w->gram[h][(size_t)a * wd + b] = v;
-                w->gram[h][(size_t)b * wd + a] = v;
-            }
-        }
-    }
-    return LMP_OK;
-}
-
-lmp_status lmp_layerwise_advance(lmp_layerwise *w, int l, lmp_error *err) {
-    const size_t T = (size_t)w->seq_len, D = (size_t)w->dim;
-    for (int i = 0; i < w->n_seq; i++) {
-        lmp_status st = lmp_session_run_layers(w->s, w->x + (size_t)i * T * D, (int)T, 0, l, l + 1, err);
-        if (st) return st;
-    }
-    return LMP_OK;
-}
-
-void lmp_layerwise_free(lmp_layerwise *w) {
-    lmp_session_free(w->s);
-    lmp_free(w->tokens);
-    lmp_free(w->x);
-    lmp_free(w->tmp);
-    lmp_free(w->batch);
-    for (int h = 0; h < LMP_HOOK_COUNT; h++) {
-        lmp_free(w->gram[h]);
-        lmp_free(w->absmean[h]);
-        lmp_free(w->acc[h]);
-        lmp_free(w->acc_abs[h]);
-    }
-    memset(w, 0, sizeof *w);
-}
-
 // ---- the pass ----
-
-static const char *const LAYER_MATS[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-static const lmp_hook_point LAYER_POINTS[7] = {LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_IN, LMP_HOOK_ATTN_OUT_IN,
-                                               LMP_HOOK_FFN_IN,  LMP_HOOK_FFN_IN,  LMP_HOOK_DOWN_IN};
 
 lmp_status lmp_quant_run_gptq(lmp_qctx *q, lmp_error *err) {
     const lmp_quant_params *p = q->p;
     lmp_model *m = q->model;
     const int L = m->cfg.n_layers;
-    lmp_layerwise w;
-    lmp_status st = lmp_layerwise_init(&w, q, err);
+    lmp_calib_set set;
+    lmp_calib_runner *r = NULL;
+    lmp_status st = lmp_qctx_calib_open(q, &set, &r, err);
     if (st) return st;
     float *H = NULL;
     for (int l = 0; l < L && !st; l++) {
-        lmp_qentry *es[7];
-        unsigned mask = 0;
-        for (int k = 0; k < 7; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, LAYER_MATS[k]);
-            es[k] = lmp_qctx_find(q, name);
+        lmp_qentry *es[LMP_MAT_COUNT];
+        unsigned stats[LMP_HOOK_COUNT] = {0};
+        int any = 0;
+        for (int k = 0; k < LMP_MAT_COUNT; k++) {
+            es[k] = lmp_qctx_find(q, lmp_layer_mat(&m->layers[l], k)->name);
             if (es[k] && !lmp_type_get(es[k]->type)->is_quantized) {
                 // f16 etc.: converted now and swapped in, so later layers see the model as written
-                if ((st = lmp_qentry_quantize(q, es[k], NULL, err))) break;
-                lmp_qctx_swap_in(q, es[k]);
+                if ((st = lmp_qentry_quantize(q, es[k], NULL, err)) || (st = lmp_qctx_swap_in(q, es[k], err))) break;
                 es[k] = NULL;
             }
-            if (es[k]) mask |= 1u << LAYER_POINTS[k];
+            if (es[k]) {
+                stats[lmp_mats[k].input] |= LMP_STAT_GRAM;
+                any = 1;
+            }
         }
         if (st) break;
-        if (mask && (st = lmp_layerwise_collect(&w, l, mask, err))) break;
-        for (int k = 0; k < 7 && !st; k++) {
+        if (any && (st = lmp_calib_runner_collect(r, l, stats, err))) break;
+        for (int k = 0; k < LMP_MAT_COUNT && !st; k++) {
             lmp_qentry *e = es[k];
             if (!e) continue;
-            int h = LAYER_POINTS[k], wd = w.width[h];
+            int wd;
+            const float *G = lmp_calib_runner_gram(r, lmp_mats[k].input, &wd);
             if (e->cols != wd) {
                 st = lmp_err(err, LMP_E_FORMAT, "'%s' has %lld columns but its input has %d channels", e->src->name,
                              (long long)e->cols, wd);
@@ -562,7 +414,7 @@ lmp_status lmp_quant_run_gptq(lmp_qctx *q, lmp_error *err) {
                 break;
             }
             H = Hn;
-            for (size_t i = 0; i < nh; i++) H[i] = 2.0f * w.gram[h][i];
+            for (size_t i = 0; i < nh; i++) H[i] = 2.0f * G[i];
             size_t out_bytes = lmp_type_row_size(e->type, e->cols) * (size_t)e->rows;
             void *out = lmp_malloc(out_bytes);
             if (!out) {
@@ -583,13 +435,14 @@ lmp_status lmp_quant_run_gptq(lmp_qctx *q, lmp_error *err) {
             lmp_free(e->out);
             e->out = out;
             e->out_bytes = out_bytes;
-            lmp_qctx_swap_in(q, e);
+            st = lmp_qctx_swap_in(q, e, err);
         }
         if (st) break;
-        if (l + 1 < L && (st = lmp_layerwise_advance(&w, l, err))) break;
+        if (l + 1 < L && (st = lmp_calib_runner_advance(r, l, NULL, NULL, err))) break;
         if (p->progress) p->progress(p->progress_user, "gptq", l + 1, L);
     }
     lmp_free(H);
-    lmp_layerwise_free(&w);
+    lmp_calib_runner_free(r);
+    lmp_calib_set_free(&set);
     return st;
 }

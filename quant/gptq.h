@@ -1,5 +1,5 @@
-// gptq.h - the GPTQ core on one matrix (testable apart from the pass), and the layer-by-layer
-// calibration runner that the sequential methods (gptq.c, awq.c) share. Not a public interface.
+// gptq.h - the GPTQ core on one matrix (testable apart from the pass, lmp_quant_run_gptq). Not a public
+// interface.
 //
 // GPTQ (Frantar et al. 2022) quantizes the columns of W (rows = output features, cols = input features)
 // one at a time and spreads each column's rounding error over the columns not yet quantized, weighted
@@ -35,40 +35,5 @@ typedef struct lmp_gptq_stats {
 lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, const float *H, lmp_dtype type,
                                     float damp, int block, int act_order, lmp_pool *pool, void *out,
                                     lmp_gptq_stats *stats, lmp_error *err);
-
-// ---- layer-by-layer calibration (shared by gptq.c and awq.c) ----
-
-typedef struct lmp_qctx lmp_qctx;
-
-// Hidden states of every calibration sequence at the input of the current layer, and the statistics
-// of the inputs of that layer's linear layers.
-typedef struct lmp_layerwise {
-    lmp_qctx *q;
-    lmp_session *s;
-    int32_t *tokens;  // (n_seq, seq_len)
-    int n_seq, seq_len, dim;
-    float *x;         // (n_seq, seq_len, dim) hidden states entering the current layer
-    float *tmp;       // (seq_len, dim) scratch for collection passes
-    // Filled by lmp_layerwise_collect for the requested hook points (others untouched):
-    int width[LMP_HOOK_COUNT];     // row length at each hook point of the collected layer
-    float *gram[LMP_HOOK_COUNT];   // (width, width) X^T X / N over all calibration tokens
-    float *absmean[LMP_HOOK_COUNT];// (width) mean |x| per input channel
-    int64_t count;                 // N: tokens seen per hook point
-    // private: accumulators of the running collection
-    double *acc[LMP_HOOK_COUNT];   // (width, width) upper triangle of sum x x^T
-    double *acc_abs[LMP_HOOK_COUNT]; // (width) sum |x|
-    float *batch;                  // (max width, max width) one batch's x^T x
-    int cur_layer;
-    unsigned cur_mask;
-} lmp_layerwise;
-
-// Samples the calibration text (lmp_calib_sample), opens a session and embeds every sequence.
-lmp_status lmp_layerwise_init(lmp_layerwise *w, lmp_qctx *q, lmp_error *err);
-// Runs layer l on every sequence (the hidden states are not advanced) and fills gram/absmean for the
-// hook points in mask (bit 1 << LMP_HOOK_...). Uses the layer's weights as they are in the model now.
-lmp_status lmp_layerwise_collect(lmp_layerwise *w, int l, unsigned mask, lmp_error *err);
-// Runs layer l on every sequence, advancing the hidden states to the input of layer l + 1.
-lmp_status lmp_layerwise_advance(lmp_layerwise *w, int l, lmp_error *err);
-void lmp_layerwise_free(lmp_layerwise *w);
 
 #endif

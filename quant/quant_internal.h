@@ -3,6 +3,7 @@
 #ifndef LMP_QUANT_INTERNAL_H
 #define LMP_QUANT_INTERNAL_H
 
+#include "runtime/calib.h"
 #include "runtime/model.h"
 #include "quant/quantize.h"
 #include "runtime/threadpool.h"
@@ -24,7 +25,7 @@ typedef struct lmp_qctx {
     lmp_qentry *e;          // one per input tensor, in file order
     size_t n;
     const lmp_quant_params *p;
-    lmp_pool *pool;         // p->n_threads threads
+    lmp_pool *pool;         // p->n_threads threads, shared with every session the pass opens
     int64_t calib_tokens_used;
     lmp_meta *meta_out;     // output metadata (methods may record quant.* keys)
 } lmp_qctx;
@@ -37,14 +38,15 @@ lmp_status lmp_qentry_make_writable(lmp_qentry *e, lmp_error *err);
 // Quantizes the entry's values into e->out with the reference rounding (imp == NULL) or the
 // importance-weighted search (imp: (cols) per-input-channel importance). Threaded over rows.
 lmp_status lmp_qentry_quantize(lmp_qctx *q, lmp_qentry *e, const float *imp, lmp_error *err);
-// Points the model's weight view of this entry at its quantized output (so later layers of a sequential
-// calibration see the quantized model). No-op for tensors that are not layer matrices.
-void lmp_qctx_swap_in(lmp_qctx *q, lmp_qentry *e);
+// Points the model's weight of this entry at its quantized output through lmp_model_weight_set (so later
+// layers of a sequential calibration see the quantized model, and sessions re-upload it). No-op for tensors
+// that are not weights of the model.
+lmp_status lmp_qctx_swap_in(lmp_qctx *q, lmp_qentry *e, lmp_error *err);
 void lmp_qctx_warn(lmp_qctx *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-// Calibration text: n_seq sequences of seq_len tokens (BOS first when the tokenizer adds one), sampled
-// deterministically from p->calib_path. *tokens is (n_seq, seq_len), lmp_malloc'd.
-lmp_status lmp_calib_sample(lmp_qctx *q, int32_t **tokens, int *n_seq, int *seq_len, lmp_error *err);
+// Samples the calibration text of the parameters (runtime/calib.h) into *set and opens the layer-by-layer
+// runner over the model with the pass's thread pool; records the tokens used.
+lmp_status lmp_qctx_calib_open(lmp_qctx *q, lmp_calib_set *set, lmp_calib_runner **r, lmp_error *err);
 
 // The calibrated methods: each fills e->out for every layer matrix it handles (the driver quantizes
 // whatever is left with RTN).

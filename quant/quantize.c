@@ -152,29 +152,10 @@ lmp_status lmp_qentry_quantize(lmp_qctx *q, lmp_qentry *e, const float *imp, lmp
     return LMP_OK;
 }
 
-static lmp_weight *model_weight(lmp_model *m, const char *name) {
-    if (strcmp(name, "token_embd.weight") == 0) return &m->tok_embd;
-    if (strcmp(name, "output.weight") == 0) return &m->output;
-    int l;
-    char kind[32];
-    if (sscanf(name, "blk.%d.%31[a-z_].weight", &l, kind) != 2 || l < 0 || l >= m->cfg.n_layers) return NULL;
-    lmp_layer *L = &m->layers[l];
-    if (!strcmp(kind, "attn_q")) return &L->wq;
-    if (!strcmp(kind, "attn_k")) return &L->wk;
-    if (!strcmp(kind, "attn_v")) return &L->wv;
-    if (!strcmp(kind, "attn_output")) return &L->wo;
-    if (!strcmp(kind, "ffn_gate")) return &L->w_gate;
-    if (!strcmp(kind, "ffn_up")) return &L->w_up;
-    if (!strcmp(kind, "ffn_down")) return &L->w_down;
-    return NULL;
-}
-
-void lmp_qctx_swap_in(lmp_qctx *q, lmp_qentry *e) {
-    lmp_weight *w = model_weight(q->model, e->src->name);
-    if (!w || !e->out) return;
-    w->type = e->type;
-    w->data = e->out;
-    w->row_bytes = lmp_type_row_size(e->type, e->cols);
+lmp_status lmp_qctx_swap_in(lmp_qctx *q, lmp_qentry *e, lmp_error *err) {
+    lmp_weight *w = lmp_model_weight_find(q->model, e->src->name);
+    if (!w || !e->out || w->rows <= 1) return LMP_OK;  // not a matrix of the model (norms stay float32)
+    return lmp_model_weight_set(q->model, w, e->type, e->out, err);
 }
 
 // ---- output ----
@@ -184,27 +165,30 @@ static lmp_status build_meta(lmp_qctx *q, const char *in_path, lmp_error *err) {
     lmp_meta *m = q->meta_out;
     char line[2600];
     lmp_status st = LMP_OK;
-    st |= lmp_meta_set_str(m, "quant.method", lmp_quant_method_name(p->method));
-    st |= lmp_meta_set_u32(m, "quant.bits", (uint32_t)p->bits);
-    st |= lmp_meta_set_u32(m, "quant.group", (uint32_t)(p->bits == 8 ? 32 : p->group));
-    st |= lmp_meta_set_str(m, "quant.scheme", p->bits == 8 ? "sym" : p->asym ? "asym" : "sym");
+#define PUT(key, call) lmp_meta_keep(&st, call, key, err)
+    PUT("quant.method", lmp_meta_set_str(m, "quant.method", lmp_quant_method_name(p->method)));
+    PUT("quant.bits", lmp_meta_set_u32(m, "quant.bits", (uint32_t)p->bits));
+    PUT("quant.group", lmp_meta_set_u32(m, "quant.group", (uint32_t)(p->bits == 8 ? 32 : p->group)));
+    PUT("quant.scheme", lmp_meta_set_str(m, "quant.scheme", p->bits == 8 ? "sym" : p->asym ? "asym" : "sym"));
     if (p->method != LMP_QUANT_RTN) {
         const char *base = strrchr(p->calib_path, '/');
-        st |= lmp_meta_set_str(m, "quant.calib_file", base ? base + 1 : p->calib_path);
-        st |= lmp_meta_set_u64(m, "quant.calib_tokens", (uint64_t)q->calib_tokens_used);
+        PUT("quant.calib_file", lmp_meta_set_str(m, "quant.calib_file", base ? base + 1 : p->calib_path));
+        PUT("quant.calib_tokens", lmp_meta_set_u64(m, "quant.calib_tokens", (uint64_t)q->calib_tokens_used));
     }
     if (p->method == LMP_QUANT_GPTQ) {
-        st |= lmp_meta_set_f32(m, "quant.gptq_damp", p->gptq_damp);
-        st |= lmp_meta_set_bool(m, "quant.gptq_act_order", p->gptq_act_order);
-        st |= lmp_meta_set_u32(m, "quant.gptq_block", (uint32_t)p->gptq_block);
+        PUT("quant.gptq_damp", lmp_meta_set_f32(m, "quant.gptq_damp", p->gptq_damp));
+        PUT("quant.gptq_act_order", lmp_meta_set_bool(m, "quant.gptq_act_order", p->gptq_act_order));
+        PUT("quant.gptq_block", lmp_meta_set_u32(m, "quant.gptq_block", (uint32_t)p->gptq_block));
     }
-    st |= lmp_meta_set_str(m, "provenance.tool", "lmpress " LMP_VERSION_STRING);
-    st |= lmp_meta_set_str(m, "provenance.parent", in_path);
-    st |= lmp_meta_set_u32(m, "provenance.parent_checksum", lmp_file_checksum(q->model->file));
-    if (p->command_line) st |= lmp_meta_set_str(m, "provenance.command", p->command_line);
+    PUT("provenance.tool", lmp_meta_set_str(m, "provenance.tool", "lmpress " LMP_VERSION_STRING));
+    PUT("provenance.parent", lmp_meta_set_str(m, "provenance.parent", in_path));
+    PUT("provenance.parent_checksum",
+        lmp_meta_set_u32(m, "provenance.parent_checksum", lmp_file_checksum(q->model->file)));
+    if (p->command_line) PUT("provenance.command", lmp_meta_set_str(m, "provenance.command", p->command_line));
     snprintf(line, sizeof line, "quantize: %s", p->command_line ? p->command_line : lmp_quant_method_name(p->method));
-    st |= lmp_meta_append_str(m, "provenance.history", line);
-    return st ? lmp_err(err, LMP_E_NOMEM, "out of memory") : LMP_OK;
+    PUT("provenance.history", lmp_meta_append_str(m, "provenance.history", line));
+#undef PUT
+    return st;
 }
 
 static lmp_status check_params(const lmp_quant_params *p, lmp_error *err) {

@@ -31,41 +31,57 @@ typedef enum lmp_op {
     LMP_OP_COUNT,
 } lmp_op;
 
-// RoPE parameters of a model, with the precomputed frequency table: inv_freq[i] = theta^(-2i/rope_dim).
+// RoPE parameters of a model, with the precomputed tables (lmp_ref_rope_tables) in the backend's memory
+// (the session allocates them with alloc and fills them with from_host).
 typedef struct lmp_rope {
     int head_dim, rope_dim, neox;
-    const float *cos_tab, *sin_tab;  // (n_ctx, rope_dim / 2) host tables, built by the session
+    const float *cos_tab, *sin_tab;  // (n_ctx, rope_dim / 2) backend memory
 } lmp_rope;
 
 typedef struct lmp_backend lmp_backend;
+// One layer's KV cache, owned and laid out by the backend (the CPU's: two (n_ctx, kv_dim) float arrays).
+typedef struct lmp_kv_cache lmp_kv_cache;
 
+// Error discipline: operations return nothing (a device backend queues them); one that cannot run records a
+// sticky error (the first one wins) and later operations may do nothing. synchronize waits for queued work
+// and returns that error (and clears it), so every caller that reads results sees failures.
 typedef struct lmp_backend_ops {
     const char *name;
     void (*destroy)(lmp_backend *b);  // frees the backend and its private state
     int host_memory;                  // 1 if alloc returns host memory the caller may read directly
-    // memory for activations and KV cache; NULL on failure
+    // memory for activations; NULL on failure
     void *(*alloc)(lmp_backend *b, size_t bytes);
     void (*free)(lmp_backend *b, void *p);
     void (*to_host)(lmp_backend *b, void *dst, const void *src, size_t bytes);
     void (*from_host)(lmp_backend *b, void *dst, const void *src, size_t bytes);
-    // 1 if the backend runs op with weights of dtype t (t ignored for ops without weights)
+    // 1 if the backend runs op with weights of dtype t (t ignored for ops without weights); the session asks
+    // it for every weight before running anything.
     int (*supports_op)(lmp_backend *b, lmp_op op, lmp_dtype t);
+    // Copies w (any weight: matrices, embeddings, norms) to the backend, replacing a copy made earlier (after
+    // lmp_model_weight_set); sets w->dev. A no-op on host-memory backends.
     lmp_status (*upload_weight)(lmp_backend *b, lmp_weight *w, lmp_error *err);
-    void (*synchronize)(lmp_backend *b);
+    // Frees w's backend copy (w->dev = NULL).
+    void (*release_weight)(lmp_backend *b, lmp_weight *w);
+    // A KV cache of n_ctx positions of kv_dim floats for keys and for values.
+    lmp_status (*kv_new)(lmp_backend *b, int n_ctx, int kv_dim, lmp_kv_cache **out, lmp_error *err);
+    void (*kv_free)(lmp_backend *b, lmp_kv_cache *kv);
+    // Waits for queued work; returns (and clears) the first error since the last call, LMP_OK if none.
+    lmp_status (*synchronize)(lmp_backend *b, lmp_error *err);
 
     // out(n, cols) = rows tokens[0..n) of emb (host token ids)
     void (*get_rows)(lmp_backend *b, float *out, const lmp_weight *emb, const int32_t *tokens, int n);
-    // out(n, dim) = x / rms(x) * w, per row
-    void (*rmsnorm)(lmp_backend *b, float *out, const float *x, const float *w, int n, int dim, float eps);
+    // out(n, dim) = x / rms(x) * w, per row; w is a (1, dim) F32 weight
+    void (*rmsnorm)(lmp_backend *b, float *out, const float *x, const lmp_weight *w, int n, int dim, float eps);
     // y(n, W.rows) = x(n, W.cols) W^T
     void (*matmul)(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n);
     // rotates q(n, n_heads * hd) and k(n, n_kv * hd) in place; token i is at position pos0 + i
     void (*rope)(lmp_backend *b, float *q, float *k, int n, int n_heads, int n_kv, int pos0,
                  const lmp_rope *r);
-    // Stores k, v (n, n_kv * hd) into the layer's caches (n_ctx, n_kv * hd) at rows pos0.., then
-    // out(n, n_heads * hd) = causal softmax(q k^T / sqrt(hd)) v over cache rows [0, pos0 + i].
-    void (*attention)(lmp_backend *b, float *out, const float *q, const float *k, const float *v,
-                      float *k_cache, float *v_cache, int n, int pos0, int n_heads, int n_kv, int hd);
+    // Stores k, v (n, n_kv * hd) into kv at positions pos0.., then out(n, n_heads * hd) =
+    // causal softmax(q k^T / sqrt(hd)) v over positions [0, pos0 + i]; query head h reads KV head
+    // h / (n_heads / n_kv).
+    void (*attention)(lmp_backend *b, float *out, const float *q, const float *k, const float *v, lmp_kv_cache *kv,
+                      int n, int pos0, int n_heads, int n_kv, int hd);
     // gate(n, ff) = silu(gate) * up
     void (*swiglu)(lmp_backend *b, float *gate, const float *up, int n, int ff);
     // x[0..count) += y
@@ -77,18 +93,33 @@ struct lmp_backend {
     void *ctx;  // backend-private state
 };
 
+struct lmp_pool;
+
 typedef struct lmp_backend_opts {
-    int n_threads;  // CPU: threads (<= 0: all cores)
+    int n_threads;          // CPU: threads (<= 0: all cores); ignored when pool is given
+    struct lmp_pool *pool;  // CPU: a thread pool to borrow (not freed with the backend); NULL: own pool
 } lmp_backend_opts;
 
-// Creates a backend by name ("cpu"); a build without CUDA refuses "cuda" with a clear message.
+// Creates a backend by name ("cpu", "cuda", or one registered with lmp_backend_register); a build without
+// CUDA refuses "cuda" with a clear message.
 lmp_status lmp_backend_new(const char *name, const lmp_backend_opts *opts, lmp_backend **out,
                            lmp_error *err);
+
+// Adds a backend constructor under name (at most 8 registrations; a name may be registered once; "cpu" and
+// "cuda" are built in). For tests and embedders: e.g. a backend that wraps another to count or fail calls.
+typedef lmp_status (*lmp_backend_ctor)(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err);
+lmp_status lmp_backend_register(const char *name, lmp_backend_ctor ctor, lmp_error *err);
 void lmp_backend_free(lmp_backend *b);
 
-// CPU backend specifics (the quantize and calibration passes share its thread pool).
+// CPU backend specifics.
 lmp_status lmp_backend_cpu_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err);
-struct lmp_pool *lmp_backend_cpu_pool(lmp_backend *b);
+// The CUDA backend (defined in cuda/ in builds with CUDA; elsewhere it refuses with LMP_E_UNSUPPORTED).
+lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err);
+
+// Programs call this once at startup (before any backend runs): OpenBLAS single-threaded, so that the
+// project's thread pool owns the cores and calls sgemm on row slices from its threads. The library never
+// calls it itself (it is process-wide); without it the CPU backend lets OpenBLAS thread each product.
+void lmp_cpu_blas_single_threaded(void);
 
 #ifdef __cplusplus
 }

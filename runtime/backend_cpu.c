@@ -4,20 +4,36 @@
 // splits the weight rows across threads; batches (prefill, evaluation, calibration) use OpenBLAS sgemm
 // for float32 weights (single-threaded OpenBLAS per slice, so one thread pool owns the cores) and the
 // tiled integer kernels for quantized weights, with activations quantized once per batch.
-// It does not know the model's structure (forward.c) and never allocates per token.
+// It does not know the model's structure (forward.c) and never allocates per token. Scratch buffers only
+// grow; when one cannot, the op records a sticky error (returned by synchronize) and does nothing.
 #include <cblas.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "format/qtypes.h"
 #include "runtime/backend.h"
 #include "runtime/kernels.h"
-#include "format/qtypes.h"
+#include "runtime/refmath.h"
 #include "runtime/threadpool.h"
+
+// OpenBLAS's own thread count (openblas_config.h is not on every include path).
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int);
+
+struct lmp_kv_cache {
+    float *k, *v;  // (n_ctx, kv_dim) each
+    int n_ctx, kv_dim;
+};
 
 typedef struct cpu_ctx {
     lmp_pool *pool;
+    int own_pool;         // 1: pool created here (freed with the backend)
     int n_threads;
+    lmp_status st;        // sticky error (first failure since the last synchronize)
+    char msg[LMP_ERROR_MSG_MAX];
     const lmp_kernels *k;
     void *act_q;          // quantized activations, (n, cols / 32) lmp_block_q8_a or lmp_block_q16_a
     size_t act_q_bytes;
@@ -32,7 +48,24 @@ static void cpu_free(lmp_backend *b, void *p) { lmp_free(p); }
 static void cpu_copy(lmp_backend *b, void *dst, const void *src, size_t bytes) {
     if (dst != src) memcpy(dst, src, bytes);
 }
-static void cpu_synchronize(lmp_backend *b) {}
+
+static void cpu_fail(cpu_ctx *c, lmp_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cpu_fail(cpu_ctx *c, lmp_status st, const char *fmt, ...) {
+    if (c->st) return;  // the first error wins
+    c->st = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    va_end(ap);
+}
+
+static lmp_status cpu_synchronize(lmp_backend *b, lmp_error *err) {
+    cpu_ctx *c = ctx_of(b);
+    lmp_status st = c->st;
+    c->st = LMP_OK;
+    if (st) return lmp_err(err, st, "%s", c->msg);
+    return LMP_OK;
+}
 
 static int cpu_supports_op(lmp_backend *b, lmp_op op, lmp_dtype t) {
     if (op == LMP_OP_MATMUL || op == LMP_OP_GET_ROWS) {
@@ -43,6 +76,36 @@ static int cpu_supports_op(lmp_backend *b, lmp_op op, lmp_dtype t) {
 }
 
 static lmp_status cpu_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *err) { return LMP_OK; }
+static void cpu_release_weight(lmp_backend *b, lmp_weight *w) { w->dev = NULL; }
+
+static lmp_status cpu_kv_new(lmp_backend *b, int n_ctx, int kv_dim, lmp_kv_cache **out, lmp_error *err) {
+    *out = NULL;
+    lmp_kv_cache *kv = lmp_calloc(1, sizeof *kv);
+    size_t n = (size_t)n_ctx * (size_t)kv_dim;
+    if (kv) {
+        kv->k = lmp_malloc(n * sizeof(float));
+        kv->v = lmp_malloc(n * sizeof(float));
+    }
+    if (!kv || !kv->k || !kv->v) {
+        if (kv) {
+            lmp_free(kv->k);
+            lmp_free(kv->v);
+        }
+        lmp_free(kv);
+        return lmp_err(err, LMP_E_NOMEM, "out of memory for a KV cache of %d x %d floats", n_ctx, kv_dim);
+    }
+    kv->n_ctx = n_ctx;
+    kv->kv_dim = kv_dim;
+    *out = kv;
+    return LMP_OK;
+}
+
+static void cpu_kv_free(lmp_backend *b, lmp_kv_cache *kv) {
+    if (!kv) return;
+    lmp_free(kv->k);
+    lmp_free(kv->v);
+    lmp_free(kv);
+}
 
 // Grows a scratch buffer; returns 0 on failure. Scratch only grows, so steady-state decode never
 // allocates.
@@ -58,6 +121,7 @@ static int scratch_reserve(void **buf, size_t *have, size_t need) {
 
 // ---- get_rows ----
 static void cpu_get_rows(lmp_backend *b, float *out, const lmp_weight *emb, const int32_t *tokens, int n) {
+    if (ctx_of(b)->st) return;
     const lmp_type_traits *tr = lmp_type_get(emb->type);
     for (int i = 0; i < n; i++)
         tr->to_float((const char *)emb->data + (size_t)tokens[i] * emb->row_bytes, out + (size_t)i * emb->cols,
@@ -65,15 +129,10 @@ static void cpu_get_rows(lmp_backend *b, float *out, const lmp_weight *emb, cons
 }
 
 // ---- rmsnorm ----
-static void cpu_rmsnorm(lmp_backend *b, float *out, const float *x, const float *w, int n, int dim, float eps) {
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * dim;
-        float *oi = out + (size_t)i * dim;
-        float ss = 0.0f;
-        for (int j = 0; j < dim; j++) ss += xi[j] * xi[j];
-        ss = 1.0f / sqrtf(ss / (float)dim + eps);
-        for (int j = 0; j < dim; j++) oi[j] = w[j] * (ss * xi[j]);
-    }
+static void cpu_rmsnorm(lmp_backend *b, float *out, const float *x, const lmp_weight *w, int n, int dim, float eps) {
+    if (ctx_of(b)->st) return;
+    const float *wv = (const float *)w->data;  // (dim)
+    for (int i = 0; i < n; i++) lmp_ref_rmsnorm(out + (size_t)i * dim, x + (size_t)i * dim, wv, dim, eps);
 }
 
 // ---- matmul ----
@@ -129,20 +188,26 @@ static void quantize_rows_worker(void *arg, int ith, int nth) {
 
 static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
     cpu_ctx *c = ctx_of(b);
+    if (c->st) return;
     const lmp_type_traits *tr = lmp_type_get(w->type);
     matmul_job j = {c, y, w, x, x, (size_t)w->cols * sizeof(float), n, NULL};
     if (tr->vec_dot_type != LMP_DTYPE_F32) {
         j.quantize = lmp_kernels_act_quantizer(c->k, tr->vec_dot_type);
         j.xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, w->cols);
         if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j.xq_row_bytes * (size_t)n)) {
-            // Out of memory for a scratch buffer is not recoverable mid-forward; fill with NaN so the
-            // caller's result is visibly wrong rather than silently stale.
-            for (size_t i = 0; i < (size_t)n * (size_t)w->rows; i++) y[i] = NAN;
+            cpu_fail(c, LMP_E_NOMEM, "out of memory for %zu bytes of quantized activations (%s)",
+                     j.xq_row_bytes * (size_t)n, w->name ? w->name : "matmul");
             return;
         }
         j.xq = c->act_q;
         if (n <= 4) quantize_rows_worker(&j, 0, 1);
         else lmp_pool_run(c->pool, quantize_rows_worker, &j);
+    }
+    if (n > 1 && w->type == LMP_DTYPE_F32 && openblas_get_num_threads() > 1) {
+        // OpenBLAS threads itself (the program did not call lmp_cpu_blas_single_threaded): one call.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)w->rows, (int)w->cols, 1.0f, x, (int)w->cols,
+                    (const float *)w->data, (int)w->cols, 0.0f, y, (int)w->rows);
+        return;
     }
     lmp_pool_fn fn = n == 1 ? matvec_worker : w->type == LMP_DTYPE_F32 ? sgemm_worker : matmul_q_worker;
     // Why: waking the other threads costs a few microseconds; below ~64K multiply-adds one thread is faster.
@@ -151,31 +216,15 @@ static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const floa
 }
 
 // ---- rope ----
-static void rope_rotate(float *v, const float *cs, const float *sn, int rope_dim, int neox) {
-    int half = rope_dim / 2;
-    if (neox) {
-        for (int i = 0; i < half; i++) {
-            float a = v[i], b = v[i + half];
-            v[i] = a * cs[i] - b * sn[i];
-            v[i + half] = a * sn[i] + b * cs[i];
-        }
-    } else {
-        for (int i = 0; i < half; i++) {
-            float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = a * cs[i] - b * sn[i];
-            v[2 * i + 1] = a * sn[i] + b * cs[i];
-        }
-    }
-}
-
 static void cpu_rope(lmp_backend *b, float *q, float *k, int n, int n_heads, int n_kv, int pos0,
                      const lmp_rope *r) {
+    if (ctx_of(b)->st) return;
     int hd = r->head_dim, half = r->rope_dim / 2;
     for (int i = 0; i < n; i++) {
         const float *cs = r->cos_tab + (size_t)(pos0 + i) * half;
         const float *sn = r->sin_tab + (size_t)(pos0 + i) * half;
-        for (int h = 0; h < n_heads; h++) rope_rotate(q + ((size_t)i * n_heads + h) * hd, cs, sn, r->rope_dim, r->neox);
-        for (int h = 0; h < n_kv; h++) rope_rotate(k + ((size_t)i * n_kv + h) * hd, cs, sn, r->rope_dim, r->neox);
+        for (int h = 0; h < n_heads; h++) lmp_ref_rope_rotate(q + ((size_t)i * n_heads + h) * hd, cs, sn, r->rope_dim, r->neox);
+        for (int h = 0; h < n_kv; h++) lmp_ref_rope_rotate(k + ((size_t)i * n_kv + h) * hd, cs, sn, r->rope_dim, r->neox);
     }
 }
 
@@ -207,15 +256,9 @@ static void attn_row(const attn_job *j, float *att, int i, int h) {
     // att(len) = K q / sqrt(hd)
     cblas_sgemv(CblasRowMajor, CblasNoTrans, len, j->hd, 1.0f / sqrtf((float)j->hd), kh, kv_dim, qi, 1, 0.0f, att,
                 1);
-    float mx = -INFINITY;
-    for (int t = 0; t < len; t++) mx = att[t] > mx ? att[t] : mx;
-    float sum = 0.0f;
-    for (int t = 0; t < len; t++) {
-        att[t] = expf(att[t] - mx);
-        sum += att[t];
-    }
-    // out(hd) = V^T att / sum
-    cblas_sgemv(CblasRowMajor, CblasTrans, len, j->hd, 1.0f / sum, vh, kv_dim, att, 1, 0.0f, oi, 1);
+    lmp_ref_softmax(att, len);
+    // out(hd) = V^T att
+    cblas_sgemv(CblasRowMajor, CblasTrans, len, j->hd, 1.0f, vh, kv_dim, att, 1, 0.0f, oi, 1);
 }
 
 static void attn_decode_worker(void *arg, int ith, int nth) {
@@ -240,15 +283,7 @@ static void attn_tile(attn_job *j, float *S, int h, int i0, int i1) {
     for (int r = 0; r < qb; r++) {
         float *s = S + (size_t)r * len;
         int valid = j->pos0 + i0 + r + 1;  // causal: keys [0, valid)
-        float mx = -INFINITY;
-        for (int t = 0; t < valid; t++) mx = s[t] > mx ? s[t] : mx;
-        float sum = 0.0f;
-        for (int t = 0; t < valid; t++) {
-            s[t] = expf(s[t] - mx);
-            sum += s[t];
-        }
-        float inv = 1.0f / sum;
-        for (int t = 0; t < valid; t++) s[t] *= inv;
+        lmp_ref_softmax(s, valid);
         for (int t = valid; t < len; t++) s[t] = 0.0f;
     }
     // O(qb, hd) = P(qb, len) V(len, hd)
@@ -268,10 +303,17 @@ static void attn_batch_worker(void *arg, int ith, int nth) {
     }
 }
 
-static void cpu_attention(lmp_backend *b, float *out, const float *q, const float *k, const float *v,
-                          float *k_cache, float *v_cache, int n, int pos0, int n_heads, int n_kv, int hd) {
+static void cpu_attention(lmp_backend *b, float *out, const float *q, const float *k, const float *v, lmp_kv_cache *kv,
+                          int n, int pos0, int n_heads, int n_kv, int hd) {
     cpu_ctx *c = ctx_of(b);
+    if (c->st) return;
     size_t kv_dim = (size_t)n_kv * hd;
+    if (kv_dim != (size_t)kv->kv_dim || pos0 < 0 || pos0 + n > kv->n_ctx) {
+        cpu_fail(c, LMP_E_ARG, "attention: %d KV heads x %d at positions %d..%d do not fit a cache of %d x %d", n_kv,
+                 hd, pos0, pos0 + n - 1, kv->n_ctx, kv->kv_dim);
+        return;
+    }
+    float *k_cache = kv->k, *v_cache = kv->v;
     memcpy(k_cache + (size_t)pos0 * kv_dim, k, (size_t)n * kv_dim * sizeof(float));
     memcpy(v_cache + (size_t)pos0 * kv_dim, v, (size_t)n * kv_dim * sizeof(float));
     size_t per = ((size_t)pos0 + (size_t)n + 16) * (n > 1 ? ATT_QB : 1);
@@ -280,7 +322,7 @@ static void cpu_attention(lmp_backend *b, float *out, const float *q, const floa
         size_t have = c->scores_per_thread * (size_t)c->n_threads * sizeof(float);
         void *s = c->scores;
         if (!scratch_reserve(&s, &have, bytes)) {
-            for (size_t i = 0; i < (size_t)n * n_heads * hd; i++) out[i] = NAN;
+            cpu_fail(c, LMP_E_NOMEM, "out of memory for %zu bytes of attention scores", bytes);
             return;
         }
         c->scores = s;
@@ -309,18 +351,19 @@ static void swiglu_worker(void *arg, int ith, int nth) {
     long long i0, i1;
     lmp_split_range((long long)j->count, ith, nth, 64, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
-        float g = j->gate[i];
-        j->gate[i] = g / (1.0f + expf(-g)) * j->up[i];
+        j->gate[i] = lmp_ref_silu(j->gate[i]) * j->up[i];
     }
 }
 
 static void cpu_swiglu(lmp_backend *b, float *gate, const float *up, int n, int ff) {
+    if (ctx_of(b)->st) return;
     swiglu_job j = {gate, up, (size_t)n * ff};
     if (j.count < 8192) swiglu_worker(&j, 0, 1);
     else lmp_pool_run(ctx_of(b)->pool, swiglu_worker, &j);
 }
 
 static void cpu_add(lmp_backend *b, float *x, const float *y, size_t count) {
+    if (ctx_of(b)->st) return;
     for (size_t i = 0; i < count; i++) x[i] += y[i];
 }
 
@@ -336,6 +379,9 @@ static const lmp_backend_ops cpu_ops = {
     .from_host = cpu_copy,
     .supports_op = cpu_supports_op,
     .upload_weight = cpu_upload_weight,
+    .release_weight = cpu_release_weight,
+    .kv_new = cpu_kv_new,
+    .kv_free = cpu_kv_free,
     .synchronize = cpu_synchronize,
     .get_rows = cpu_get_rows,
     .rmsnorm = cpu_rmsnorm,
@@ -348,7 +394,8 @@ static const lmp_backend_ops cpu_ops = {
 
 lmp_status lmp_backend_cpu_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
     *out = NULL;
-    int n_threads = opts && opts->n_threads > 0 ? opts->n_threads : lmp_cpu_count();
+    lmp_pool *shared = opts ? opts->pool : NULL;
+    int n_threads = shared ? lmp_pool_size(shared) : opts && opts->n_threads > 0 ? opts->n_threads : lmp_cpu_count();
     if (n_threads > 256) return lmp_err(err, LMP_E_ARG, "%d threads is too many (at most 256)", n_threads);
     lmp_backend *b = lmp_calloc(1, sizeof *b);
     cpu_ctx *c = lmp_calloc(1, sizeof *c);
@@ -359,39 +406,58 @@ lmp_status lmp_backend_cpu_new(const lmp_backend_opts *opts, lmp_backend **out, 
     }
     c->n_threads = n_threads;
     c->k = lmp_kernels_best();
-    c->pool = lmp_pool_new(n_threads);
+    c->pool = shared ? shared : lmp_pool_new(n_threads);
+    c->own_pool = !shared;
     if (!c->pool) {
         lmp_free(b);
         lmp_free(c);
         return lmp_err(err, LMP_E_NOMEM, "cannot start %d threads", n_threads);
     }
-    // One thread pool owns the cores: OpenBLAS runs single-threaded inside each slice.
-    openblas_set_num_threads(1);
     b->ops = &cpu_ops;
     b->ctx = c;
     *out = b;
     return LMP_OK;
 }
 
-struct lmp_pool *lmp_backend_cpu_pool(lmp_backend *b) {
-    return b && b->ops == &cpu_ops ? ctx_of(b)->pool : NULL;
-}
+void lmp_cpu_blas_single_threaded(void) { openblas_set_num_threads(1); }
 
 static void cpu_destroy(lmp_backend *b) {
     cpu_ctx *c = ctx_of(b);
-    lmp_pool_free(c->pool);
+    if (c->own_pool) lmp_pool_free(c->pool);
     lmp_free(c->act_q);
     lmp_free(c->scores);
     lmp_free(c);
     lmp_free(b);
 }
 
+// Registered backends (tests, embedders). Registration happens before use, from one thread.
+#define MAX_REGISTERED 8
+static struct {
+    char name[32];
+    lmp_backend_ctor ctor;
+} registered[MAX_REGISTERED];
+static int n_registered;
+
+lmp_status lmp_backend_register(const char *name, lmp_backend_ctor ctor, lmp_error *err) {
+    if (!name || !*name || strlen(name) >= sizeof registered[0].name || !ctor)
+        return lmp_err(err, LMP_E_ARG, "backend registration needs a name of 1..31 characters and a constructor");
+    if (!strcmp(name, "cpu") || !strcmp(name, "cuda"))
+        return lmp_err(err, LMP_E_ARG, "backend '%s' is built in", name);
+    for (int i = 0; i < n_registered; i++)
+        if (!strcmp(registered[i].name, name)) return lmp_err(err, LMP_E_STATE, "backend '%s' is already registered", name);
+    if (n_registered == MAX_REGISTERED) return lmp_err(err, LMP_E_STATE, "too many registered backends");
+    snprintf(registered[n_registered].name, sizeof registered[0].name, "%s", name);
+    registered[n_registered++].ctor = ctor;
+    return LMP_OK;
+}
+
 lmp_status lmp_backend_new(const char *name, const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {
     *out = NULL;
     if (!name || strcmp(name, "cpu") == 0) return lmp_backend_cpu_new(opts, out, err);
-    if (strcmp(name, "cuda") == 0)
-        return lmp_err(err, LMP_E_UNSUPPORTED, "backend 'cuda' is not built into this lmpress (CPU only)");
-    return lmp_err(err, LMP_E_ARG, "unknown backend '%s' (available: cpu)", name);
+    if (strcmp(name, "cuda") == 0) return lmp_backend_cuda_new(opts, out, err);
+    for (int i = 0; i < n_registered; i++)
+        if (!strcmp(registered[i].name, name)) return registered[i].ctor(opts, out, err);
+    return lmp_err(err, LMP_E_ARG, "unknown backend '%s' (available: cpu, cuda)", name);
 }
 
 void lmp_backend_free(lmp_backend *b) {

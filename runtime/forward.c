@@ -6,16 +6,19 @@
 // for the tokens whose logits are wanted. Each layer uses its own head counts and FFN width.
 // It does not sample or tokenize (generate.c, tokenizer.c).
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "format/qtypes.h"
+#include "runtime/refmath.h"
 #include "runtime/session.h"
 
 struct lmp_session {
     lmp_model *m;
     lmp_backend *be;
     int n_ctx, n_batch;
-    lmp_rope rope;
-    float *cos_tab, *sin_tab;  // (n_ctx, rope_dim / 2) host
+    lmp_rope rope;             // tables in backend memory
+    float *cos_tab, *sin_tab;  // (n_ctx, rope_dim / 2) backend memory
     // backend buffers, sized for n_batch tokens
     float *x;       // (n_batch, dim) residual stream
     float *xb;      // (n_batch, dim) normalised input of a sub-block
@@ -27,8 +30,11 @@ struct lmp_session {
     float *hb;      // (n_batch, max_ffn) gate, then silu(gate) * up
     float *hb2;     // (n_batch, max_ffn) up
     float *logits;  // (n_batch, vocab), only for backends without host memory
-    float **k_cache, **v_cache;  // per layer (n_ctx, n_kv_heads_l * hd)
+    lmp_kv_cache **kv;    // (n_layers) backend-owned caches of (n_ctx, n_kv_heads_l * hd)
     float *host_tmp;             // (n_batch, max(dim, max_ffn, max_heads * hd)) hooks on device backends
+    uint64_t gen;                // model weight generation last uploaded
+    lmp_status st;               // sticky session error (a hook's buffer could not be allocated)
+    char msg[LMP_ERROR_MSG_MAX];
     lmp_hook_fn hook;
     void *hook_user;
 };
@@ -39,19 +45,44 @@ static void *balloc(lmp_session *s, size_t n_floats, int *ok) {
     return p;
 }
 
-// Why float and powf: the frequencies and angles are computed exactly as llama2.c's run.c does, so
-// greedy generation reproduces its output token for token.
-static void rope_tables(lmp_session *s) {
-    const lmp_config *c = &s->m->cfg;
-    int half = c->rope_dim / 2;
-    for (int p = 0; p < s->n_ctx; p++) {
-        for (int i = 0; i < half; i++) {
-            float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->rope_dim);
-            float val = (float)p * freq;
-            s->cos_tab[(size_t)p * half + i] = cosf(val);
-            s->sin_tab[(size_t)p * half + i] = sinf(val);
+// The backend must run every weight of the model: asked once, before anything runs.
+static lmp_status check_support(lmp_session *s, lmp_error *err) {
+    lmp_backend *be = s->be;
+    const lmp_model *m = s->m;
+    if (!be->ops->supports_op(be, LMP_OP_GET_ROWS, m->tok_embd.type))
+        return lmp_err(err, LMP_E_UNSUPPORTED, "backend '%s' cannot read embeddings of type %s (token_embd.weight)",
+                       be->ops->name, lmp_type_name(m->tok_embd.type));
+    static const lmp_op plain[] = {LMP_OP_RMSNORM, LMP_OP_ROPE, LMP_OP_ATTENTION, LMP_OP_SWIGLU, LMP_OP_ADD};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (!be->ops->supports_op(be, plain[i], LMP_DTYPE_F32))
+            return lmp_err(err, LMP_E_UNSUPPORTED, "backend '%s' lacks operation %d", be->ops->name, (int)plain[i]);
+    const lmp_weight *mats[] = {&m->output};
+    if (!be->ops->supports_op(be, LMP_OP_MATMUL, mats[0]->type))
+        return lmp_err(err, LMP_E_UNSUPPORTED, "backend '%s' has no matmul kernel for type %s (%s)", be->ops->name,
+                       lmp_type_name(mats[0]->type), mats[0]->name);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LMP_MAT_COUNT; k++) {
+            const lmp_weight *w = lmp_layer_mat_c(&m->layers[l], k);
+            if (!be->ops->supports_op(be, LMP_OP_MATMUL, w->type))
+                return lmp_err(err, LMP_E_UNSUPPORTED, "backend '%s' has no matmul kernel for type %s (%s)",
+                               be->ops->name, lmp_type_name(w->type), w->name);
         }
+    return LMP_OK;
+}
+
+// Uploads every weight whose generation is newer than the session's last upload (all of them at first).
+static lmp_status sync_weights(lmp_session *s, int all, lmp_error *err) {
+    lmp_model *m = s->m;
+    if (!all && m->gen == s->gen) return LMP_OK;
+    size_t n = lmp_model_n_weights(m);
+    for (size_t i = 0; i < n; i++) {
+        lmp_weight *w = lmp_model_weight_at(m, i);
+        if (!all && w->gen <= s->gen) continue;
+        lmp_status st = s->be->ops->upload_weight(s->be, w, err);
+        if (st) return lmp_err_prefix(err, st, "uploading '%s'", w->name ? w->name : "?");
     }
+    s->gen = m->gen;
+    return LMP_OK;
 }
 
 lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_session **out, lmp_error *err) {
@@ -68,20 +99,28 @@ lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_sessi
     s->m = m;
     s->n_ctx = o.n_ctx;
     s->n_batch = o.n_batch;
-    lmp_backend_opts bo = {o.n_threads};
+    lmp_backend_opts bo = {o.n_threads, o.pool};
     lmp_status st = lmp_backend_new(o.backend, &bo, &s->be, err);
     if (st) {
         lmp_free(s);
         return st;
     }
+    if ((st = check_support(s, err))) goto fail;
     int half = c->rope_dim / 2;
-    s->cos_tab = lmp_malloc((size_t)s->n_ctx * half * sizeof(float));
-    s->sin_tab = lmp_malloc((size_t)s->n_ctx * half * sizeof(float));
-    s->k_cache = lmp_calloc((size_t)c->n_layers, sizeof(float *));
-    s->v_cache = lmp_calloc((size_t)c->n_layers, sizeof(float *));
-    int ok = s->cos_tab && s->sin_tab && s->k_cache && s->v_cache;
+    size_t tab = (size_t)s->n_ctx * half;
+    float *host_cos = lmp_malloc(tab * sizeof(float)), *host_sin = lmp_malloc(tab * sizeof(float));
+    s->kv = lmp_calloc((size_t)c->n_layers, sizeof(lmp_kv_cache *));
+    int ok = host_cos && host_sin && s->kv;
+    s->cos_tab = balloc(s, tab, &ok);
+    s->sin_tab = balloc(s, tab, &ok);
+    if (ok) {
+        lmp_ref_rope_tables(host_cos, host_sin, s->n_ctx, c->rope_dim, c->rope_theta);
+        s->be->ops->from_host(s->be, s->cos_tab, host_cos, tab * sizeof(float));
+        s->be->ops->from_host(s->be, s->sin_tab, host_sin, tab * sizeof(float));
+    }
+    lmp_free(host_cos);
+    lmp_free(host_sin);
     if (!ok) goto nomem;
-    rope_tables(s);
     s->rope = (lmp_rope){c->head_dim, c->rope_dim, c->rope_neox, s->cos_tab, s->sin_tab};
     size_t nb = (size_t)s->n_batch, hd = (size_t)c->head_dim;
     s->x = balloc(s, nb * c->dim, &ok);
@@ -94,22 +133,11 @@ lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_sessi
     s->hb = balloc(s, nb * c->max_ffn, &ok);
     s->hb2 = balloc(s, nb * c->max_ffn, &ok);
     if (!s->be->ops->host_memory) s->logits = balloc(s, nb * c->vocab, &ok);
-    for (int l = 0; l < c->n_layers && ok; l++) {
-        size_t kv = (size_t)s->n_ctx * m->layers[l].n_kv_heads * hd;
-        s->k_cache[l] = balloc(s, kv, &ok);
-        s->v_cache[l] = balloc(s, kv, &ok);
-    }
     if (!ok) goto nomem;
-    // Give the backend its chance to copy weights (a no-op on the CPU).
-    lmp_weight *ws[] = {&m->tok_embd, &m->output};
-    for (size_t i = 0; i < 2; i++)
-        if ((st = s->be->ops->upload_weight(s->be, ws[i], err))) goto fail;
-    for (int l = 0; l < c->n_layers; l++) {
-        lmp_layer *L = &m->layers[l];
-        lmp_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < 7; i++)
-            if ((st = s->be->ops->upload_weight(s->be, lw[i], err))) goto fail;
-    }
+    for (int l = 0; l < c->n_layers; l++)
+        if ((st = s->be->ops->kv_new(s->be, s->n_ctx, m->layers[l].n_kv_heads * (int)hd, &s->kv[l], err))) goto fail;
+    if ((st = sync_weights(s, 1, err))) goto fail;
+    if ((st = s->be->ops->synchronize(s->be, err))) goto fail;
     *out = s;
     return LMP_OK;
 nomem:
@@ -123,18 +151,18 @@ void lmp_session_free(lmp_session *s) {
     if (!s) return;
     lmp_backend *be = s->be;
     if (be) {
-        void *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->logits};
+        void *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->logits, s->cos_tab, s->sin_tab};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) be->ops->free(be, bufs[i]);
-        for (int l = 0; l < s->m->cfg.n_layers; l++) {
-            if (s->k_cache && s->k_cache[l]) be->ops->free(be, s->k_cache[l]);
-            if (s->v_cache && s->v_cache[l]) be->ops->free(be, s->v_cache[l]);
+        for (int l = 0; s->kv && l < s->m->cfg.n_layers; l++)
+            if (s->kv[l]) be->ops->kv_free(be, s->kv[l]);
+        size_t n = lmp_model_n_weights(s->m);
+        for (size_t i = 0; i < n; i++) {
+            lmp_weight *w = lmp_model_weight_at(s->m, i);
+            if (w->dev) be->ops->release_weight(be, w);
         }
     }
-    lmp_free(s->k_cache);
-    lmp_free(s->v_cache);
-    lmp_free(s->cos_tab);
-    lmp_free(s->sin_tab);
+    lmp_free(s->kv);
     lmp_free(s->host_tmp);
     lmp_backend_free(be);
     lmp_free(s);
@@ -161,7 +189,13 @@ static void call_hook(lmp_session *s, int l, lmp_hook_point where, const float *
         if ((size_t)c->max_ffn > w) w = (size_t)c->max_ffn;
         if ((size_t)c->max_heads * c->head_dim > w) w = (size_t)c->max_heads * c->head_dim;
         s->host_tmp = lmp_malloc((size_t)s->n_batch * w * sizeof(float));
-        if (!s->host_tmp) return;
+        if (!s->host_tmp) {
+            if (!s->st) {
+                s->st = LMP_E_NOMEM;
+                snprintf(s->msg, sizeof s->msg, "out of memory for the host copy of hooked activations");
+            }
+            return;
+        }
     }
     s->be->ops->to_host(s->be, s->host_tmp, x, (size_t)n * width * sizeof(float));
     s->hook(s->hook_user, l, where, s->host_tmp, n, width);
@@ -175,19 +209,18 @@ static void block_forward(lmp_session *s, int l, int n, int pos) {
     lmp_backend *be = s->be;
     const int hd = c->head_dim;
 
-    op->rmsnorm(be, s->xb, s->x, L->attn_norm, n, c->dim, c->rms_eps);
+    op->rmsnorm(be, s->xb, s->x, &L->attn_norm, n, c->dim, c->rms_eps);
     call_hook(s, l, LMP_HOOK_ATTN_IN, s->xb, n, c->dim);
     op->matmul(be, s->q, &L->wq, s->xb, n);  // (n, n_heads * hd)
     op->matmul(be, s->k, &L->wk, s->xb, n);  // (n, n_kv * hd)
     op->matmul(be, s->v, &L->wv, s->xb, n);  // (n, n_kv * hd)
     op->rope(be, s->q, s->k, n, L->n_heads, L->n_kv_heads, pos, &s->rope);
-    op->attention(be, s->att, s->q, s->k, s->v, s->k_cache[l], s->v_cache[l], n, pos, L->n_heads, L->n_kv_heads,
-                  hd);
+    op->attention(be, s->att, s->q, s->k, s->v, s->kv[l], n, pos, L->n_heads, L->n_kv_heads, hd);
     call_hook(s, l, LMP_HOOK_ATTN_OUT_IN, s->att, n, L->n_heads * hd);
     op->matmul(be, s->xb2, &L->wo, s->att, n);  // (n, dim)
     op->add(be, s->x, s->xb2, (size_t)n * c->dim);
 
-    op->rmsnorm(be, s->xb, s->x, L->ffn_norm, n, c->dim, c->rms_eps);
+    op->rmsnorm(be, s->xb, s->x, &L->ffn_norm, n, c->dim, c->rms_eps);
     call_hook(s, l, LMP_HOOK_FFN_IN, s->xb, n, c->dim);
     op->matmul(be, s->hb, &L->w_gate, s->xb, n);  // (n, ffn)
     op->matmul(be, s->hb2, &L->w_up, s->xb, n);   // (n, ffn)
@@ -207,12 +240,25 @@ static lmp_status check_tokens(const lmp_session *s, const int32_t *tokens, int 
     return LMP_OK;
 }
 
+// Ends a run: the backend's sticky error first, then the session's own (a hook's host buffer).
+static lmp_status finish(lmp_session *s, lmp_error *err) {
+    lmp_status st = s->be->ops->synchronize(s->be, err);
+    if (st) return st;
+    if (s->st) {
+        st = s->st;
+        s->st = LMP_OK;
+        return lmp_err(err, st, "%s", s->msg);
+    }
+    return LMP_OK;
+}
+
 lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int pos, int logits_from,
                             float *logits, lmp_error *err) {
     lmp_status st = check_tokens(s, tokens, n, pos, err);
     if (st) return st;
     if (logits && (logits_from < 0 || logits_from > n))
         return lmp_err(err, LMP_E_ARG, "logits_from %d outside 0..%d", logits_from, n);
+    if ((st = sync_weights(s, 0, err))) return st;
     const lmp_config *c = &s->m->cfg;
     const lmp_backend_ops *op = s->be->ops;
     for (int b0 = 0; b0 < n; b0 += s->n_batch) {
@@ -225,7 +271,7 @@ lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int po
         if (first >= nb) continue;
         int nl = nb - first;
         const float *xr = s->x + (size_t)first * c->dim;
-        op->rmsnorm(s->be, s->xb, xr, s->m->output_norm, nl, c->dim, c->rms_eps);
+        op->rmsnorm(s->be, s->xb, xr, &s->m->output_norm, nl, c->dim, c->rms_eps);
         float *dst = logits + (size_t)(b0 + first - logits_from) * c->vocab;
         if (op->host_memory) {
             op->matmul(s->be, dst, &s->m->output, s->xb, nl);
@@ -234,17 +280,17 @@ lmp_status lmp_session_eval(lmp_session *s, const int32_t *tokens, int n, int po
             op->to_host(s->be, dst, s->logits, (size_t)nl * c->vocab * sizeof(float));
         }
     }
-    op->synchronize(s->be);
-    return LMP_OK;
+    return finish(s, err);
 }
 
 lmp_status lmp_session_embed(lmp_session *s, const int32_t *tokens, int n, float *x, lmp_error *err) {
     lmp_status st = check_tokens(s, tokens, n, 0, err);
     if (st) return st;
     if (n > s->n_batch) return lmp_err(err, LMP_E_ARG, "%d tokens exceed the batch of %d", n, s->n_batch);
+    if ((st = sync_weights(s, 0, err))) return st;
     s->be->ops->get_rows(s->be, s->x, &s->m->tok_embd, tokens, n);
     s->be->ops->to_host(s->be, x, s->x, (size_t)n * s->m->cfg.dim * sizeof(float));
-    return LMP_OK;
+    return finish(s, err);
 }
 
 lmp_status lmp_session_run_layers(lmp_session *s, float *x, int n, int pos, int l0, int l1, lmp_error *err) {
@@ -252,10 +298,11 @@ lmp_status lmp_session_run_layers(lmp_session *s, float *x, int n, int pos, int 
     if (n <= 0 || n > s->n_batch) return lmp_err(err, LMP_E_ARG, "%d tokens: batch is 1..%d", n, s->n_batch);
     if (pos < 0 || pos + n > s->n_ctx) return lmp_err(err, LMP_E_ARG, "positions exceed the context");
     if (l0 < 0 || l1 > c->n_layers || l0 > l1) return lmp_err(err, LMP_E_ARG, "bad layer range %d..%d", l0, l1);
+    lmp_status st = sync_weights(s, 0, err);
+    if (st) return st;
     size_t bytes = (size_t)n * c->dim * sizeof(float);
     s->be->ops->from_host(s->be, s->x, x, bytes);
     for (int l = l0; l < l1; l++) block_forward(s, l, n, pos);
     s->be->ops->to_host(s->be, x, s->x, bytes);
-    s->be->ops->synchronize(s->be);
-    return LMP_OK;
+    return finish(s, err);
 }

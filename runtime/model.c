@@ -3,10 +3,21 @@
 // it is consistent, and loads the tokenizer. No weight is copied except the small norm vectors.
 #include "runtime/model.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "format/qtypes.h"
+
+const lmp_mat_info lmp_mats[LMP_MAT_COUNT] = {
+    {"attn_q", LMP_HOOK_ATTN_IN, offsetof(lmp_layer, wq)},
+    {"attn_k", LMP_HOOK_ATTN_IN, offsetof(lmp_layer, wk)},
+    {"attn_v", LMP_HOOK_ATTN_IN, offsetof(lmp_layer, wv)},
+    {"attn_output", LMP_HOOK_ATTN_OUT_IN, offsetof(lmp_layer, wo)},
+    {"ffn_gate", LMP_HOOK_FFN_IN, offsetof(lmp_layer, w_gate)},
+    {"ffn_up", LMP_HOOK_FFN_IN, offsetof(lmp_layer, w_up)},
+    {"ffn_down", LMP_HOOK_DOWN_IN, offsetof(lmp_layer, w_down)},
+};
 
 static lmp_status tensor_find(const lmp_file *f, const char *name, int required, const lmp_tensor **out,
                               lmp_error *err) {
@@ -49,11 +60,13 @@ static lmp_status weight_view(const lmp_file *f, const char *name, int64_t rows,
     w->row_bytes = lmp_type_row_size(t->type, t->shape[1]);
     w->data = t->data;
     w->dev = NULL;
+    w->gen = 0;
     return LMP_OK;
 }
 
-// Norm weights may be stored in any float type; the runtime wants float32.
-static lmp_status norm_load(const lmp_file *f, const char *name, int64_t dim, float **out, lmp_error *err) {
+// Norm weights may be stored in any float type; the runtime wants float32 (an owned copy, viewed as a
+// (1, dim) F32 weight).
+static lmp_status norm_load(const lmp_file *f, const char *name, int64_t dim, lmp_weight *out, lmp_error *err) {
     const lmp_tensor *t;
     lmp_status st = tensor_find(f, name, 1, &t, err);
     if (st) return st;
@@ -69,7 +82,7 @@ static lmp_status norm_load(const lmp_file *f, const char *name, int64_t dim, fl
     float *v = lmp_malloc((size_t)dim * sizeof(float));
     if (!v) return lmp_err(err, LMP_E_NOMEM, "out of memory loading '%s'", name);
     tr->to_float(t->data, v, dim);
-    *out = v;
+    *out = (lmp_weight){t->name, LMP_DTYPE_F32, 1, dim, (size_t)dim * sizeof(float), v, NULL, 0};
     return LMP_OK;
 }
 
@@ -144,15 +157,15 @@ static lmp_status load_layer(const lmp_file *f, const lmp_config *c, int l, lmp_
     char name[96];
     lmp_status st;
     const int64_t dim = c->dim, hd = c->head_dim;
-#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
-    if ((st = norm_load(f, NAME("attn_norm.weight"), dim, &L->attn_norm, err))) return st;
-    if ((st = norm_load(f, NAME("ffn_norm.weight"), dim, &L->ffn_norm, err))) return st;
-    if ((st = weight_view(f, NAME("attn_q.weight"), 0, dim, &L->wq, err))) return st;
+#define NAME(part) (snprintf(name, sizeof name, "blk.%d.%s.weight", l, part), name)
+    if ((st = norm_load(f, NAME("attn_norm"), dim, &L->attn_norm, err))) return st;
+    if ((st = norm_load(f, NAME("ffn_norm"), dim, &L->ffn_norm, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_Q].name), 0, dim, &L->wq, err))) return st;
     if (L->wq.rows % hd)
         return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld rows is not a multiple of head_dim %lld", name,
                        (long long)L->wq.rows, (long long)hd);
     L->n_heads = (int)(L->wq.rows / hd);
-    if ((st = weight_view(f, NAME("attn_k.weight"), 0, dim, &L->wk, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_K].name), 0, dim, &L->wk, err))) return st;
     if (L->wk.rows % hd)
         return lmp_err(err, LMP_E_FORMAT, "tensor '%s': %lld rows is not a multiple of head_dim %lld", name,
                        (long long)L->wk.rows, (long long)hd);
@@ -160,12 +173,12 @@ static lmp_status load_layer(const lmp_file *f, const lmp_config *c, int l, lmp_
     if (L->n_heads % L->n_kv_heads)
         return lmp_err(err, LMP_E_FORMAT, "layer %d: %d KV heads do not divide %d query heads", l, L->n_kv_heads,
                        L->n_heads);
-    if ((st = weight_view(f, NAME("attn_v.weight"), L->wk.rows, dim, &L->wv, err))) return st;
-    if ((st = weight_view(f, NAME("attn_output.weight"), dim, L->wq.rows, &L->wo, err))) return st;
-    if ((st = weight_view(f, NAME("ffn_gate.weight"), 0, dim, &L->w_gate, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_V].name), L->wk.rows, dim, &L->wv, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_O].name), dim, L->wq.rows, &L->wo, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_GATE].name), 0, dim, &L->w_gate, err))) return st;
     L->ffn = (int)L->w_gate.rows;
-    if ((st = weight_view(f, NAME("ffn_up.weight"), L->ffn, dim, &L->w_up, err))) return st;
-    if ((st = weight_view(f, NAME("ffn_down.weight"), dim, L->ffn, &L->w_down, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_UP].name), L->ffn, dim, &L->w_up, err))) return st;
+    if ((st = weight_view(f, NAME(lmp_mats[LMP_MAT_DOWN].name), dim, L->ffn, &L->w_down, err))) return st;
 #undef NAME
     return LMP_OK;
 }
@@ -249,12 +262,12 @@ void lmp_model_free(lmp_model *m) {
     if (!m) return;
     if (m->layers) {
         for (int l = 0; l < m->cfg.n_layers; l++) {
-            lmp_free(m->layers[l].attn_norm);
-            lmp_free(m->layers[l].ffn_norm);
+            lmp_free((void *)(uintptr_t)m->layers[l].attn_norm.data);
+            lmp_free((void *)(uintptr_t)m->layers[l].ffn_norm.data);
         }
     }
     lmp_free(m->layers);
-    lmp_free(m->output_norm);
+    lmp_free((void *)(uintptr_t)m->output_norm.data);
     lmp_tokenizer_free(m->tok);
     lmp_file_close(m->file);
     lmp_free(m);
@@ -264,12 +277,86 @@ static uint64_t weight_bytes(const lmp_weight *w) { return (uint64_t)w->rows * w
 
 uint64_t lmp_model_bytes_per_token(const lmp_model *m) {
     uint64_t b = m->tok_embd.row_bytes + weight_bytes(&m->output);
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const lmp_layer *L = &m->layers[l];
-        b += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo) +
-             weight_bytes(&L->w_gate) + weight_bytes(&L->w_up) + weight_bytes(&L->w_down);
-    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LMP_MAT_COUNT; k++) b += weight_bytes(lmp_layer_mat_c(&m->layers[l], k));
     return b;
+}
+
+lmp_weight *lmp_model_weight_find(lmp_model *m, const char *name) {
+    if (!m || !name) return NULL;
+    if (strcmp(name, "token_embd.weight") == 0) return &m->tok_embd;
+    if (strcmp(name, "output.weight") == 0) return &m->output;
+    if (strcmp(name, "output_norm.weight") == 0) return &m->output_norm;
+    int l, used = 0;
+    char part[32];
+    if (sscanf(name, "blk.%d.%31[a-z_].weight%n", &l, part, &used) != 2 || used != (int)strlen(name) || l < 0 ||
+        l >= m->cfg.n_layers)
+        return NULL;
+    char canon[96];  // "blk.007.attn_q.weight" is not "blk.7.attn_q.weight"
+    snprintf(canon, sizeof canon, "blk.%d.%s.weight", l, part);
+    if (strcmp(canon, name) != 0) return NULL;
+    lmp_layer *L = &m->layers[l];
+    if (strcmp(part, "attn_norm") == 0) return &L->attn_norm;
+    if (strcmp(part, "ffn_norm") == 0) return &L->ffn_norm;
+    for (int k = 0; k < LMP_MAT_COUNT; k++)
+        if (strcmp(part, lmp_mats[k].name) == 0) return lmp_layer_mat(L, k);
+    return NULL;
+}
+
+lmp_status lmp_model_weight_set(lmp_model *m, lmp_weight *w, lmp_dtype type, const void *data, lmp_error *err) {
+    const lmp_type_traits *tr = lmp_type_get(type);
+    if (!m || !w || !data) return lmp_err(err, LMP_E_ARG, "lmp_model_weight_set: missing model, weight or data");
+    if (!tr || !tr->storable) return lmp_err(err, LMP_E_ARG, "weight '%s': type %d is not a storable type", w->name, (int)type);
+    size_t rb = lmp_type_row_size(type, w->cols);
+    if (!rb)
+        return lmp_err(err, LMP_E_ARG, "weight '%s': %lld columns is not a multiple of %s's block of %lld", w->name,
+                       (long long)w->cols, tr->name, (long long)tr->block_size);
+    if (w->rows > 1 && w->cols % lmp_type_get(tr->vec_dot_type)->block_size)
+        return lmp_err(err, LMP_E_ARG, "weight '%s': %lld columns do not fit %s's activation blocks", w->name,
+                       (long long)w->cols, tr->name);
+    int tied_pair = m->tied && (w == &m->tok_embd || w == &m->output);
+    w->type = type;
+    w->data = data;
+    w->row_bytes = rb;
+    lmp_model_weight_touch(m, w);
+    if (tied_pair) {  // one tensor, two views
+        lmp_weight *o = w == &m->tok_embd ? &m->output : &m->tok_embd;
+        o->type = type;
+        o->data = data;
+        o->row_bytes = rb;
+        o->gen = w->gen;
+    }
+    return LMP_OK;
+}
+
+size_t lmp_model_n_weights(const lmp_model *m) { return 3 + (size_t)m->cfg.n_layers * (2 + LMP_MAT_COUNT); }
+
+lmp_weight *lmp_model_weight_at(lmp_model *m, size_t i) {
+    if (i == 0) return &m->tok_embd;
+    if (i == 1) return &m->output;
+    if (i == 2) return &m->output_norm;
+    i -= 3;
+    size_t l = i / (2 + LMP_MAT_COUNT), k = i % (2 + LMP_MAT_COUNT);
+    if (l >= (size_t)m->cfg.n_layers) return NULL;
+    lmp_layer *L = &m->layers[l];
+    if (k == 0) return &L->attn_norm;
+    if (k == 1) return &L->ffn_norm;
+    return lmp_layer_mat(L, (int)k - 2);
+}
+
+void lmp_model_weight_touch(lmp_model *m, lmp_weight *w) {
+    w->gen = ++m->gen;
+}
+
+int lmp_model_hook_width(const lmp_model *m, int l, lmp_hook_point h) {
+    if (l < 0 || l >= m->cfg.n_layers) return 0;
+    const lmp_layer *L = &m->layers[l];
+    switch (h) {
+    case LMP_HOOK_ATTN_IN: case LMP_HOOK_FFN_IN: return m->cfg.dim;
+    case LMP_HOOK_ATTN_OUT_IN: return L->n_heads * m->cfg.head_dim;
+    case LMP_HOOK_DOWN_IN: return L->ffn;
+    default: return 0;
+    }
 }
 
 double lmp_model_bpw(const lmp_model *m) {

@@ -18,24 +18,21 @@ extern "C" {
 typedef struct lmp_session_opts {
     int n_ctx;              // KV cache positions; <= 0: the model's context length
     int n_batch;            // largest batch run at once; <= 0: min(n_ctx, 512)
-    int n_threads;          // CPU threads; <= 0: all cores
-    const char *backend;    // "cpu" (default)
+    int n_threads;          // CPU threads; <= 0: all cores (ignored when pool is given)
+    const char *backend;    // "cpu" (default) or "cuda"
+    struct lmp_pool *pool;  // CPU: borrow this thread pool (one pool per process); NULL: the backend's own
 } lmp_session_opts;
 
-// Where a hook sees activations: the input of the linear layers of a transformer block.
-typedef enum lmp_hook_point {
-    LMP_HOOK_ATTN_IN = 0,   // (n, dim) after attn_norm: input of attn_q, attn_k, attn_v
-    LMP_HOOK_ATTN_OUT_IN,   // (n, n_heads * hd): input of attn_output
-    LMP_HOOK_FFN_IN,        // (n, dim) after ffn_norm: input of ffn_gate, ffn_up
-    LMP_HOOK_DOWN_IN,       // (n, ffn): input of ffn_down
-    LMP_HOOK_COUNT,
-} lmp_hook_point;
-
-// x is host memory valid during the call; width is the row length.
+// A hook sees the activations at a hook point (lmp_hook_point, runtime/model.h): x is host memory valid
+// during the call; width is the row length. Hooks are called only while set, and only then do device
+// backends copy activations to the host.
 typedef void (*lmp_hook_fn)(void *user, int layer, lmp_hook_point where, const float *x, int n, int width);
 
 typedef struct lmp_session lmp_session;
 
+// Creates the backend, uploads every weight (norms included) and allocates the KV cache and buffers; refuses a
+// weight dtype the backend has no kernel for, naming it. The model must outlive the session; weights replaced
+// with lmp_model_weight_set are re-uploaded before the next evaluation.
 lmp_status lmp_session_new(lmp_model *m, const lmp_session_opts *opts, lmp_session **out, lmp_error *err);
 void lmp_session_free(lmp_session *s);
 int lmp_session_n_ctx(const lmp_session *s);

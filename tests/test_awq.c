@@ -38,12 +38,13 @@ static lmp_status eval_logits(lmp_model *m, const int32_t *toks, int n, float *l
     return st;
 }
 
-static float *owned_copy(lmp_weight *w, float mult) {
+static float *owned_copy(lmp_model *m, lmp_weight *w, float mult) {
     size_t n = (size_t)w->rows * w->cols;
     float *c = malloc(n * sizeof(float));
     const float *src = w->data;
     for (size_t i = 0; i < n; i++) c[i] = src[i] * mult;
-    w->data = c;
+    lmp_error err = {0};
+    CHECKF(lmp_model_weight_set(m, w, LMP_DTYPE_F32, c, &err) == LMP_OK, "%s", err.msg);
     return c;
 }
 
@@ -71,12 +72,14 @@ static void test_fold_exact(void) {
     float *copies[2][7];
     for (int l = 0; l < sp.n_layers; l++) {
         lmp_layer *L = &m->layers[l];
-        lmp_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int k = 0; k < 7; k++) copies[l][k] = owned_copy(ws[k], 10.0f);  // larger weights: a less linear model
+        for (int k = 0; k < LMP_MAT_COUNT; k++)
+            copies[l][k] = owned_copy(m, lmp_layer_mat(L, k), 10.0f);  // larger weights: a less linear model
         for (int i = 0; i < sp.dim; i++) {
-            L->attn_norm[i] = 0.5f + test_rand_uniform();
-            L->ffn_norm[i] = 0.5f + test_rand_uniform();
+            lmp_norm_values(&L->attn_norm)[i] = 0.5f + test_rand_uniform();
+            lmp_norm_values(&L->ffn_norm)[i] = 0.5f + test_rand_uniform();
         }
+        lmp_model_weight_touch(m, &L->attn_norm);
+        lmp_model_weight_touch(m, &L->ffn_norm);
     }
     float *ref = malloc(sizeof(float) * N * V), *got = malloc(sizeof(float) * N * V);
     CHECK(eval_logits(m, toks, N, ref) == LMP_OK);
@@ -87,20 +90,25 @@ static void test_fold_exact(void) {
         rand_scales(s_v, sp.n_kv_heads * hd);
         rand_scales(s_ffn, sp.dim);
         rand_scales(s_up, sp.ffn);
-        lmp_awq_layer fl = {L->attn_norm, L->ffn_norm, copies[l][0], copies[l][1], copies[l][2], copies[l][3],
+        lmp_awq_layer fl = {lmp_norm_values(&L->attn_norm), lmp_norm_values(&L->ffn_norm), copies[l][0], copies[l][1], copies[l][2], copies[l][3],
                             copies[l][4], copies[l][5], copies[l][6], sp.dim, L->n_heads, L->n_kv_heads, hd, L->ffn};
         lmp_awq_fold(&fl, s_attn, s_v, s_ffn, s_up);
+        for (int k = 0; k < LMP_MAT_COUNT; k++) lmp_model_weight_touch(m, lmp_layer_mat(L, k));
+        lmp_model_weight_touch(m, &L->attn_norm);
+        lmp_model_weight_touch(m, &L->ffn_norm);
     }
     CHECK(eval_logits(m, toks, N, got) == LMP_OK);
     double e = max_rel_err(got, ref, N, V);
     CHECKF(e <= 1e-5, "folded model's logits differ by %.3g (relative)", e);
     // Negative control: scaling q/k/v without dividing the norm changes the function.
-    memcpy(norm_save, m->layers[0].attn_norm, sizeof norm_save);
-    for (int i = 0; i < sp.dim; i++) m->layers[0].attn_norm[i] *= 1.5f + (float)(i % 3);
+    float *n0 = lmp_norm_values(&m->layers[0].attn_norm);
+    memcpy(norm_save, n0, sizeof norm_save);
+    for (int i = 0; i < sp.dim; i++) n0[i] *= 1.5f + (float)(i % 3);
+    lmp_model_weight_touch(m, &m->layers[0].attn_norm);
     CHECK(eval_logits(m, toks, N, got) == LMP_OK);
     e = max_rel_err(got, ref, N, V);
     CHECKF(e > 1e-3, "a broken fold went unnoticed (%.3g)", e);
-    memcpy(m->layers[0].attn_norm, norm_save, sizeof norm_save);
+    memcpy(n0, norm_save, sizeof norm_save);
     for (int l = 0; l < sp.n_layers; l++)
         for (int k = 0; k < 7; k++) free(copies[l][k]);
     free(ref);

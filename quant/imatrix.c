@@ -1,0 +1,54 @@
+// imatrix.c - the activation-weighted RTN method ("imatrix"): per-input-channel mean squared activations of
+// the input model, measured block by block with the shared calibration runner (runtime/calib.h), used as
+// importance weights when choosing each block's scale (format/qtypes.h lmp_quantize_row_weighted). Also the
+// pass's one way to open calibration (lmp_qctx_calib_open), which AWQ and GPTQ use too.
+#include <string.h>
+
+#include "format/qtypes.h"
+#include "quant/quant_internal.h"
+
+lmp_status lmp_qctx_calib_open(lmp_qctx *q, lmp_calib_set *set, lmp_calib_runner **r, lmp_error *err) {
+    *r = NULL;
+    const lmp_quant_params *p = q->p;
+    lmp_status st = lmp_calib_sample(q->model, p->calib_path, p->calib_tokens, p->calib_ctx, set, err);
+    if (st) return st;
+    q->calib_tokens_used = (int64_t)set->n_seq * set->seq_len;
+    lmp_session_opts so = {0};
+    so.pool = q->pool;
+    if ((st = lmp_calib_runner_new(q->model, set, &so, r, err))) lmp_calib_set_free(set);
+    return st;
+}
+
+lmp_status lmp_quant_run_imatrix(lmp_qctx *q, lmp_error *err) {
+    lmp_model *m = q->model;
+    const int L = m->cfg.n_layers;
+    lmp_calib_set set;
+    lmp_calib_runner *r = NULL;
+    lmp_status st = lmp_qctx_calib_open(q, &set, &r, err);
+    if (st) return st;
+    unsigned stats[LMP_HOOK_COUNT];
+    for (int h = 0; h < LMP_HOOK_COUNT; h++) stats[h] = LMP_STAT_SQMEAN;
+    // Statistics of the input model: every block is measured before any weight changes, and the weights are
+    // not swapped in (the method does not compound).
+    for (int l = 0; l < L && !st; l++) {
+        if ((st = lmp_calib_runner_collect(r, l, stats, err))) break;
+        for (int k = 0; k < LMP_MAT_COUNT && !st; k++) {
+            const lmp_weight *w = lmp_layer_mat(&m->layers[l], k);
+            lmp_qentry *e = lmp_qctx_find(q, w->name);
+            if (!e || !lmp_type_get(e->type)->is_quantized) continue;
+            int width;
+            const float *imp = lmp_calib_runner_sqmean(r, lmp_mats[k].input, &width);
+            if (width != e->cols) {
+                st = lmp_err(err, LMP_E_FORMAT, "'%s' has %lld columns but its input has %d channels", w->name,
+                             (long long)e->cols, width);
+                break;
+            }
+            st = lmp_qentry_quantize(q, e, imp, err);
+        }
+        if (!st && l + 1 < L) st = lmp_calib_runner_advance(r, l, NULL, NULL, err);
+        if (q->p->progress) q->p->progress(q->p->progress_user, "imatrix", l + 1, L);
+    }
+    lmp_calib_runner_free(r);
+    lmp_calib_set_free(&set);
+    return st;
+}

@@ -59,6 +59,11 @@ int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t 
 // more exactly). Returns 0, or -1 as lmp_quantize_row_weighted.
 int lmp_quantize_row_search(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);
 
+// Element j of one block of t (q4_K, q5_K, q6_K, iq4_nl) set to the code nearest to x under the block's stored
+// scales (the other elements and the scales unchanged); returns the value it now decodes to (NaN for
+// another type). GPTQ quantizes column by column with the scales of each block fixed.
+float lmp_block_quantize_elem(lmp_dtype t, void *blk, int j, float x);
+
 #ifdef __cplusplus
 }
 #endif

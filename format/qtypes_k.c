@@ -600,3 +600,42 @@ int lmp_quantize_block_k_weighted(lmp_dtype t, const float *x, void *dst, const 
     default: return -1;
     }
 }
+
+// ---- one element under a block's stored scales (GPTQ's column sweep) ----
+
+float lmp_block_quantize_elem(lmp_dtype t, void *blk, int j, float x) {
+    switch (t) {
+    case LMP_DTYPE_Q4_K:
+    case LMP_DTYPE_Q5_K: {
+        const int bits = t == LMP_DTYPE_Q4_K ? 4 : 5, nmax = (1 << bits) - 1, s = j / 32, l = j % 32;
+        k45_view v = k45_at(blk, bits);
+        int sc, m;
+        k4_get_scale_min(s, v.scales, &sc, &m);
+        const float d1 = lmp_fp16_to_f32(*v.d) * (float)sc, m1 = lmp_fp16_to_f32(*v.dmin) * (float)m;
+        const int c = d1 > 0.0f ? kq_round((x + m1) / d1, 0, nmax) : 0;
+        uint8_t *qb = &v.qs[32 * (s / 2) + l];
+        *qb = s % 2 ? (uint8_t)((*qb & 0x0F) | ((c & 15) << 4)) : (uint8_t)((*qb & 0xF0) | (c & 15));
+        if (v.qh) v.qh[l] = (uint8_t)((v.qh[l] & ~(1u << s)) | (((unsigned)c >> 4) << s));
+        return d1 * (float)c - m1;
+    }
+    case LMP_DTYPE_Q6_K: {
+        lmp_block_q6_K *b = blk;
+        const float d1 = lmp_fp16_to_f32(b->d) * (float)b->scales[j / 16];
+        const int c = d1 != 0.0f ? kq_round(x / d1, -32, 31) + 32 : 32;
+        const int h = j / 128, s = (j % 128) / 32, l = j % 32;
+        uint8_t *lo = &b->ql[64 * h + l + 32 * (s & 1)], *hi = &b->qh[32 * h + l];
+        *lo = s < 2 ? (uint8_t)((*lo & 0xF0) | (c & 15)) : (uint8_t)((*lo & 0x0F) | ((c & 15) << 4));
+        *hi = (uint8_t)((*hi & ~(3u << (2 * s))) | ((unsigned)(c >> 4) << (2 * s)));
+        return d1 * (float)(c - 32);
+    }
+    case LMP_DTYPE_IQ4_NL: {
+        lmp_block_iq4_nl *b = blk;
+        const float d = lmp_fp16_to_f32(b->d);
+        const int c = d != 0.0f ? iq4_nearest(x / d) : 0;
+        uint8_t *qb = &b->qs[j % 16];
+        *qb = j < 16 ? (uint8_t)((*qb & 0xF0) | c) : (uint8_t)((*qb & 0x0F) | (c << 4));
+        return d * (float)IQ4_NL_VALUES[c];
+    }
+    default: return NAN;
+    }
+}

@@ -12,6 +12,7 @@
 // make_qp_quants); the code is our own. It does not hold the SIMD kernels (runtime/kernels_kq*.c).
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "format/qtypes.h"
@@ -359,55 +360,57 @@ static double werr(const float *x, const float *y, const float *w, int n) {
     return e;
 }
 
+// round(v) for |v| < 2^22 by the float trick (no libm call; ties either way, harmless: every candidate is
+// judged by its error), clamped to [lo, hi]; NaN gives lo.
+static inline int fast_round(float v, int lo, int hi) {
+    if (!(v >= (float)lo)) return lo;
+    if (v >= (float)hi) return hi;
+    float f = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
 // Best (a, b) with x ~ a * l - b, a > 0, b >= 0, l in 0..nmax, for the weights w of n elements: a grid of
-// inverse scales over the range, each with a weighted least-squares re-fit of a and b to its codes.
-// Returns the weighted error; *a, *b the choice (a = 0 for a constant block).
+// inverse scales over the range; for each, the codes at that scale and the weighted least-squares (a, b)
+// for those codes, judged by the closed-form error of the fit (no second pass). Returns the error.
 static float fit_scale_min(const float *x, const float *w, int n, int nmax, float *a_out, float *b_out) {
-    float mn = 0.0f, mx = -FLT_MAX;
+    float mn = 0.0f, mx = -FLT_MAX, sw = 0.0f, sx = 0.0f, sxx = 0.0f;
     for (int i = 0; i < n; i++) {
         if (x[i] < mn) mn = x[i];
         if (x[i] > mx) mx = x[i];
+        sw += w[i];
+        sx += w[i] * x[i];
+        sxx += w[i] * x[i] * x[i];
     }
     *a_out = 0.0f;
     *b_out = -mn;
-    if (!(mx > mn) || !isfinite(mx - mn)) {  // constant (or bad) block: only the min term
-        float e = 0.0f;
-        for (int i = 0; i < n; i++) e += w[i] * (x[i] - mn) * (x[i] - mn);
-        return isfinite(e) ? e : INFINITY;
-    }
+    if (!(mx > mn) || !isfinite(mx - mn) || !isfinite(sxx)) return INFINITY;  // constant (or bad) block
     float best = INFINITY;
-    for (int is = 0; is <= 20; is++) {
-        const float iscale = ((float)nmax - 1.0f + 0.1f * (float)is) / (mx - mn);
-        double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0;
+    for (int is = 0; is <= 16; is++) {
+        const float iscale = ((float)nmax - 0.8f + 0.1f * (float)is) / (mx - mn);
+        float sl = 0, sll = 0, slx = 0;
         for (int i = 0; i < n; i++) {
-            int l = kq_round(iscale * (x[i] - mn), 0, nmax);
-            double wi = w[i];
-            sw += wi;
-            sl += wi * l;
-            sll += wi * l * l;
-            sx += wi * x[i];
-            slx += wi * l * x[i];
+            const float l = (float)fast_round(iscale * (x[i] - mn), 0, nmax), wl = w[i] * l;
+            sl += wl;
+            sll += wl * l;
+            slx += wl * x[i];
         }
-        // x ~ a l + c (c = -b <= 0): weighted least squares, or with c = 0 when that puts c above 0.
-        double det = sw * sll - sl * sl, a, c;
-        if (!(det > 0.0)) continue;
-        a = (sw * slx - sl * sx) / det;
-        c = (sll * sx - sl * slx) / det;
-        if (c > 0.0) {
-            c = 0.0;
-            a = sll > 0.0 ? slx / sll : 0.0;
+        // x ~ a l + c (c = -b <= 0): weighted least squares, or c = 0 when the fit puts c above 0.
+        const float det = sw * sll - sl * sl;
+        if (!(det > 0.0f)) continue;
+        float a = (sw * slx - sl * sx) / det, c = (sll * sx - sl * slx) / det;
+        if (c > 0.0f) {
+            c = 0.0f;
+            a = slx / sll;
         }
-        if (!(a > 0.0) || !(a < 1e30) || !(c > -1e30)) continue;
-        float af = (float)a, bf = (float)-c, e = 0.0f;
-        for (int i = 0; i < n; i++) {  // the error with each element's best code under (a, b)
-            int l = kq_round((x[i] + bf) / af, 0, nmax);
-            float diff = af * (float)l - bf - x[i];
-            e += w[i] * diff * diff;
-        }
+        if (!(a > 0.0f) || !isfinite(a) || !isfinite(c)) continue;
+        // sum w (x - a l - c)^2 expanded in the sums
+        const float e = sxx - 2.0f * a * slx - 2.0f * c * sx + a * a * sll + 2.0f * a * c * sl + c * c * sw;
         if (e < best) {
             best = e;
-            *a_out = af;
-            *b_out = bf;
+            *a_out = a;
+            *b_out = -c;
         }
     }
     return best;
@@ -480,31 +483,25 @@ static void k45_block_weighted(const float *x, void *out, const float *w, int bi
     memcpy(out, ec < er ? cand : rtn, bb);
 }
 
-// Best scale a for x ~ a l, l in [-nneg, npos], by a grid around max / -nneg with a least-squares re-fit.
+// Best scale a for x ~ a l, l in [-nneg, npos]: a grid around max / -nneg; for each, the codes at that scale
+// and their least-squares scale, judged by the closed-form error sum w x^2 - (sum w x l)^2 / sum w l^2.
 static float fit_scale_sym(const float *x, const float *w, int n, int nneg, int npos) {
     const float max = signed_max(x, n);
     if (max == 0.0f) return 0.0f;
     float best = INFINITY, besta = max / -(float)nneg;
-    for (int is = -9; is <= 9; is++) {
-        const float a0 = max / -((float)nneg + 0.1f * (float)is);
-        float a = a0;
-        for (int pass = 0; pass < 2; pass++) {
-            double sxl = 0, sll = 0;
-            float e = 0.0f;
-            for (int i = 0; i < n; i++) {
-                int l = kq_round(x[i] / a, -nneg, npos);
-                float diff = x[i] - a * (float)l;
-                e += w[i] * diff * diff;
-                sxl += (double)w[i] * x[i] * l;
-                sll += (double)w[i] * l * l;
-            }
-            if (e < best) {
-                best = e;
-                besta = a;
-            }
-            if (!(sll > 0.0)) break;
-            a = (float)(sxl / sll);
-            if (!(fabsf(a) > 0.0f) || !isfinite(a)) break;
+    for (int is = -6; is <= 6; is++) {
+        const float iscale = -((float)nneg + 0.15f * (float)is) / max;
+        float sxl = 0, sll = 0;
+        for (int i = 0; i < n; i++) {
+            const float l = (float)fast_round(iscale * x[i], -nneg, npos), wl = w[i] * l;
+            sxl += wl * x[i];
+            sll += wl * l;
+        }
+        if (!(sll > 0.0f)) continue;
+        const float e = -sxl * sxl / sll;  // + sum w x^2, the same for every candidate
+        if (e < best && isfinite(sxl / sll) && sxl / sll != 0.0f) {
+            best = e;
+            besta = sxl / sll;
         }
     }
     return besta;
@@ -557,38 +554,55 @@ static void k6_block_weighted(const float *x, lmp_block_q6_K *out, const float *
     if (ec < werr(x, y, w, LMP_QK_K)) *out = cand;
 }
 
-// iq4_nl: candidate scales max / (v0 + t) around the codebook's end value v0 = -127, each re-fitted by
-// least squares to its codes; every candidate evaluated with the codes for its stored (fp16) scale.
+// Nearest codebook index by a table over [-128, 128) in steps of 1/2: every midpoint between two codebook
+// values is a multiple of 1/2, so floor(2 v) decides (up to ties, which may go either way).
+static uint8_t g_iq4_lut[512];
+static pthread_once_t g_iq4_once = PTHREAD_ONCE_INIT;
+
+static void iq4_lut_init(void) {
+    for (int i = 0; i < 512; i++) g_iq4_lut[i] = (uint8_t)iq4_nearest(((float)i - 256.0f) * 0.5f + 0.25f);
+}
+
+static inline int iq4_fast_nearest(float v) {
+    if (!(v > -128.0f)) return 0;
+    if (v >= 127.5f) return 15;
+    return g_iq4_lut[(int)floorf(2.0f * v) + 256];
+}
+
+// iq4_nl: candidate scales max / (v0 + t) around the codebook's end value v0 = -127; for each, the codes at
+// that scale and their least-squares scale, judged by the closed-form error; the best then stored with the
+// codes for its fp16 scale and compared with round to nearest.
 static void iq4_block_weighted(const float *x, lmp_block_iq4_nl *out, const float *w) {
-    lmp_block_iq4_nl cand, best;
+    lmp_block_iq4_nl cand, rtn;
     float y[32];
-    iq4_store(x, &best, lmp_f32_to_fp16(signed_max(x, 32) / -127.0f));
-    lmp_iq4_nl_to_float(&best, y, 32);
-    double be = werr(x, y, w, 32);
     const float max = signed_max(x, 32);
-    for (int it = -10; max != 0.0f && it <= 10; it++) {
-        float d = max / (-127.0f + 1.0f * (float)it);
-        for (int pass = 0; pass < 2; pass++) {
-            lmp_fp16 d16 = lmp_f32_to_fp16(d);
-            if (!isfinite(lmp_fp16_to_f32(d16)) || lmp_fp16_to_f32(d16) == 0.0f) break;
-            iq4_store(x, &cand, d16);
-            lmp_iq4_nl_to_float(&cand, y, 32);
-            double e = werr(x, y, w, 32);
-            if (e < be) {
-                be = e;
-                best = cand;
-            }
-            double sxv = 0, svv = 0;
-            for (int j = 0; j < 32; j++) {
-                float v = (float)IQ4_NL_VALUES[(j < 16 ? cand.qs[j] : cand.qs[j - 16] >> 4) & 0xF];
-                sxv += (double)w[j] * x[j] * v;
-                svv += (double)w[j] * v * v;
-            }
-            if (!(svv > 0.0)) break;
-            d = (float)(sxv / svv);
+    iq4_store(x, &rtn, lmp_f32_to_fp16(max / -127.0f));
+    *out = rtn;
+    if (max == 0.0f) return;
+    pthread_once(&g_iq4_once, iq4_lut_init);
+    float best = INFINITY, bestd = max / -127.0f;
+    for (int it = -8; it <= 8; it++) {
+        const float id = (-127.0f + (float)it) / max;
+        float sxv = 0, svv = 0;
+        for (int j = 0; j < 32; j++) {
+            const float v = (float)IQ4_NL_VALUES[iq4_fast_nearest(x[j] * id)], wv = w[j] * v;
+            sxv += wv * x[j];
+            svv += wv * v;
+        }
+        if (!(svv > 0.0f)) continue;
+        const float e = -sxv * sxv / svv;
+        if (e < best && isfinite(sxv / svv) && sxv / svv != 0.0f) {
+            best = e;
+            bestd = sxv / svv;
         }
     }
-    *out = best;
+    lmp_fp16 d16 = lmp_f32_to_fp16(bestd);
+    if (!isfinite(lmp_fp16_to_f32(d16)) || lmp_fp16_to_f32(d16) == 0.0f) return;
+    iq4_store(x, &cand, d16);
+    lmp_iq4_nl_to_float(&cand, y, 32);
+    double ec = werr(x, y, w, 32);
+    lmp_iq4_nl_to_float(&rtn, y, 32);
+    if (ec < werr(x, y, w, 32)) *out = cand;
 }
 
 int lmp_quantize_block_k_weighted(lmp_dtype t, const float *x, void *dst, const float *w) {

@@ -108,7 +108,7 @@ int lmp_quant_preset_from_name(const char *name) {
 
 // Layers that get more bits in the "m" presets: the first and last eighth, and every third in between.
 static int more_bits_layer(int l, int n) {
-    int e = n / 8;
+    int e = (n + 7) / 8;  // at least one layer at each end
     return l < e || l >= n - e || (l - e) % 3 == 2;
 }
 

@@ -18,7 +18,7 @@ static void print_help(void) {
            "  --preset NAME           a named mix of types (below)\n"
            "  --target-bpw B          choose a type per tensor so that the file has at most B bits per weight (all\n"
            "                          tensors counted), by each tensor's measured sensitivity; needs --calib\n"
-           "  --sens-tokens N         calibration tokens for the sensitivity measurement (default 512)\n"
+           "  --sens-tokens N         calibration tokens for the sensitivity measurement (default 256)\n"
            "  --bits 8|4              8: q8_0; 4: q4_0 (sym) or q4_1 (asym) (default 4)\n"
            "  --group 32|64|128       4-bit group size (default 32)\n"
            "  --scheme sym|asym       4-bit scheme (default sym)\n"

@@ -218,7 +218,7 @@ lmp_status lmp_quant_plan_budget(lmp_qctx *q, lmp_quant_summary *s, lmp_error *e
     }
     q->budget = b;
     int T = m->cfg.ctx < 256 ? m->cfg.ctx : 256;
-    if ((st = lmp_calib_sample(m, p->calib_path, p->sens_tokens > 0 ? p->sens_tokens : 512, T, &b->set, err))) goto done;
+    if ((st = lmp_calib_sample(m, p->calib_path, p->sens_tokens > 0 ? p->sens_tokens : 256, T, &b->set, err))) goto done;
     b->n_tok = (int64_t)b->set.n_seq * b->set.seq_len;
     T = b->set.seq_len;
     lmp_session_opts so = {0};

@@ -44,7 +44,7 @@ typedef struct lmp_quant_params {
     int preset;                  // index into lmp_quant_presets (a mix of types by tensor); -1: none
     double target_bpw;           // > 0: choose a type per tensor so that the file has at most this many bits
                                  // per weight, by measured sensitivity (quant/bitbudget.c; needs calib_path)
-    int64_t sens_tokens;         // tokens of calibration text for the sensitivity measurement (<= 0: 512)
+    int64_t sens_tokens;         // tokens of calibration text for the sensitivity measurement (<= 0: 256)
     int bits;                    // 8 or 4
     int group;                   // 32, 64 or 128 (4-bit); 8-bit uses 32
     int asym;                    // 4-bit: 0 symmetric (q4_0 family), 1 asymmetric (q4_1 family)

@@ -18,7 +18,7 @@ if [ "${1:-}" = --prepare ]; then
     make -j"$(nproc)" build/liblmpress.a >/dev/null
     mkdir -p "$DEV"
     BLAS=$(pkg-config --variable=libdir openblas 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/openblas-pthread)
-    for t in tests/test_kernels.c tests/test_quant.c bench/bench_kernels.c; do
+    for t in tests/test_kernels.c tests/test_quant.c tests/test_kquant.c bench/bench_kernels.c; do
         gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build/liblmpress.a \
             -static -L"$BLAS" -lopenblas -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
@@ -32,7 +32,7 @@ fail=0
     echo "== host"; lscpu | grep -E 'Model name|^CPU\(s\)|Flags' | sed -E 's/(Flags:).*/\1 '"$(grep -o -w -E 'avx2|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"'/'
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 } 2>&1 | tee "$OUTDIR/host.txt"
-for t in test_kernels test_quant; do
+for t in test_kernels test_quant test_kquant; do
     echo "== $t"
     if [ -x "$DEV/$t" ]; then
         "$DEV/$t" >"$OUTDIR/$t.txt" 2>&1 || fail=1

@@ -18,9 +18,10 @@ if [ "${1:-}" = --prepare ]; then
     make -j"$(nproc)" build/liblmpress.a >/dev/null
     mkdir -p "$DEV"
     BLAS=$(pkg-config --variable=libdir openblas 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/openblas-pthread)
+    HDF5=/usr/lib/x86_64-linux-gnu/hdf5/serial  # test_kquant links GPTQ, whose pass reaches the importers
     for t in tests/test_kernels.c tests/test_quant.c tests/test_kquant.c bench/bench_kernels.c; do
         gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build/liblmpress.a \
-            -static -L"$BLAS" -lopenblas -lz -lm -o "$DEV/$(basename "$t" .c)"
+            -static -L"$BLAS" -lopenblas -L"$HDF5" -lhdf5 -lsz -laec -ldl -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
     echo "gpu-check: static binaries in $DEV/: $(ls "$DEV" | tr '\n' ' ')"
     exit 0

@@ -113,7 +113,7 @@ $(LIB): $(LIB_OBJ)
 $(EXE): $(CLI_OBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test_util.h $(LIB) | $(DEPS_OK)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 

@@ -14,6 +14,7 @@ int cli_export_main(int argc, char **argv);
 int cli_run_main(int argc, char **argv);
 int cli_eval_main(int argc, char **argv);
 int cli_quantize_main(int argc, char **argv);
+int cli_prune_main(int argc, char **argv);
 int cli_synth_main(int argc, char **argv);
 
 // getopt_long with lmpress's messages: returns the option, -1 after the last option, or -2 after printing
@@ -57,9 +58,11 @@ int cli_same_file(const char *a, const char *b);
 int cli_check_clobber(const char *cmd, const char *model, const char *tokenizer, const char *out);
 // Checks that an input path exists and is readable (file or directory); prints and returns -1 if not.
 int cli_check_input(const char *cmd, const char *path);
-// Checks, before any work, that an output file can be created: its directory exists and is writable, and
-// the path is not a directory. Prints and returns -1 if not.
-int cli_check_output(const char *cmd, const char *path);
+// Checks, before any work, that an output file can be created: its directory exists and is writable, the
+// path is not a directory, and nothing exists at the path unless force (-f/--force), which still allows
+// only a regular file to be replaced. Prints one line and returns -1 if not. Run cli_check_clobber first:
+// force never allows writing over an input.
+int cli_check_output(const char *cmd, const char *path, int force);
 // s as a JSON string literal (quotes, backslashes and control bytes escaped).
 void cli_json_string(FILE *f, const char *s);
 // The whole command line as one string (for provenance), in a static buffer.

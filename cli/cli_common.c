@@ -188,7 +188,11 @@ int cli_check_input(const char *cmd, const char *path) {
 
 // Why check before the work: the writers only find out at the end (after a long quantization, or once the
 // results are already on stdout) that the output cannot be created, with a message about a temporary name.
-int cli_check_output(const char *cmd, const char *path) {
+// Why refuse an existing output: a typo in -o should not destroy a model that took an hour to make (zstd's
+// rule); -f/--force says the user means it. Anything at the name counts, a dangling symbolic link included;
+// with force the file is still only replaced by a rename of the finished temporary file, and only a
+// regular file (or a link to one) is replaced.
+int cli_check_output(const char *cmd, const char *path, int force) {
     struct stat st;
     if (!*path) {
         cli_error("%s: the output path is empty", cmd);
@@ -214,6 +218,17 @@ int cli_check_output(const char *cmd, const char *path) {
     if (access(dir, W_OK | X_OK) != 0) {
         cli_error("%s: cannot write '%s': directory '%s' is not writable", cmd, path, dir);
         return -1;
+    }
+    if (lstat(path, &st) == 0) {
+        if (!force) {
+            fprintf(stderr, "lmpress %s: output '%s' exists (use -f/--force to overwrite)\n", cmd, path);
+            return -1;
+        }
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            fprintf(stderr, "lmpress %s: output '%s' exists and is not a regular file; not replaced even with --force\n",
+                    cmd, path);
+            return -1;
+        }
     }
     return 0;
 }

@@ -11,7 +11,7 @@
 #include "runtime/session.h"
 
 static const char *HELP =
-    "usage: lmpress dump-logits MODEL (--tokens 1,2,3 | --text TEXT) -o OUT.f32\n"
+    "usage: lmpress dump-logits MODEL (--tokens 1,2,3 | --text TEXT) -o OUT.f32 [-f]\n"
     "Runs the sequence as one batch from position 0 and writes its logits as raw little-endian float32,\n"
     "(n_tokens, vocab) row-major. --text is encoded with the model's tokenizer (BOS first if it adds one).\n"
     "  --tokens LIST     comma-separated token ids\n"
@@ -20,18 +20,20 @@ static const char *HELP =
     "  -t, --threads N\n"
     "  --tokenizer FILE  llama2.c tokenizer.bin for llama2.c checkpoints\n"
     "  -o, --output FILE\n"
+    "  -f, --force       replace OUT if it exists (never an input)\n"
     "  -h, --help\n";
 
 int cli_dump_logits_main(int argc, char **argv) {
     static const struct option opts[] = {{"tokens", required_argument, 0, 'T'}, {"text", required_argument, 0, 'x'},
                                          {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
                                          {"tokenizer", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+                                         {"force", no_argument, 0, 'f'},      {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *list = NULL, *text = NULL, *out = NULL;
     long long batch = 0, threads = 0;
     lmp_import_opts io = {0};
-    int c;
-    while ((c = cli_getopt("dump-logits", argc, argv, "t:o:h", opts)) != -1) {
+    int c, force = 0;
+    while ((c = cli_getopt("dump-logits", argc, argv, "t:o:fh", opts)) != -1) {
         switch (c) {
         case 'T': list = optarg; break;
         case 'x': text = optarg; break;
@@ -39,6 +41,7 @@ int cli_dump_logits_main(int argc, char **argv) {
         case 't': if (cli_parse_int("dump-logits", "--threads", optarg, 1, 256, &threads)) return 2; break;
         case 'k': io.tokenizer_path = optarg; break;
         case 'o': out = optarg; break;
+        case 'f': force = 1; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: return 2;
         }
@@ -50,7 +53,7 @@ int cli_dump_logits_main(int argc, char **argv) {
     if (cli_check_input("dump-logits", path)) return 1;
     if (io.tokenizer_path && cli_check_input("dump-logits", io.tokenizer_path)) return 1;
     if (cli_check_clobber("dump-logits", path, io.tokenizer_path, out)) return 2;
-    if (cli_check_output("dump-logits", out)) return 1;
+    if (cli_check_output("dump-logits", out, force)) return 1;
     lmp_error err = {0};
     lmp_model *m = NULL;
     if (lmp_model_load(path, &io, &m, &err)) return cli_fail(&err);

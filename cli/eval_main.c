@@ -21,6 +21,7 @@ static const char *HELP =
     "  -t, --threads N      CPU threads (default: all cores)\n"
     "  --json               print one JSON object instead of the table\n"
     "  --plot OUT.svg       also write a chart (PPL and KLD against decode tok/s and bits per weight)\n"
+    "  -f, --force          replace the --plot file if it exists (never an input)\n"
     "  --tokenizer FILE     llama2.c tokenizer.bin for llama2.c checkpoints\n"
     "  -q, --quiet          no progress\n"
     "  -h, --help\n";
@@ -83,6 +84,7 @@ int cli_eval_main(int argc, char **argv) {
                                          {"threads", required_argument, 0, 't'},
                                          {"json", no_argument, 0, 'j'},
                                          {"plot", required_argument, 0, 'P'},
+                                         {"force", no_argument, 0, 'f'},
                                          {"tokenizer", required_argument, 0, 'k'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
@@ -90,10 +92,10 @@ int cli_eval_main(int argc, char **argv) {
     lmp_ppl_params pp = {0};
     pp.decode_tokens = 64;
     long long v;
-    int json = 0, c;
+    int json = 0, c, force = 0;
     const char *plot = NULL;
     lmp_import_opts io = {0};
-    while ((c = cli_getopt("eval-ppl", argc, argv, "t:qh", opts)) != -1) {
+    while ((c = cli_getopt("eval-ppl", argc, argv, "t:fqh", opts)) != -1) {
         switch (c) {
         case 'd': pp.data_path = optarg; break;
         case 'c': if (cli_parse_int("eval-ppl", "--ctx", optarg, 4, 1 << 20, &v)) return 2; pp.ctx = (int)v; break;
@@ -102,6 +104,7 @@ int cli_eval_main(int argc, char **argv) {
         case 't': if (cli_parse_int("eval-ppl", "--threads", optarg, 1, 256, &v)) return 2; pp.n_threads = (int)v; break;
         case 'j': json = 1; break;
         case 'P': plot = optarg; break;
+        case 'f': force = 1; break;
         case 'k': io.tokenizer_path = optarg; break;
         case 'q': cli_verbosity = 0; break;
         case 'h': fputs(HELP, stdout); return 0;
@@ -119,7 +122,7 @@ int cli_eval_main(int argc, char **argv) {
     }
     if (io.tokenizer_path && cli_check_input("eval-ppl", io.tokenizer_path)) return 1;
     if (plot && cli_same_file(plot, pp.data_path)) return cli_usage_error("eval-ppl", "--plot '%s' is the data file", plot);
-    if (plot && cli_check_output("eval-ppl", plot)) return 1;
+    if (plot && cli_check_output("eval-ppl", plot, force)) return 1;
     lmp_error err = {0};
     lmp_model **models = lmp_calloc((size_t)n, sizeof *models);
     lmp_ppl_result *res = lmp_calloc((size_t)n, sizeof *res);

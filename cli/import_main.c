@@ -13,6 +13,7 @@ static const char *HELP =
     "  tok<vocab>.bin beside it), an HDF5 file (docs/hdf5.md), a Hugging Face Llama directory (config.json +\n"
     "  safetensors), or a GGUF file (llama architecture).\n"
     "  -o, --output FILE   output .lmp file (written to a temporary name, renamed on success)\n"
+    "  -f, --force         replace OUT if it exists (never an input)\n"
     "  --tokenizer FILE    llama2.c tokenizer.bin\n"
     "  --no-tokenizer      llama2.c: import the weights alone when no tokenizer is given or found\n"
     "  --dequant           GGUF: dequantize q8_0/q4_0/q4_1 tensors to f32 (default: keep them)\n"
@@ -21,6 +22,7 @@ static const char *HELP =
 
 int cli_import_main(int argc, char **argv) {
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"force", no_argument, 0, 'f'},
                                          {"tokenizer", required_argument, 0, 't'},
                                          {"no-tokenizer", no_argument, 0, 'N'},
                                          {"dequant", no_argument, 0, 'd'},
@@ -30,10 +32,11 @@ int cli_import_main(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     lmp_import_opts io = {0};
     const char *out = NULL;
-    int c, no_tok = 0;
-    while ((c = cli_getopt("import", argc, argv, "o:qvh", opts)) != -1) {
+    int c, no_tok = 0, force = 0;
+    while ((c = cli_getopt("import", argc, argv, "o:fqvh", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case 'f': force = 1; break;
         case 't': io.tokenizer_path = optarg; break;
         case 'N': no_tok = 1; break;
         case 'd': io.dequantize = 1; break;
@@ -58,7 +61,7 @@ int cli_import_main(int argc, char **argv) {
                   "directory)", src);
         return 1;
     }
-    if (cli_check_output("import", out)) return 1;
+    if (cli_check_output("import", out, force)) return 1;
     double t0 = lmp_time_now();
     lmp_error err = {0};
     lmp_builder *b = NULL;

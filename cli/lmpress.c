@@ -21,6 +21,7 @@ static const command commands[] = {
     {"run", cli_run_main, "generate text from a prompt"},
     {"eval-ppl", cli_eval_main, "perplexity, KL divergence, top-1 agreement, size and speed of models"},
     {"quantize", cli_quantize_main, "quantize weights to 8 or 4 bits (RTN, activation-weighted, AWQ, GPTQ)"},
+    {"prune", cli_prune_main, "remove attention heads, FFN channels or layers (structured pruning)"},
     {"bench", cli_bench_main, "measure prefill and decode speed against the memory-bandwidth roofline"},
     {"synth", cli_synth_main, "write a random-weight model of a given shape (benchmarks, tests)"},
     {"dump-logits", cli_dump_logits_main, "write the logits of a token sequence (for reference checks)"},

@@ -40,6 +40,7 @@ static void print_help(void) {
            "  -t, --threads N         CPU threads (default: all cores)\n"
            "  --tokenizer FILE        llama2.c tokenizer.bin when IN is a llama2.c checkpoint\n"
            "  -o, --output FILE       default: IN without extension + '-TYPE.lmp'\n"
+           "  -f, --force             replace OUT if it exists (never an input)\n"
            "  -q, --quiet / -v, --verbose\n"
            "  -h, --help\n\ntypes:\n");
     for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
@@ -144,6 +145,7 @@ int cli_quantize_main(int argc, char **argv) {
         {"act-order", no_argument, 0, 'A'},        {"allow-requantize", no_argument, 0, 'R'},
         {"dry-run", no_argument, 0, 'n'},          {"threads", required_argument, 0, 't'},
         {"tokenizer", required_argument, 0, 'k'},  {"output", required_argument, 0, 'o'},
+        {"force", no_argument, 0, 'f'},
         {"quiet", no_argument, 0, 'q'},            {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},             {"type", required_argument, 0, 'Y'},
         {"preset", required_argument, 0, 'P'},     {"target-bpw", required_argument, 0, 'B'},
@@ -156,8 +158,8 @@ int cli_quantize_main(int argc, char **argv) {
     const char *out = NULL;
     long long v;
     double d;
-    int c, t;
-    while ((c = cli_getopt("quantize", argc, argv, "t:o:qvh", opts)) != -1) {
+    int c, t, force = 0;
+    while ((c = cli_getopt("quantize", argc, argv, "t:o:fqvh", opts)) != -1) {
         switch (c) {
         case 'b':
             if (cli_parse_int("quantize", "--bits", optarg, 0, 64, &v)) return 2;
@@ -229,6 +231,7 @@ int cli_quantize_main(int argc, char **argv) {
         case 't': if (cli_parse_int("quantize", "--threads", optarg, 1, 256, &v)) return 2; p.n_threads = (int)v; break;
         case 'k': io.tokenizer_path = optarg; break;
         case 'o': out = optarg; break;
+        case 'f': force = 1; break;
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': print_help(); return 0;
@@ -271,7 +274,7 @@ int cli_quantize_main(int argc, char **argv) {
     if (cli_check_clobber("quantize", in, io.tokenizer_path, out)) return 2;
     if (p.calib_path && cli_same_file(p.calib_path, out))
         return cli_usage_error("quantize", "output '%s' is the calibration file; choose another name", out);
-    if (!p.dry_run && cli_check_output("quantize", out)) return 1;
+    if (!p.dry_run && cli_check_output("quantize", out, force)) return 1;
     p.command_line = cli_command_line();
     warn_list warns = {0};
     p.warn = warn_cb;

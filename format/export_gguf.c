@@ -1,7 +1,8 @@
 // export_gguf.c - lmp_export_gguf: an lmpress model file -> a GGUF v3 file that llama.cpp can load.
 //
-// Writes general.* (architecture llama, name, alignment 32, file type), llama.* hyper-parameters (per-layer
-// arrays for head counts and FFN widths when pruned layers differ), tokenizer.ggml.* keys, and every
+// Writes general.* (architecture llama, name, alignment 32, file type), llama.* hyper-parameters (head counts and
+// FFN width from the tensors; layers that differ, as after a non-uniform prune, are refused: llama.cpp's llama
+// architecture needs equal layers), tokenizer.ggml.* keys, and every
 // tensor with its dimensions reversed (GGUF lists the innermost first). Tensor types must have a
 // bit-identical ggml type: f32, f16, bf16, q8_0, q4_0, q4_1; other types are refused by name. GGUF's
 // llama layout rotates interleaved pairs, so query/key rows of a "neox" model are permuted back into the
@@ -144,12 +145,13 @@ static int64_t layer_rows(const lmp_file *f, uint32_t l, const char *what, int64
     return t && t->ndim == 2 ? t->shape[0] : dflt;
 }
 
-// Writes key as one u32 when every layer has the same value, else as a per-layer u32 array (llama.cpp
-// reads either form). Layer l's value is the row count of blk.l.<what>.weight divided by div.
+// Writes key as one u32: layer l's value is the row count of blk.l.<what>.weight divided by div. Why layers
+// that differ are refused rather than written as a per-layer array: llama.cpp reads such arrays, but its
+// "llama" architecture creates every layer's tensors with layer 0's head count and FFN width, so the file
+// would not load. *out gets the value.
 static lmp_status kv_per_layer(gbuf *b, const lmp_file *f, const hparams *h, const char *key, const char *what,
-                               int64_t div, uint32_t dflt, lmp_error *err) {
-    int same = 1;
-    uint32_t first = 0;
+                               int64_t div, uint32_t dflt, uint32_t *out, lmp_error *err) {
+    uint32_t first = dflt;
     for (uint32_t l = 0; l < h->n_layers; l++) {
         int64_t r = layer_rows(f, l, what, (int64_t)dflt * div);
         if (r % div || r / div > UINT32_MAX)
@@ -157,14 +159,13 @@ static lmp_status kv_per_layer(gbuf *b, const lmp_file *f, const hparams *h, con
                            l, what, (long long)r, (long long)div);
         uint32_t v = (uint32_t)(r / div);
         if (l == 0) first = v;
-        else if (v != first) same = 0;
+        else if (v != first)
+            return lmp_err(err, LMP_E_UNSUPPORTED,
+                           "GGUF export: layers differ (%s: %u in blk.0, %u in blk.%u); llama.cpp's llama architecture "
+                           "needs equal layers (prune with --uniform, or keep the .lmp)", key, first, v, l);
     }
-    if (same) {
-        kv_u32(b, key, h->n_layers ? first : dflt);
-        return LMP_OK;
-    }
-    kv_arr_head(b, key, LMP_GGUF_U32, h->n_layers);
-    for (uint32_t l = 0; l < h->n_layers; l++) gb_u32(b, (uint32_t)(layer_rows(f, l, what, (int64_t)dflt * div) / div));
+    kv_u32(b, key, first);
+    *out = first;
     return LMP_OK;
 }
 
@@ -173,11 +174,15 @@ static lmp_status write_hparams(gbuf *b, const lmp_file *f, const hparams *h, lm
     kv_u32(b, "llama.context_length", h->ctx);
     kv_u32(b, "llama.embedding_length", h->dim);
     kv_u32(b, "llama.block_count", h->n_layers);
-    if ((st = kv_per_layer(b, f, h, "llama.feed_forward_length", "ffn_gate", 1, h->ffn, err))) return st;
-    if ((st = kv_per_layer(b, f, h, "llama.attention.head_count", "attn_q", h->head_dim, h->heads, err))) return st;
-    if ((st = kv_per_layer(b, f, h, "llama.attention.head_count_kv", "attn_k", h->head_dim, h->heads_kv, err)))
+    uint32_t ffn, heads, heads_kv;
+    if ((st = kv_per_layer(b, f, h, "llama.feed_forward_length", "ffn_gate", 1, h->ffn, &ffn, err))) return st;
+    if ((st = kv_per_layer(b, f, h, "llama.attention.head_count", "attn_q", h->head_dim, h->heads, &heads, err)))
         return st;
-    if (h->head_dim * h->heads != h->dim) {
+    if ((st = kv_per_layer(b, f, h, "llama.attention.head_count_kv", "attn_k", h->head_dim, h->heads_kv, &heads_kv,
+                           err)))
+        return st;
+    // llama.cpp takes the head size as embedding_length / head_count unless told: pruned heads must say it.
+    if ((uint64_t)h->head_dim * heads != h->dim) {
         kv_u32(b, "llama.attention.key_length", h->head_dim);
         kv_u32(b, "llama.attention.value_length", h->head_dim);
     }

@@ -163,8 +163,12 @@ AI float act_block_codes(const float *xb, float qmax, __m256i iv[4]) {
                              _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
     const float d = hmax8(m) / qmax;
     if (d != 0.0f) {
+        // Clamped to [-qmax, qmax] as the references do: with a subnormal d (a few units of 2^-149) the
+        // rounding of d can put |x| / d well above qmax + 1/2, and the saturating packs would give -qmax - 1.
         const __m256 dv = _mm256_set1_ps(d);
-        for (int k = 0; k < 4; k++) iv[k] = _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)));
+        const __m256i hi = _mm256_set1_epi32((int)qmax), lo = _mm256_set1_epi32(-(int)qmax);
+        for (int k = 0; k < 4; k++)
+            iv[k] = _mm256_max_epi32(lo, _mm256_min_epi32(hi, _mm256_cvtps_epi32(round_half_away(_mm256_div_ps(v[k], dv)))));
     }
     return d;
 }
@@ -193,8 +197,7 @@ static void quantize_q8a(const float *x, void *xq, int64_t n) {
     }
 }
 
-// Bit-identical to the reference (qtypes.c): d = amax / 32767, q = roundf(x / d). |x / d| <= 32767 up to
-// a rounding of d, and the saturating pack clamps to the reference's range.
+// Bit-identical to the reference (qtypes.c): d = amax / 32767, q = roundf(x / d), clamped to +-32767.
 static void quantize_q16a(const float *x, void *xq, int64_t n) {
     lmp_block_q16_a *y = xq;
     for (int64_t b = 0; b < n / LMP_QK16_A; b++) {

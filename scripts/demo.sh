@@ -2,6 +2,7 @@
 # demo.sh - `make demo`: import the default model, generate a short story, quantize it to 8 and 4 bits
 # and print the comparison table (perplexity, KL divergence, top-1 agreement, size, speed).
 # The default model is ../shared/models/stories260K until the project ships its own distilled model.
+# Each run rebuilds the files in $BUILD/demo: its outputs are written with -f (replace an existing file).
 set -euo pipefail
 BUILD=${BUILD:-build}
 SHARED=${SHARED:-../shared}
@@ -18,18 +19,18 @@ if [ ! -f "$MODEL_DIR/stories260K.bin" ] || [ ! -f "$MODEL_DIR/tok512.bin" ]; th
 fi
 mkdir -p "$OUT"
 echo "== import (llama2.c checkpoint + tokenizer -> lmpress format)"
-"$LMPRESS" import "$MODEL_DIR/stories260K.bin" --tokenizer "$MODEL_DIR/tok512.bin" -o "$OUT/stories260K.lmp"
+"$LMPRESS" import "$MODEL_DIR/stories260K.bin" --tokenizer "$MODEL_DIR/tok512.bin" -f -o "$OUT/stories260K.lmp"
 echo
 echo "== run: greedy continuation of \"Once upon a time\""
 "$LMPRESS" run "$OUT/stories260K.lmp" -p "Once upon a time" -n 100 --temp 0
 echo
 echo "== quantize to 8 and 4 bits"
-"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 8 -o "$OUT/stories260K-q8_0.lmp"
-"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 4 -o "$OUT/stories260K-q4_0.lmp"
-"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 4 --method gptq --calib "$CALIB" -o "$OUT/stories260K-q4_0-gptq.lmp"
+"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 8 -f -o "$OUT/stories260K-q8_0.lmp"
+"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 4 -f -o "$OUT/stories260K-q4_0.lmp"
+"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 4 --method gptq --calib "$CALIB" -f -o "$OUT/stories260K-q4_0-gptq.lmp"
 echo
 echo "== eval-ppl on $DATA"
 "$LMPRESS" eval-ppl "$OUT/stories260K.lmp" "$OUT/stories260K-q8_0.lmp" "$OUT/stories260K-q4_0.lmp" \
-    "$OUT/stories260K-q4_0-gptq.lmp" --data "$DATA" --plot "$OUT/compare.svg"
+    "$OUT/stories260K-q4_0-gptq.lmp" --data "$DATA" --plot "$OUT/compare.svg" -f
 echo
 echo "demo: files in $OUT/ (chart: $OUT/compare.svg)"

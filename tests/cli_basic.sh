@@ -141,6 +141,52 @@ for s in import export quantize dump-logits synth eval-ppl; do
     cmd_for "$s" alone/tl.bin tokenizer.bin
     xfail "$s-output-is-given-tokenizer" "output 'tokenizer.bin' is the tokenizer" "${CMD[@]}" --tokenizer tokenizer.bin
 done
+# ---- an existing output: refused without -f/--force (the file untouched), replaced with it ----
+# xfail checks that the refused file keeps its MD5 and the work directory its state. With --force the file is
+# replaced by renaming a finished temporary file over it: a hard link to the old file keeps the old bytes.
+replaced() { ! grep -qax "$2" "$1" && [ "$(stat -c %s "$1")" -gt 100 ]; }  # file, old content
+for s in $OUT_CMDS; do
+    if [ "$s" = import ]; then src=tl.bin; else src=m.lmp; fi
+    echo "precious $s" >exist.out
+    cmd_for "$s" "$src" exist.out
+    xfail "$s-output-exists" "^lmpress $s: output 'exist.out' exists \(use -f/--force to overwrite\)$" "${CMD[@]}"
+    ln -s nowhere dangling.out
+    cmd_for "$s" "$src" dangling.out
+    xfail "$s-output-dangling-link-exists" "output 'dangling.out' exists \(use -f/--force" "${CMD[@]}"
+    rm -f dangling.out
+    ln exist.out exist-link.out
+    cmd_for "$s" "$src" exist.out
+    for f in -f --force; do
+        if xok "$s-output-replaced($f)" "${CMD[@]}" "$f"; then
+            check "$s-output-replaced-content($f)" replaced exist.out "precious $s"
+        fi
+        echo "precious $s" >exist.out
+    done
+    rm -f exist.out
+    check "$s-force-renames(old link intact)" grep -qx "precious $s" exist-link.out
+    rm -f exist-link.out
+    # -f never writes over an input, nor over a directory or a file that is not a regular one
+    if [ "$s" = import ]; then spellings="tl.bin ./tl.bin $W/tl.bin tl-hard.bin tl-sym.bin"
+    else spellings="m.lmp ./m.lmp $W/m.lmp m-hard.lmp m-sym.lmp"; fi
+    for o in $spellings; do
+        cmd_for "$s" "$src" "$o"
+        xfail "$s-force-output-is-input($o)" "output '.*' is the input" "${CMD[@]}" -f
+    done
+    cmd_for "$s" "$src" outdir
+    xfail "$s-force-output-is-directory" "output 'outdir' is a directory" "${CMD[@]}" --force
+    mkfifo fifo.out
+    cmd_for "$s" "$src" fifo.out
+    xfail "$s-force-output-not-regular" "output 'fifo.out' exists and is not a regular file" "${CMD[@]}" -f
+    rm -f fifo.out
+done
+for s in import export quantize dump-logits synth eval-ppl; do
+    cmd_for "$s" tl.bin tokenizer.bin
+    xfail "$s-force-output-is-found-tokenizer" "output 'tokenizer.bin' is the tokenizer" "${CMD[@]}" -f
+done
+xfail eval-ppl-force-plot-is-data "--plot 'm.txt' is the data file" eval-ppl m.lmp --data m.txt --plot m.txt -f
+for s in $OUT_CMDS; do
+    xok "$s-help-force" "$s" --help && check "$s-help-lists-force" grep -qE '^  -f, --force ' .out
+done
 xfail eval-ppl-plot-is-data "--plot 'm.txt' is the data file" eval-ppl m.lmp --data m.txt --plot m.txt
 xfail synth-tokenizer-without-from "--tokenizer is only used with --tokenizer-from" \
     synth --dim 8 --heads 2 --layers 1 --ffn 8 --vocab 64 --tokenizer tokenizer.bin -o x.lmp
@@ -317,6 +363,13 @@ if xok import-llama2c import tl.bin -o tl.lmp; then
     done
     rm -f tl.info tl.lmp
 fi
+# The GGUF that gguf-py read for tests/fixtures/gguf/export_ref.txt (scripts/ref_gguf_export.py) is what the
+# command writes, byte for byte (tests/test_gguf_export.c checks what gguf-py saw in it).
+want=$(awk '$1 == "case" { c = $2 } $1 == "file" && c == "tiny" { print $4 }' "$FIX/gguf/export_ref.txt")
+if xok export-gguf-as-gguf-py-read export "$FIX/gguf/tiny.gguf" --gguf -o tiny-export.gguf; then
+    check export-gguf-md5-of-fixture [ "$(md5sum <tiny-export.gguf | cut -d' ' -f1)" = "${want:-no md5 in the fixture}" ]
+fi
+rm -f tiny-export.gguf
 xok info-llama2c-direct info tl.bin --no-tensors && check info-direct-source grep -q "llama2.c (imported in memory)" .out
 xfail info-tensor-crc-named "flip.lmp: tensor '[a-z0-9_.]+': CRC32 mismatch" info flip.lmp
 if [ $HAVE_SHARED = 1 ]; then

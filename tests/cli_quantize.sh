@@ -107,7 +107,21 @@ if xok quantize-q4-asym-g64 quantize m.lmp --bits 4 --scheme asym --group 64 -q 
 fi
 rm -f q4a.lmp
 xok quantize-default-output quantize m.lmp --bits 8 -q && check quantize-default-output-name [ -s m-q8_0.lmp ]
-rm -f m-q8_0.lmp
+# the default name, once it exists, is refused like any other output, and replaced with -f
+differ() { ! cmp -s "$1" "$2"; }
+xfail quantize-default-output-exists "^lmpress quantize: output 'm-q8_0.lmp' exists \(use -f/--force to overwrite\)$" \
+    quantize m.lmp --bits 8 -q
+cp m-q8_0.lmp m-q8_0.first
+xok quantize-default-output-info info m-q8_0.lmp && sed -n '/^tensors/,$p' .out >first.tensors
+if xok quantize-default-output-force quantize m.lmp --bits 8 -q -f && xok quantize-default-output-force-info info m-q8_0.lmp; then
+    check quantize-default-output-force-same-tensors diff first.tensors <(sed -n '/^tensors/,$p' .out)
+    check quantize-default-output-force-provenance grep -q 'provenance.command.*quantize m.lmp --bits 8 -q -f' .out
+fi
+rm -f first.tensors
+xok quantize-default-output-force-other quantize m.lmp --bits 4 -q -f -o m-q8_0.lmp &&
+    check quantize-default-output-force-replaced differ m-q8_0.lmp m-q8_0.first
+xok quantize-dry-run-output-exists quantize m.lmp --bits 8 --dry-run -q  # writes nothing: no refusal
+rm -f m-q8_0.lmp m-q8_0.first
 if xok quantize-tensor-type quantize m.lmp --tensor-type 'ffn_(down|up)=q8_0' --tensor-type 'attn_v=f16' -q -o tt.lmp &&
     xok quantize-tensor-type-info info tt.lmp; then
     check quantize-tensor-type-down grep -qE '^  blk\.1\.ffn_down\.weight +q8_0 ' .out

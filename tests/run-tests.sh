@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-tests.sh - runs every test binary in $BUILD/tests and every tests/cli_*.sh script, sums their
 # "N passed, N failed" lines and prints the total as the last line. Exit status 1 on any failure
-# (including a test program that crashed or printed no summary).
+# (including a test program that crashed or printed no summary, or that passed and failed nothing
+# without a SKIP line).
 set -u
 BUILD=${BUILD:-build}
 export SHARED=${SHARED:-../shared}
@@ -21,6 +22,10 @@ run_one() { # name, command...
     fi
     local p f
     p=${line%% passed*}; f=${line#*, }; f=${f%% failed}
+    if [ "$p" = 0 ] && [ "$f" = 0 ] && ! grep -qE '^SKIP' "$log"; then
+        echo "BROKEN $name: it passed and failed nothing, and skipped nothing visibly (a test that checks nothing)"
+        broken=$((broken + 1)); return
+    fi
     total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
     if [ "$f" != 0 ] || [ $rc != 0 ]; then
         echo "---- $name: $line (exit $rc)"; grep -E '^(FAIL|SKIP)|ERROR|Sanitizer|runtime error' "$log" | head -40

@@ -909,12 +909,11 @@ static void test_export_neox(void) {
     free(b);
 }
 
-// A pruned model (layer 1 keeps 128 of its 256 FFN channels) is exported with llama.feed_forward_length
-// as a per-layer array, as llama.cpp reads it; re-importing keeps the shapes and the logits.
-static void test_export_pruned(void) {
+// TINY with the FFN of layer 1 (all = 0) or of every layer (all = 1) cut to its first 128 of 256 channels.
+static lmp_file *pruned_tiny(int all) {
     lmp_file *f = import_to_file(TINY, 0);
     CHECK(f != NULL);
-    if (!f) return;
+    if (!f) return NULL;
     lmp_builder *pb = lmp_builder_new();
     const lmp_meta *fm = lmp_file_meta(f);
     for (size_t i = 0; i < lmp_meta_count(fm); i++)
@@ -925,11 +924,14 @@ static void test_export_pruned(void) {
         int64_t shape[2] = {t->shape[0], t->ndim == 2 ? t->shape[1] : 1};
         size_t es = t->type == LMP_DTYPE_F32 ? 4 : 2;
         uint8_t *d;
-        if (!strcmp(t->name, "blk.1.ffn_gate.weight") || !strcmp(t->name, "blk.1.ffn_up.weight")) {
+        int cut = !strncmp(t->name, "blk.", 4) && (all || !strncmp(t->name, "blk.1.", 6));
+        const char *part = strchr(t->name + 4, '.');
+        part = part ? part + 1 : "";
+        if (cut && (!strcmp(part, "ffn_gate.weight") || !strcmp(part, "ffn_up.weight"))) {
             shape[0] = 128;  // first 128 rows
             d = lmp_malloc((size_t)(128 * shape[1]) * es);
             memcpy(d, t->data, (size_t)(128 * shape[1]) * es);
-        } else if (!strcmp(t->name, "blk.1.ffn_down.weight")) {
+        } else if (cut && !strcmp(part, "ffn_down.weight")) {
             shape[1] = 128;  // first 128 columns of each row
             d = lmp_malloc((size_t)(shape[0] * 128) * es);
             for (int64_t r = 0; r < shape[0]; r++)
@@ -945,7 +947,32 @@ static void test_export_pruned(void) {
     lmp_file *pf = NULL;
     CHECKF(lmp_builder_to_file(pb, &pf, &e) == LMP_OK, "%s", e.msg);
     lmp_builder_free(pb);
+    return pf;
+}
+
+// A model whose layers differ (layer 1 keeps 128 of its 256 FFN channels, as after a non-uniform prune) is
+// refused: llama.cpp reads per-layer arrays, but its llama architecture builds every layer with layer 0's sizes.
+// Nothing is left behind.
+static void test_export_pruned_uneven(void) {
+    lmp_file *pf = pruned_tiny(0);
+    CHECK(pf != NULL);
     if (!pf) return;
+    char out[512];
+    snprintf(out, sizeof out, "%s/uneven.gguf", test_tmpdir());
+    lmp_error e = {0};
+    CHECK(lmp_export_gguf(pf, out, &e) == LMP_E_UNSUPPORTED);
+    CHECKF(strstr(e.msg, "layers differ (llama.feed_forward_length: 256 in blk.0, 128 in blk.1)") != NULL, "%s", e.msg);
+    CHECK(!test_file_exists(out));
+    lmp_file_close(pf);
+}
+
+// A pruned model whose layers are alike (every FFN cut to 128 channels, as after --uniform) is exported with
+// the pruned width; re-importing keeps the shapes and the logits.
+static void test_export_pruned(void) {
+    lmp_file *pf = pruned_tiny(1);
+    CHECK(pf != NULL);
+    if (!pf) return;
+    lmp_error e = {0};
     char out[512];
     snprintf(out, sizeof out, "%s/pruned.gguf", test_tmpdir());
     CHECKF(lmp_export_gguf(pf, out, &e) == LMP_OK, "%s", e.msg);
@@ -953,9 +980,7 @@ static void test_export_pruned(void) {
     CHECKF(lmp_gguf_open(out, &g, &e) == LMP_OK, "%s", e.msg);
     if (g) {
         const lmp_gguf_kv *kv = lmp_gguf_find_kv(g, "llama.feed_forward_length");
-        int64_t a = 0, b = 0;
-        CHECK(kv && kv->type == LMP_GGUF_ARRAY && kv->elem_type == LMP_GGUF_U32 && kv->count == 2 &&
-              lmp_gguf_arr_int(kv, 0, &a) == 0 && a == 256 && lmp_gguf_arr_int(kv, 1, &b) == 0 && b == 128);
+        CHECK(kv && kv->type == LMP_GGUF_U32 && kv->v.u == 128);
         kv = lmp_gguf_find_kv(g, "llama.attention.head_count");
         CHECK(kv && kv->type == LMP_GGUF_U32 && kv->v.u == 4);
         lmp_gguf_close(g);
@@ -964,7 +989,7 @@ static void test_export_pruned(void) {
     CHECK(back != NULL);
     if (back) {
         uint32_t ff = 0;
-        CHECK(lmp_meta_get_u32(lmp_file_meta(back), "llama.feed_forward_length", &ff, &e) == LMP_OK && ff == 256);
+        CHECK(lmp_meta_get_u32(lmp_file_meta(back), "llama.feed_forward_length", &ff, &e) == LMP_OK && ff == 128);
         const lmp_tensor *t = lmp_file_find(back, "blk.1.ffn_down.weight");
         CHECK(t && t->shape[0] == 64 && t->shape[1] == 128);
         int32_t toks[64];
@@ -1179,6 +1204,7 @@ int main(void) {
     RUN(test_export_roundtrip);
     RUN(test_export_neox);
     RUN(test_export_pruned);
+    RUN(test_export_pruned_uneven);
     RUN(test_export_refuses);
     RUN(test_smollm2);
     RUN(test_smollm2_tokenizer);

@@ -1358,6 +1358,11 @@ static void test_hdf5_corrupt(void) {
     if (!test_file_exists(FIX "/tiny.h5")) SKIP("%s missing", FIX "/tiny.h5");
     size_t n;
     unsigned char *raw = test_read_file(FIX "/tiny.h5", &n);
+    CHECK(raw != NULL && n > 4096);
+    if (!raw || n <= 4096) {
+        free(raw);
+        return;
+    }
     unsigned char *c = malloc(n);
     const char *p = tmp_path("corrupt.h5"), *rep = tmp_path("corrupt.log");
     int ok = 0, refused = 0, lib_faults = 0;
@@ -1371,7 +1376,7 @@ static void test_hdf5_corrupt(void) {
             if (!k) first = at;
             c[at] ^= (unsigned char)(1 + test_rand_u64() % 255);
         }
-        test_write_file(p, c, n);
+        CHECK(test_write_file(p, c, n) == 0);
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -1391,18 +1396,24 @@ static void test_hdf5_corrupt(void) {
         }
         int status = 0;
         waitpid(pid, &status, 0);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) ok++;
-        else if (WIFEXITED(status) && WEXITSTATUS(status) == 1) refused++;
+        // imported, or refused with one line: both are correct answers to a corrupted file
+        int answered = WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 1), lib = 0;
+        if (answered && WEXITSTATUS(status) == 0) ok++;
+        else if (answered) refused++;
         else {
             char *report = read_text(rep);
-            int lib = report && fault_in_libhdf5(report);
+            lib = report && fault_in_libhdf5(report);
             if (lib) lib_faults++, fprintf(stderr, "---- libhdf5 fault report:\n%s\n", report);
             else fprintf(stderr, "%s\n", report ? report : "(no report)");
-            CHECKF(lib, "iteration %d (first flip at %zu): importer died (status 0x%x) outside libhdf5", it, first, status);
             free(report);
         }
+        CHECKF(answered || lib, "iteration %d (first flip at %zu): importer died or answered badly (status 0x%x) outside libhdf5",
+               it, first, status);
     }
     fprintf(stderr, "corrupted tiny.h5: %d imported, %d refused, %d faults inside libhdf5\n", ok, refused, lib_faults);
+    // Flips in the superblock and object headers are caught by libhdf5's checks or ours: a run in which no
+    // corrupted file was refused means the corruption did not reach the reader (about half are refused).
+    CHECKF(refused > 0, "none of %d corrupted files was refused", N_CORRUPT);
     if (lib_faults) printf("NOTE test_hdf5_corrupt: libhdf5 faulted on %d of %d corrupted files\n", lib_faults, N_CORRUPT);
     free(c);
     free(raw);

@@ -16,14 +16,17 @@
 //        (per block the reference rounds dw*dx, the product with the integer sum and the running sum;
 //        the SIMD kernels fold q4_0's -8 offset in through the stored activation sum s, which was itself
 //        rounded once, hence the (|q| + 8) and 8|dw s| terms).
-// quantize_q8a and quantize_q16a must be bit-identical to the reference (ties x/d = k + 1/2 included). Rows outside
-// [r0, r1) and outputs beyond m must stay untouched.
+// quantize_q8a and quantize_q16a must be bit-identical to the reference (ties x/d = k + 1/2 included), and
+// the quantizer each table gives for an activation type must meet that format's bounds (tests/act_blocks.h)
+// on every kind of block and feed the matvec of every weight type within the activations' rounding.
+// Rows outside [r0, r1) and outputs beyond m must stay untouched.
 #include <float.h>
 
 #include "runtime/kernels.h"
 #include "format/lmp_common.h"
 #include "format/qtypes.h"
 #include "tests/test_util.h"
+#include "tests/act_blocks.h"
 
 static const lmp_kernels *S;  // the scalar table
 #define SENTINEL 12345.0f
@@ -363,19 +366,79 @@ static void test_quantize_q16a(void) {
     lmp_free(b);
 }
 
+// lmp_kernels_act_quantizer, judged by what its quantizers produce rather than by which function it
+// returns: for every table and activation type, the quantizer's blocks on fresh random inputs of every
+// kind (tests/act_blocks.h: ties, subnormal, huge, zero blocks...) meet the format's bounds and equal the
+// reference codec's bytes (format/qtypes.c); weight and float types have no quantizer. Then, for every
+// storable type, activations quantized by the quantizer of its vec_dot_type feed the table's matvec: the
+// result must be the dot of the dequantized weights with the float activations within the activations'
+// rounding (sum over blocks of d/2 sum |w|) plus the kernel's float rounding (tolerance()); a quantizer of
+// the wrong type or layout fails this.
 static void test_act_quantizer(void) {
+    const lmp_dtype acts[2] = {LMP_DTYPE_Q8_A, LMP_DTYPE_Q16_A};
+    const int64_t n = 32 * 160;
+    float *x = malloc(n * sizeof(float)), *wd = malloc(n * sizeof(float));
+    uint8_t *q = lmp_malloc((size_t)(n / 32) * 68), *r = lmp_malloc((size_t)(n / 32) * 68);
+    uint8_t *w = lmp_malloc(lmp_type_row_size(LMP_DTYPE_F32, n) * 4);
     for (int k = -1; k < g_ntables; k++) {
         const lmp_kernels *K = k < 0 ? S : g_tables[k];
-        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_Q8_A) == K->quantize_q8a && K->quantize_q8a);
-        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_Q16_A) == K->quantize_q16a && K->quantize_q16a);
-        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_F32) == NULL);
-        CHECK(lmp_kernels_act_quantizer(K, LMP_DTYPE_Q8_0) == NULL);
+        for (int a = 0; a < 2; a++) {
+            const lmp_dtype A = acts[a];
+            const lmp_type_traits *at = lmp_type_get(A);
+            lmp_quantize_act_fn f = lmp_kernels_act_quantizer(K, A);
+            CHECKF(f != NULL, "%s: no quantizer for %s", K->isa, at->name);
+            if (!f) continue;
+            for (int round = 0; round < 4; round++) {
+                act_fill(A, x, n);
+                memset(q, 0x55, (size_t)(n / 32) * at->type_size);
+                f(x, q, n);
+                char label[64];
+                snprintf(label, sizeof label, "%s %s round %d", K->isa, at->name, round);
+                int bad = act_check(A, x, q, n, label);
+                CHECKF(bad == 0, "%s %s quantizer: %d violations of the format's bounds", K->isa, at->name, bad);
+                at->from_float_ref(x, r, n);
+                CHECKF(memcmp(q, r, (size_t)(n / 32) * at->type_size) == 0, "%s %s quantizer differs from the reference codec",
+                       K->isa, at->name);
+            }
+        }
+        for (int t = 0; t < LMP_DTYPE_COUNT + 3; t++) {
+            const lmp_type_traits *tt = lmp_type_get((lmp_dtype)t);
+            if (tt && (t == LMP_DTYPE_Q8_A || t == LMP_DTYPE_Q16_A)) continue;
+            CHECKF(lmp_kernels_act_quantizer(K, (lmp_dtype)t) == NULL, "%s: dtype %d has an activation quantizer", K->isa, t);
+        }
+        CHECK(lmp_kernels_act_quantizer(K, (lmp_dtype)LMP_DTYPE_COUNT) == NULL);
+        // every storable type through the quantizer of its vec_dot_type
+        for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
+            const lmp_type_traits *tt = lmp_type_get((lmp_dtype)t);
+            if (!tt || !tt->storable) continue;
+            const lmp_dtype vt = tt->vec_dot_type;
+            if (vt == LMP_DTYPE_F32) {
+                CHECK(!tt->is_quantized);
+                continue;
+            }
+            lmp_quantize_act_fn f = lmp_kernels_act_quantizer(K, vt);
+            CHECKF(f != NULL, "%s %s: no quantizer for its activations (%s)", K->isa, tt->name, lmp_type_name(vt));
+            if (!f || t >= LMP_DTYPE_Q4_K) continue;  // the super-block and codebook types: tests/test_kquant.c
+            const int64_t nn = 1024;
+            for (int64_t j = 0; j < nn; j++) x[j] = test_rand_normal() * (j % 61 == 0 ? 4.0f : 1.0f);
+            fill_row((lmp_dtype)t, w, nn, 0, 0.0f, 0);
+            tt->to_float(w, wd, nn);
+            f(x, q, nn);
+            double exact = 0, act_err = 0;
+            for (int64_t j = 0; j < nn; j++) {
+                float d;
+                memcpy(&d, q + (size_t)(j / 32) * lmp_type_get(vt)->type_size, 4);
+                exact += (double)wd[j] * x[j];
+                act_err += fabs((double)wd[j]) * (d / 2.0 + FLT_EPSILON * fabs(x[j]));
+            }
+            float y = SENTINEL;
+            K->matvec[t](w, lmp_type_row_size((lmp_dtype)t, nn), q, &y, nn, 0, 1);
+            double tol = act_err + tolerance((lmp_dtype)t, w, q, nn);
+            CHECKF(fabs(y - exact) <= tol, "%s %s with %s activations: %.9g, exact dot of the dequantized weights %.9g (tol %.3g)",
+                   K->isa, tt->name, lmp_type_name(vt), y, exact, tol);
+        }
     }
-    // every storable type's vec_dot_type has a quantizer or is f32
-    for (int t = 0; t < LMP_DTYPE_COUNT; t++) {
-        lmp_dtype v = lmp_type_get((lmp_dtype)t)->vec_dot_type;
-        CHECKF(v == LMP_DTYPE_F32 || lmp_kernels_act_quantizer(S, v), "%s", lmp_type_name((lmp_dtype)t));
-    }
+    free(x), free(wd), lmp_free(q), lmp_free(r), lmp_free(w);
 }
 
 static void test_isa_env(void) {

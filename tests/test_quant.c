@@ -1,12 +1,14 @@
-// test_quant.c - the type table and reference codecs of quant/qtypes.c.
+// test_quant.c - the type table and reference codecs of format/qtypes.c.
 //
 //  * fp16: all 65536 halves round-trip exactly (NaN stays NaN) and decode to the value their bits mean;
 //    f32 -> f16 on many random floats equals a double-precision round-to-nearest-even reference;
 //  * bf16: round to nearest even against the same kind of reference, NaN stays NaN;
 //  * per type: dequantize(quantize(x)) error bounds derived from the format, RMSE ordering
 //    (q8_0 < q4_1 < q4_0 on Gaussian data; group 32 <= 64 <= 128), hand-computed ggml blocks, and
-//    bit-exactness against ggml's quantizers through the fixture written by scripts/gen_quant_fixtures.py
-//    (gguf.quants, kept bit-exact with ggml's C reference by the llama.cpp project);
+//    bit-exactness of every type whose layout is ggml's (f32, f16, bf16, q8_0, q4_0, q4_1: encoding and
+//    decoding) through the fixture written by scripts/gen_quant_fixtures.py (gguf.quants, kept bit-exact
+//    with ggml's C reference by the llama.cpp project);
+//  * the activation codecs q8_a and q16_a against the bounds of their format (tests/act_blocks.h);
 //  * vec_dot_ref equals the dot of the dequantized values within float rounding;
 //  * lmp_quantize_row_weighted is never worse than RTN under the weighted error (random and heavy-tailed
 //    data, random and absent importance) and better on average;
@@ -16,6 +18,7 @@
 #include "format/lmp_common.h"
 #include "format/qtypes.h"
 #include "tests/test_util.h"
+#include "tests/act_blocks.h"
 
 static int irand(int lo, int hi) { return lo + (int)(test_rand_u64() % (uint64_t)(hi - lo + 1)); }
 
@@ -201,10 +204,12 @@ static void test_roundtrip_bounds(void) {
                         bound = d32 / 2 + 15.0 * fabs(d32 - d16) + fabs(mn - rd_fp16(blk + 2)) + fl;
                     }
                     if (!(e <= bound) && bad++ < 3)
-                        CHECKF(0, "%s kind %d block %lld elem %lld: x %.9g deq %.9g err %.3g > bound %.3g", tt->name,
-                               kind, (long long)b, (long long)j, xb[j], y[b * G + j], e, bound);
+                        fprintf(stderr, "  %s kind %d block %lld elem %lld: x %.9g deq %.9g err %.3g > bound %.3g\n",
+                                tt->name, kind, (long long)b, (long long)j, xb[j], y[b * G + j], e, bound);
                 }
             }
+            CHECKF(bad == 0, "%s kind %d: %d of %lld elements outside the format's error bound", tt->name, kind, bad,
+                   (long long)n);
         }
     }
     free(x);
@@ -292,48 +297,75 @@ static void test_known_blocks(void) {
     CHECK(b8.d == 0 && b8.qs[0] == 0 && b8.qs[31] == 0);
 }
 
-// Bit-exact against ggml's quantizers (via gguf.quants): tests/fixtures/quant_ggml.bin.
+// Bit-exact against ggml for every type whose layout is ggml's (f32, f16, bf16, q8_0, q4_0, q4_1):
+// tests/fixtures/quant_ggml.bin, written by scripts/gen_quant_fixtures.py with gguf.quants. For each
+// record our from_float_ref must give gguf's bytes and our to_float gguf's floats, bit for bit (the block
+// types: a NaN may decode to a NaN of the other sign, as numpy and C order inf * 0 differently).
+static uint32_t rd_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 static void test_ggml_fixture(void) {
+    static const struct { uint32_t ggml; lmp_dtype ours; } map[] = {
+        {0, LMP_DTYPE_F32}, {1, LMP_DTYPE_F16}, {30, LMP_DTYPE_BF16}, {8, LMP_DTYPE_Q8_0}, {2, LMP_DTYPE_Q4_0}, {3, LMP_DTYPE_Q4_1}};
+    enum { N_MAP = sizeof map / sizeof map[0] };
     size_t size = 0;
     uint8_t *f = test_read_file("tests/fixtures/quant_ggml.bin", &size);
     CHECKF(f != NULL, "tests/fixtures/quant_ggml.bin missing (run tests from the repository root)");
     if (!f) return;
-    uint32_t nb = 0;
-    if (size >= 12) memcpy(&nb, f + 8, 4);
-    const size_t n = (size_t)nb * 32;
-    const size_t want = 12 + n * 4 + (size_t)nb * (34 + 18 + 20) + 3 * n * 4;
-    CHECKF(size >= 12 && !memcmp(f, "LMPQFIX1", 8) && nb > 0 && nb < 100000 && size == want,
-           "bad fixture header or size %zu (want %zu)", size, want);
-    if (size != want) {
-        free(f);
-        return;
-    }
-    const float *x = (const float *)(f + 12);
-    const uint8_t *enc = f + 12 + n * 4;
-    const uint8_t *deq = enc + (size_t)nb * (34 + 18 + 20);
-    const lmp_dtype types[3] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0, LMP_DTYPE_Q4_1};
-    uint8_t *q = malloc((size_t)nb * 34);
-    float *y = malloc(n * sizeof(float));
-    for (int k = 0; k < 3; k++) {
-        const lmp_type_traits *tt = lmp_type_get(types[k]);
-        tt->from_float_ref(x, q, (int64_t)n);
+    CHECKF(size >= 12 && !memcmp(f, "LMPQFIX2", 8), "bad fixture header (regenerate with scripts/gen_quant_fixtures.py)");
+    const uint32_t n_rec = size >= 12 ? rd_u32(f + 8) : 0;
+    int seen[N_MAP] = {0};
+    size_t pos = 12;
+    for (uint32_t r = 0; r < n_rec; r++) {
+        if (!(pos + 8 <= size)) break;
+        const uint32_t gt = rd_u32(f + pos), n = rd_u32(f + pos + 4);
+        int k = -1;
+        for (int i = 0; i < N_MAP; i++)
+            if (map[i].ggml == gt) k = i;
+        CHECKF(k >= 0 && n % 32 == 0 && n > 0 && n < (1u << 20), "record %u: ggml type %u, %u values", r, gt, n);
+        if (k < 0 || n % 32 || n == 0 || n >= (1u << 20)) break;
+        const lmp_type_traits *tt = lmp_type_get(map[k].ours);
+        const size_t enc_bytes = lmp_type_row_size(map[k].ours, n);
+        const size_t x_at = pos + 8, nb_at = x_at + (size_t)n * 4, enc_at = nb_at + 4, deq_at = enc_at + enc_bytes;
+        CHECKF(deq_at + (size_t)n * 4 <= size && rd_u32(f + nb_at) == enc_bytes, "record %u (%s) truncated or mis-sized", r,
+               tt->name);
+        if (!(deq_at + (size_t)n * 4 <= size && rd_u32(f + nb_at) == enc_bytes)) break;
+        float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+        uint8_t *q = malloc(enc_bytes);
+        memcpy(x, f + x_at, (size_t)n * 4);
+        const uint8_t *enc = f + enc_at, *deq = f + deq_at;
+        tt->from_float_ref(x, q, n);
+        const size_t unit = tt->is_quantized ? tt->type_size : tt->type_size * 32;  // a block, or 32 floats
         int bad = 0;
-        for (uint32_t b = 0; b < nb; b++)
-            if (memcmp(q + (size_t)b * tt->type_size, enc + (size_t)b * tt->type_size, tt->type_size) && bad++ < 3)
-                CHECKF(0, "%s block %u differs from ggml's", tt->name, b);
-        tt->to_float(enc, y, (int64_t)n);
+        for (size_t b = 0; b < enc_bytes / unit; b++)
+            if (memcmp(q + b * unit, enc + b * unit, unit) && bad++ < 3) {
+                size_t e = b * unit;
+                while (q[e] == enc[e]) e++;
+                fprintf(stderr, "  %s: encoding differs from ggml's at byte %zu (input %.9g)\n", tt->name, e,
+                        x[e / tt->type_size * (size_t)tt->block_size]);
+            }
+        CHECKF(bad == 0, "%s: %d of %zu groups encode differently from ggml", tt->name, bad, enc_bytes / unit);
+        tt->to_float(enc, y, n);
         int badd = 0;
-        for (size_t i = 0; i < n; i++) {
+        for (uint32_t i = 0; i < n; i++) {
             float g;
-            memcpy(&g, deq + i * 4, 4);
-            if (memcmp(&g, &y[i], 4) && !(isnan(g) && isnan(y[i])) && badd++ < 3)
-                CHECKF(0, "%s dequantized element %zu: %.9g, ggml %.9g", tt->name, i, y[i], g);
+            memcpy(&g, deq + (size_t)i * 4, 4);
+            int same = !memcmp(&g, &y[i], 4) || (tt->is_quantized && isnan(g) && isnan(y[i]));
+            if (!same && badd++ < 3)
+                fprintf(stderr, "  %s dequantized element %u: %.9g (0x%08x), ggml %.9g (0x%08x)\n", tt->name, i, y[i],
+                        lmp_f32_as_u32(y[i]), g, lmp_f32_as_u32(g));
         }
-        enc += (size_t)nb * tt->type_size;
-        deq += n * 4;
+        CHECKF(badd == 0, "%s: %d of %u values decode differently from ggml", tt->name, badd, n);
+        seen[k] = 1;
+        free(x), free(y), free(q);
+        pos = deq_at + (size_t)n * 4;
     }
-    free(q);
-    free(y);
+    CHECKF(pos == size, "fixture: %zu bytes after the last record read", size - pos);
+    for (int i = 0; i < N_MAP; i++)
+        CHECKF(seen[i], "fixture has no record for %s (ggml type %u)", lmp_type_name(map[i].ours), map[i].ggml);
     free(f);
 }
 
@@ -379,52 +411,40 @@ static void test_vec_dot_ref(void) {
         }
 }
 
-static void test_q8_a_ref(void) {
-    const lmp_type_traits *tt = lmp_type_get(LMP_DTYPE_Q8_A);
-    CHECK(tt && !tt->storable && tt->block_size == 32 && tt->type_size == sizeof(lmp_block_q8_a));
-    float x[256];
-    lmp_block_q8_a q[8];
-    gaussian(x, 256, 3.0f);
-    memset(x + 64, 0, 32 * sizeof(float));  // block 2 all zero
-    tt->from_float_ref(x, q, 256);
-    for (int b = 0; b < 8; b++) {
-        float amax = 0;
-        int sum = 0;
-        for (int j = 0; j < 32; j++) {
-            amax = fmaxf(amax, fabsf(x[b * 32 + j]));
-            sum += q[b].qs[j];
-            CHECK(q[b].qs[j] >= -127 && q[b].qs[j] <= 127);
-            if (q[b].d != 0) CHECK(q[b].qs[j] == (int8_t)roundf(x[b * 32 + j] / q[b].d));
+// The activation codecs q8_a and q16_a against the bounds their format implies (tests/act_blocks.h), on
+// fresh random blocks of every kind (ties, subnormal, huge, zero, ...); to_float must give d * q exactly.
+static void check_act_ref(lmp_dtype A) {
+    const lmp_type_traits *tt = lmp_type_get(A);
+    CHECK(tt && !tt->storable && tt->is_quantized && tt->block_size == 32 && tt->type_size == act_block_bytes(A));
+    if (!tt) return;
+    const int64_t n = 32 * 256;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    uint8_t *q = malloc((size_t)(n / 32) * tt->type_size);
+    for (int round = 0; round < 8; round++) {
+        act_fill(A, x, n);
+        memset(q, 0x55, (size_t)(n / 32) * tt->type_size);
+        tt->from_float_ref(x, q, n);
+        char label[64];
+        snprintf(label, sizeof label, "%s round %d", tt->name, round);
+        int bad = act_check(A, x, q, n, label);
+        CHECKF(bad == 0, "%s: %d violations of the format's bounds (round %d)", tt->name, bad, round);
+        tt->to_float(q, y, n);
+        int wrong = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float d;
+            memcpy(&d, q + (size_t)(i / 32) * tt->type_size, 4);
+            int c = A == LMP_DTYPE_Q8_A ? ((const lmp_block_q8_a *)q)[i / 32].qs[i % 32]
+                                        : ((const lmp_block_q16_a *)q)[i / 32].qs[i % 32];
+            wrong += y[i] != (float)((double)d * c);
         }
-        CHECK(q[b].d == amax / 127.0f);
-        CHECK(q[b].s == q[b].d * (float)sum);
+        CHECKF(wrong == 0, "%s to_float: %d values are not d * q", tt->name, wrong);
     }
-    CHECK(q[2].d == 0 && q[2].s == 0);
+    free(x), free(y), free(q);
 }
 
-static void test_q16_a_ref(void) {
-    const lmp_type_traits *tt = lmp_type_get(LMP_DTYPE_Q16_A);
-    CHECK(tt && !tt->storable && tt->block_size == 32 && tt->type_size == sizeof(lmp_block_q16_a));
-    float x[256], y[256];
-    lmp_block_q16_a q[8];
-    gaussian(x, 256, 3.0f);
-    memset(x + 64, 0, 32 * sizeof(float));  // block 2 all zero
-    tt->from_float_ref(x, q, 256);
-    tt->to_float(q, y, 256);
-    for (int b = 0; b < 8; b++) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
-        CHECK(q[b].d == amax / 32767.0f);
-        for (int j = 0; j < 32; j++) {
-            CHECK(q[b].qs[j] >= -32767 && q[b].qs[j] <= 32767);
-            if (q[b].d != 0) CHECK(q[b].qs[j] == (int16_t)roundf(x[b * 32 + j] / q[b].d));
-            // round to nearest: error at most half a step, plus the float rounding of x / d and of q * d
-            // (each at most eps |x| in units of the result)
-            CHECK(fabsf(y[b * 32 + j] - x[b * 32 + j]) <= 0.5f * q[b].d + 4 * FLT_EPSILON * fabsf(x[b * 32 + j]));
-        }
-    }
-    CHECK(q[2].d == 0 && y[64] == 0);
-}
+static void test_q8_a_ref(void) { check_act_ref(LMP_DTYPE_Q8_A); }
+
+static void test_q16_a_ref(void) { check_act_ref(LMP_DTYPE_Q16_A); }
 
 // Why q8_0 takes q16_a: its dot product must carry (almost) only the weights' rounding. On Gaussian
 // rows, the error of vec_dot_ref against the exact dot of the *dequantized weights* with the f32

@@ -3,8 +3,10 @@
 //   static void test_roundtrip(void) { CHECK(x == 1); CHECKF(err < tol, "err %g tol %g", err, tol); }
 //   int main(void) { RUN(test_roundtrip); return test_report(); }
 //
-// A test case passes when none of its checks failed. test_report() prints "N passed, N failed" and
-// returns the exit status. SKIP("why") marks a case skipped with a visible message (not counted).
+// A test case passes when it made at least one check and none failed; a case that made no check (and did
+// not SKIP) fails: a test that checks nothing cannot fail. test_report() prints the number of checks, then
+// "N passed, N failed" (cases), and returns the exit status. SKIP("why") marks a case skipped with a
+// visible message (not counted).
 // Random inputs use a fresh seed per run (printed; LMP_TEST_SEED=n reproduces a run).
 #ifndef LMP_TEST_UTIL_H
 #define LMP_TEST_UTIL_H
@@ -19,10 +21,12 @@
 #include <unistd.h>
 
 static int tu_passed, tu_failed, tu_skipped, tu_case_failed, tu_case_skipped;
+static long long tu_checks, tu_case_checks;  // checks made in all, in the current case
 static const char *tu_case;
 
 #define CHECK(cond)                                                                     \
     do {                                                                                \
+        tu_case_checks++;                                                               \
         if (!(cond)) {                                                                  \
             tu_case_failed = 1;                                                         \
             fprintf(stderr, "FAIL %s (%s:%d): %s\n", tu_case, __FILE__, __LINE__, #cond); \
@@ -31,6 +35,7 @@ static const char *tu_case;
 
 #define CHECKF(cond, ...)                                                               \
     do {                                                                                \
+        tu_case_checks++;                                                               \
         if (!(cond)) {                                                                  \
             tu_case_failed = 1;                                                         \
             fprintf(stderr, "FAIL %s (%s:%d): %s: ", tu_case, __FILE__, __LINE__, #cond); \
@@ -48,20 +53,27 @@ static const char *tu_case;
         return;                                     \
     } while (0)
 
-#define RUN(fn)                                                        \
-    do {                                                               \
-        tu_case = #fn;                                                 \
-        tu_case_failed = 0;                                            \
-        tu_case_skipped = 0;                                           \
-        fn();                                                          \
-        if (tu_case_skipped && !tu_case_failed) tu_skipped++;          \
-        else if (tu_case_failed) tu_failed++;                          \
-        else tu_passed++;                                              \
-        if (getenv("LMP_TEST_VERBOSE"))                                \
-            fprintf(stderr, "%s %s\n", tu_case_failed ? "fail" : "ok", #fn); \
+#define RUN(fn)                                                                            \
+    do {                                                                                   \
+        tu_case = #fn;                                                                     \
+        tu_case_failed = 0;                                                                \
+        tu_case_skipped = 0;                                                               \
+        tu_case_checks = 0;                                                                \
+        fn();                                                                              \
+        tu_checks += tu_case_checks;                                                       \
+        if (!tu_case_skipped && !tu_case_failed && tu_case_checks == 0) {                  \
+            fprintf(stderr, "FAIL %s: the case made no checks (check something or SKIP)\n", #fn); \
+            tu_case_failed = 1;                                                            \
+        }                                                                                  \
+        if (tu_case_skipped && !tu_case_failed) tu_skipped++;                              \
+        else if (tu_case_failed) tu_failed++;                                              \
+        else tu_passed++;                                                                  \
+        if (getenv("LMP_TEST_VERBOSE"))                                                    \
+            fprintf(stderr, "%s %s (%lld checks)\n", tu_case_failed ? "fail" : "ok", #fn, tu_case_checks); \
     } while (0)
 
 static inline int test_report(void) {
+    printf("%lld checks\n", tu_checks);
     if (tu_skipped) printf("%d skipped (see SKIP lines)\n", tu_skipped);
     printf("%d passed, %d failed\n", tu_passed, tu_failed);
     return tu_failed ? 1 : 0;

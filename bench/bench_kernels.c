@@ -96,12 +96,13 @@ static void fill_weights(lmp_dtype t, void *w, int64_t rows, int64_t n) {
         }
         return;
     }
-    int asym = t == LMP_DTYPE_Q4_1 || t == LMP_DTYPE_Q4_1_G64 || t == LMP_DTYPE_Q4_1_G128;
+    int asym = t == LMP_DTYPE_Q4_1 || t == LMP_DTYPE_Q4_1_G64 || t == LMP_DTYPE_Q4_1_G128 || t == LMP_DTYPE_Q4_K ||
+               t == LMP_DTYPE_Q5_K;
     size_t nblocks = bytes / tt->type_size;
     for (size_t b = 0; b < nblocks; b++) {
         uint8_t *blk = (uint8_t *)w + b * tt->type_size;
         lmp_fp16 d = lmp_f32_to_fp16(0.001f + (float)(rnd() >> 40) / (float)(1 << 24) * 0.1f);
-        memcpy(blk, &d, 2);
+        memcpy(blk + (t == LMP_DTYPE_Q6_K ? 208 : 0), &d, 2);  // q6_K keeps its scale at the end
         if (asym) {
             lmp_fp16 m = lmp_f32_to_fp16(-(float)(rnd() >> 40) / (float)(1 << 24) * 0.5f);
             memcpy(blk + 2, &m, 2);

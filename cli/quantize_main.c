@@ -14,13 +14,20 @@ static void print_help(void) {
     printf("usage: lmpress quantize IN [options] [-o OUT]\n"
            "Quantizes the weight matrices of a model. Norms and other vectors stay f32; token embeddings and the\n"
            "classifier use q8_0 unless --embed-type / --output-type say otherwise.\n"
+           "  --type TYPE             type of the layer matrices (any type below; overrides --bits/--group/--scheme)\n"
+           "  --preset NAME           a named mix of types (below)\n"
+           "  --target-bpw B          choose a type per tensor so that the file has at most B bits per weight (all\n"
+           "                          tensors counted), by each tensor's measured sensitivity; needs --calib\n"
+           "  --sens-tokens N         calibration tokens for the sensitivity measurement (default 256)\n"
            "  --bits 8|4              8: q8_0; 4: q4_0 (sym) or q4_1 (asym) (default 4)\n"
            "  --group 32|64|128       4-bit group size (default 32)\n"
            "  --scheme sym|asym       4-bit scheme (default sym)\n"
-           "  --method rtn|imatrix|awq|gptq\n"
-           "                          rtn: round to nearest (default); imatrix: activation-weighted rounding;\n"
-           "                          awq: activation-aware channel scaling; gptq: GPTQ error compensation\n"
-           "  --calib FILE            calibration text (imatrix, awq, gptq)\n"
+           "  --method search|rtn|imatrix|awq|gptq\n"
+           "                          search (default): per-block scale search weighted by the weights (with\n"
+           "                          --calib: by the activations, as imatrix); rtn: plain round to nearest;\n"
+           "                          imatrix: activation-weighted search; awq: activation-aware channel scaling;\n"
+           "                          gptq: GPTQ error compensation\n"
+           "  --calib FILE            calibration text (search, imatrix, awq, gptq, --target-bpw)\n"
            "  --calib-tokens N        calibration tokens (default 128 sequences x min(context, 512))\n"
            "  --tensor-type RE=TYPE   type for tensors whose name matches the regular expression (repeatable,\n"
            "                          first match wins), e.g. 'ffn_down=q8_0'\n"
@@ -40,6 +47,17 @@ static void print_help(void) {
         const lmp_type_traits *tr = lmp_type_get((lmp_dtype)t);
         if (tr && tr->storable) printf("  %-10s %6.3f bpw  %s\n", tr->name, lmp_type_bpw((lmp_dtype)t), tr->description);
     }
+    printf("\npresets (--preset; measured on SmolLM2-135M, WikiText-2 ctx 512, 40 chunks, docs/benchmarks.md):\n");
+    for (int i = 0; i < lmp_quant_n_presets; i++) {
+        printf("  %-6s %s\n", lmp_quant_presets[i].name, lmp_quant_presets[i].description);
+        if (lmp_quant_presets[i].measured[0]) printf("         %s\n", lmp_quant_presets[i].measured);
+    }
+}
+
+static void note_cb(void *user, const char *msg) {
+    (void)user;
+    printf("%s\n", msg);
+    fflush(stdout);
 }
 
 // Warnings are held until the pass ends: a failure then prints its one line alone, a success prints them
@@ -129,7 +147,9 @@ int cli_quantize_main(int argc, char **argv) {
         {"tokenizer", required_argument, 0, 'k'},  {"output", required_argument, 0, 'o'},
         {"force", no_argument, 0, 'f'},
         {"quiet", no_argument, 0, 'q'},            {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},             {"type", required_argument, 0, 'Y'},
+        {"preset", required_argument, 0, 'P'},     {"target-bpw", required_argument, 0, 'B'},
+        {"sens-tokens", required_argument, 0, 'K'}, {0, 0, 0, 0}};
     lmp_quant_params p;
     lmp_quant_params_default(&p);
     lmp_quant_override ov[MAX_OVERRIDES];
@@ -159,7 +179,7 @@ int cli_quantize_main(int argc, char **argv) {
             break;
         case 'm':
             if ((t = lmp_quant_method_from_name(optarg)) < 0)
-                return cli_usage_error("quantize", "--method '%s': must be rtn, imatrix, awq or gptq", optarg);
+                return cli_usage_error("quantize", "--method '%s': must be search, rtn, imatrix, awq or gptq", optarg);
             p.method = (lmp_quant_method)t;
             break;
         case 'c': p.calib_path = optarg; break;
@@ -187,6 +207,22 @@ int cli_quantize_main(int argc, char **argv) {
             break;
         }
         case 'O': if (parse_type("--output-type", optarg, &p.output_type)) return 2; break;
+        case 'Y': if (parse_type("--type", optarg, &p.type)) return 2; break;
+        case 'P':
+            if ((p.preset = lmp_quant_preset_from_name(optarg)) < 0) {
+                char names[256];
+                size_t o = 0;
+                for (int i = 0; i < lmp_quant_n_presets && o < sizeof names; i++)
+                    o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "", lmp_quant_presets[i].name);
+                return cli_usage_error("quantize", "--preset '%s': unknown preset (%s)", optarg, names);
+            }
+            break;
+        case 'B':
+            if (cli_parse_float("quantize", "--target-bpw", optarg, 0.0, 1e6, &d)) return 2;
+            if (!(d > 0)) return cli_usage_error("quantize", "--target-bpw %s: must be a positive number of bits", optarg);
+            p.target_bpw = d;
+            break;
+        case 'K': if (cli_parse_int("quantize", "--sens-tokens", optarg, 16, (long long)1 << 24, &v)) return 2; p.sens_tokens = v; break;
         case 'E': if (parse_type("--embed-type", optarg, &p.embed_type)) return 2; break;
         case 'D': if (cli_parse_float("quantize", "--gptq-damp", optarg, 1e-6, 0.999, &d)) return 2; p.gptq_damp = (float)d; break;
         case 'A': p.gptq_act_order = 1; break;
@@ -206,22 +242,33 @@ int cli_quantize_main(int argc, char **argv) {
     if (optind != argc - 1) return cli_usage_error("quantize", "expected exactly one input model");
     const char *in = argv[optind];
     if (cli_check_input("quantize", in)) return 1;
-    if (p.method != LMP_QUANT_RTN && !p.calib_path)
+    if (p.method != LMP_QUANT_RTN && p.method != LMP_QUANT_SEARCH && !p.calib_path)
         return cli_usage_error("quantize", "--method %s needs --calib FILE", lmp_quant_method_name(p.method));
-    if (p.method == LMP_QUANT_RTN && p.calib_path)
-        return cli_usage_error("quantize", "--calib is only used by --method imatrix, awq or gptq");
+    if (p.method == LMP_QUANT_RTN && p.calib_path && !(p.target_bpw > 0))
+        return cli_usage_error("quantize", "--calib is not used by --method rtn (only by search, imatrix, awq, gptq and "
+                                           "--target-bpw)");
+    if (p.target_bpw > 0 && !p.calib_path)
+        return cli_usage_error("quantize", "--target-bpw needs --calib FILE (text to measure each tensor's sensitivity)");
+    if (p.target_bpw > 32.0)
+        return cli_usage_error("quantize", "--target-bpw %g is above f32's 32 bits per weight", p.target_bpw);
+    if (p.target_bpw > 0 && p.preset >= 0)
+        return cli_usage_error("quantize", "--target-bpw and --preset both choose the types: give one");
     if (p.calib_path && cli_check_input("quantize", p.calib_path)) return 1;
     if (io.tokenizer_path && cli_check_input("quantize", io.tokenizer_path)) return 1;
     char def_out[4096];
     if (!out) {
-        const char *tname = p.bits == 8 ? "q8_0" : lmp_type_name(p.asym ? (p.group == 32 ? LMP_DTYPE_Q4_1 : p.group == 64 ? LMP_DTYPE_Q4_1_G64 : LMP_DTYPE_Q4_1_G128)
+        char tbuf[64];
+        if (p.target_bpw > 0) snprintf(tbuf, sizeof tbuf, "%gbpw", p.target_bpw);
+        const char *tname = p.target_bpw > 0 ? tbuf : p.preset >= 0 ? lmp_quant_presets[p.preset].name
+                            : p.type >= 0 ? lmp_type_name((lmp_dtype)p.type) : p.bits == 8 ? "q8_0" : lmp_type_name(p.asym ? (p.group == 32 ? LMP_DTYPE_Q4_1 : p.group == 64 ? LMP_DTYPE_Q4_1_G64 : LMP_DTYPE_Q4_1_G128)
                                                                           : (p.group == 32 ? LMP_DTYPE_Q4_0 : p.group == 64 ? LMP_DTYPE_Q4_0_G64 : LMP_DTYPE_Q4_0_G128));
         size_t len = strlen(in);
         const char *slash = strrchr(in, '/'), *dot = strrchr(in, '.');
         if (dot && (!slash || dot > slash)) len = (size_t)(dot - in);
         while (len > 1 && in[len - 1] == '/') len--;
-        snprintf(def_out, sizeof def_out, "%.*s-%s%s%s.lmp", (int)len, in, tname,
-                 p.method != LMP_QUANT_RTN ? "-" : "", p.method != LMP_QUANT_RTN ? lmp_quant_method_name(p.method) : "");
+        int show = p.method != LMP_QUANT_SEARCH;
+        snprintf(def_out, sizeof def_out, "%.*s-%s%s%s.lmp", (int)len, in, tname, show ? "-" : "",
+                 show ? lmp_quant_method_name(p.method) : "");
         out = def_out;
     }
     if (cli_check_clobber("quantize", in, io.tokenizer_path, out)) return 2;
@@ -232,6 +279,7 @@ int cli_quantize_main(int argc, char **argv) {
     warn_list warns = {0};
     p.warn = warn_cb;
     p.warn_user = &warns;
+    p.note = note_cb;
     cli_progress prog = {0};
     p.progress = cli_progress_cb;
     p.progress_user = &prog;
@@ -253,6 +301,9 @@ int cli_quantize_main(int argc, char **argv) {
                 (long long)s.n_params);
         if (s.calib_tokens_used)
             fprintf(stderr, "  calibration: %lld tokens of %s\n", (long long)s.calib_tokens_used, p.calib_path);
+        if (s.budget)
+            fprintf(stderr, "  target-bpw: predicted KLD %.5f, measured %.5f on %lld calibration tokens (sensitivity %.1f s)\n",
+                    s.pred_kld, s.meas_kld, (long long)s.sens_tokens, s.sens_seconds);
         fprintf(stderr, "  time: %.2f s\n", s.seconds);
     }
     return 0;

@@ -306,6 +306,10 @@ static int ggml_type_of(lmp_dtype t, uint32_t *out) {
     case LMP_DTYPE_Q8_0: *out = LMP_GGML_Q8_0; return 0;
     case LMP_DTYPE_Q4_0: *out = LMP_GGML_Q4_0; return 0;
     case LMP_DTYPE_Q4_1: *out = LMP_GGML_Q4_1; return 0;
+    case LMP_DTYPE_Q4_K: *out = LMP_GGML_Q4_K; return 0;
+    case LMP_DTYPE_Q5_K: *out = LMP_GGML_Q5_K; return 0;
+    case LMP_DTYPE_Q6_K: *out = LMP_GGML_Q6_K; return 0;
+    case LMP_DTYPE_IQ4_NL: *out = LMP_GGML_IQ4_NL; return 0;
     default: return -1;
     }
 }
@@ -325,6 +329,10 @@ static uint32_t file_type(const lmp_file *f) {
     case LMP_DTYPE_Q4_0: return 2;
     case LMP_DTYPE_Q4_1: return 3;
     case LMP_DTYPE_Q8_0: return 7;
+    case LMP_DTYPE_Q4_K: return 15;   // LLAMA_FTYPE_MOSTLY_Q4_K_M (llama.cpp has no plain Q4_K)
+    case LMP_DTYPE_Q5_K: return 17;   // MOSTLY_Q5_K_M
+    case LMP_DTYPE_Q6_K: return 18;   // MOSTLY_Q6_K
+    case LMP_DTYPE_IQ4_NL: return 25; // MOSTLY_IQ4_NL
     case LMP_DTYPE_BF16: return 32;
     default: return 0;
     }
@@ -420,11 +428,11 @@ lmp_status lmp_export_gguf(const lmp_file *f, const char *path, lmp_error *err) 
         if (ggml_type_of(t->type, &gt) != 0)
             return lmp_err(err, LMP_E_UNSUPPORTED,
                            "GGUF export: tensor '%s' has type %s, which has no GGUF equivalent (f32, f16, bf16, q8_0, "
-                           "q4_0, q4_1)", t->name, lmp_type_name(t->type));
+                           "q4_0, q4_1, q4_K, q5_K, q6_K, iq4_nl)", t->name, lmp_type_name(t->type));
         if (strlen(t->name) >= GGML_MAX_NAME)
             return lmp_err(err, LMP_E_UNSUPPORTED, "GGUF export: tensor name '%s' is longer than ggml's %d bytes",
                            t->name, GGML_MAX_NAME - 1);
-        quantized |= gt == LMP_GGML_Q8_0 || gt == LMP_GGML_Q4_0 || gt == LMP_GGML_Q4_1;
+        quantized |= lmp_type_get(t->type)->is_quantized;
     }
     const lmp_meta *m = lmp_file_meta(f);
     gbuf kv;

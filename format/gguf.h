@@ -72,6 +72,7 @@ typedef enum lmp_ggml_type {
     LMP_GGML_Q5_K = 13,
     LMP_GGML_Q6_K = 14,
     LMP_GGML_Q8_K = 15,
+    LMP_GGML_IQ4_NL = 20,
     LMP_GGML_BF16 = 30,
 } lmp_ggml_type;
 

@@ -1,14 +1,15 @@
 // gguf_quants.c - the ggml tensor-type table (names, block geometry) and dequantization of the ggml
-// block types that lmpress imports: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K, to float32.
+// block types that lmpress imports: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K and IQ4_NL, to float32.
 //
 // Block layouts re-implemented from ggml's ggml-common.h / ggml-quants.c (dequantize_row_*); the results
 // match ggml's reference (and gguf-py's quants.dequantize) bit for bit: same operations in the same order.
 // It does not quantize (Q8_0/Q4_0/Q4_1 are our own types, quantized by quant/qtypes.c) and does not
-// handle the other ggml types (Q5_x, Q2_K/Q3_K/Q5_K, IQ*, ...): the importer refuses them by name.
+// handle the other ggml types (Q5_0/Q5_1, Q2_K/Q3_K, IQ* other than IQ4_NL, ...): the importer refuses them by name.
 #include <string.h>
 
 #include "format/gguf.h"
 #include "format/lmp_types.h"
+#include "format/qtypes.h"
 
 typedef struct ggml_type_row {
     uint32_t type;
@@ -52,7 +53,7 @@ int lmp_ggml_type_geometry(uint32_t type, int64_t *block_size, size_t *type_size
 int lmp_ggml_can_dequantize(uint32_t type) {
     switch (type) {
     case LMP_GGML_F32: case LMP_GGML_F16: case LMP_GGML_BF16: case LMP_GGML_Q8_0: case LMP_GGML_Q4_0:
-    case LMP_GGML_Q4_1: case LMP_GGML_Q4_K: case LMP_GGML_Q6_K: return 1;
+    case LMP_GGML_Q4_1: case LMP_GGML_Q4_K: case LMP_GGML_Q5_K: case LMP_GGML_Q6_K: case LMP_GGML_IQ4_NL: return 1;
     default: return 0;
     }
 }
@@ -94,62 +95,9 @@ static void deq_q4_1(const uint8_t *b, float *y, int64_t nb) {
     }
 }
 
-// Why: Q4_K packs eight 6-bit scales and eight 6-bit minimums into 12 bytes. Bytes 0..3 hold scales 0..3
-// (low 6 bits) and the top 2 bits of scales 4..7; bytes 4..7 the same for the minimums; bytes 8..11 the
-// low 4 bits of scale 4..7 (low nibble) and of minimum 4..7 (high nibble).
-static void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-// Q4_K (144 bytes / 256): f16 d; f16 dmin; u8 scales[12]; u8 qs[128]. Eight sub-blocks of 32; each
-// group of 32 bytes of qs holds sub-block 2k in its low nibbles and 2k+1 in its high nibbles;
-// x = d * sc * q - dmin * m.
-static void deq_q4_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 144) {
-        float d = half_at(b), dmin = half_at(b + 2);
-        const uint8_t *scales = b + 4, *q = b + 16;
-        for (int k = 0; k < 4; k++, q += 32) {
-            uint8_t sc, mn;
-            k4_scale_min(2 * k, scales, &sc, &mn);
-            float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(2 * k + 1, scales, &sc, &mn);
-            float d2 = d * (float)sc, m2 = dmin * (float)mn;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
-        }
-    }
-}
-
-// Q6_K (210 bytes / 256): u8 ql[128] (low 4 bits); u8 qh[64] (high 2 bits); i8 scales[16]; f16 d.
-// Two halves of 128; in each, element l + 32 s (s = 0..3, l < 32) takes its low bits from ql[l] (s = 0),
-// ql[l + 32] (s = 1), ql[l] >> 4 (s = 2), ql[l + 32] >> 4 (s = 3) and bits 2s..2s+1 of qh[l];
-// x = d * scales[l / 16 + 2 s] * (q - 32).
-static void deq_q6_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 210) {
-        const uint8_t *ql = b, *qh = b + 128;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        float d = half_at(b + 208);
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128) {
-            for (int l = 0; l < 32; l++) {
-                int is = l / 16;
-                int q1 = (int)((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
-                int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l] = d * (float)sc[is] * (float)q1;
-                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
-        }
-    }
-}
+// Q4_K, Q5_K, Q6_K and IQ4_NL are our q4_K, q5_K, q6_K and iq4_nl byte for byte: their to_float
+// (format/qtypes_k.c) does ggml's operations in ggml's order.
+static void deq_ours(lmp_dtype t, const uint8_t *b, float *y, int64_t n) { lmp_type_get(t)->to_float(b, y, n); }
 
 lmp_status lmp_gguf_dequantize(uint32_t type, const void *src, float *dst, int64_t n, lmp_error *err) {
     const ggml_type_row *r = type_row(type);
@@ -178,8 +126,10 @@ lmp_status lmp_gguf_dequantize(uint32_t type, const void *src, float *dst, int64
     case LMP_GGML_Q8_0: deq_q8_0(b, dst, nb); break;
     case LMP_GGML_Q4_0: deq_q4_0(b, dst, nb); break;
     case LMP_GGML_Q4_1: deq_q4_1(b, dst, nb); break;
-    case LMP_GGML_Q4_K: deq_q4_k(b, dst, nb); break;
-    case LMP_GGML_Q6_K: deq_q6_k(b, dst, nb); break;
+    case LMP_GGML_Q4_K: deq_ours(LMP_DTYPE_Q4_K, b, dst, n); break;
+    case LMP_GGML_Q5_K: deq_ours(LMP_DTYPE_Q5_K, b, dst, n); break;
+    case LMP_GGML_Q6_K: deq_ours(LMP_DTYPE_Q6_K, b, dst, n); break;
+    case LMP_GGML_IQ4_NL: deq_ours(LMP_DTYPE_IQ4_NL, b, dst, n); break;
     default: break;
     }
     return LMP_OK;

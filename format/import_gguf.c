@@ -302,7 +302,10 @@ static lmp_status map_type(const lmp_gguf_tensor *t, int dequantize, lmp_dtype *
     case LMP_GGML_Q8_0: *out = LMP_DTYPE_Q8_0; break;
     case LMP_GGML_Q4_0: *out = LMP_DTYPE_Q4_0; break;
     case LMP_GGML_Q4_1: *out = LMP_DTYPE_Q4_1; break;
-    case LMP_GGML_Q4_K: case LMP_GGML_Q6_K: *out = LMP_DTYPE_F32; *deq = 1; return LMP_OK;
+    case LMP_GGML_Q4_K: *out = LMP_DTYPE_Q4_K; break;
+    case LMP_GGML_Q5_K: *out = LMP_DTYPE_Q5_K; break;
+    case LMP_GGML_Q6_K: *out = LMP_DTYPE_Q6_K; break;
+    case LMP_GGML_IQ4_NL: *out = LMP_DTYPE_IQ4_NL; break;
     default: {
         const char *nm = lmp_ggml_type_name(t->type);
         return lmp_err(err, LMP_E_UNSUPPORTED, "GGUF: tensor '%s' of type %s (%u) is not supported", t->name,

@@ -328,6 +328,9 @@ static lmp_status parse_tensor(reader *r, uint64_t i, const lmp_file *f, lmp_ten
     if (!tt->storable || tt->block_size < 1 || tt->type_size < 1)
         return lmp_err(r->err, LMP_E_FORMAT, "tensor '%s': dtype %u (%s) is run-time only and cannot be stored",
                        name, dtype, tt->name);
+    if (LMP_DTYPE_MIN_VERSION(dtype) > f->version)
+        return lmp_err(r->err, LMP_E_FORMAT, "tensor '%s': dtype %u (%s) needs format version %u, the file says %u",
+                       name, dtype, tt->name, LMP_DTYPE_MIN_VERSION(dtype), f->version);
     t->type = (lmp_dtype)dtype;
     if ((st = rd_u32(r, &ndim, "tensor '%s' ndim", name))) return st;
     if (ndim < 1 || ndim > LMP_MAX_DIMS)
@@ -554,9 +557,9 @@ static lmp_status parse_header(lmp_file *f, uint64_t *n_kv, uint64_t *n_tensors,
     if (bom != LMP_BYTE_ORDER_MARK)
         return lmp_err(err, LMP_E_FORMAT, "bad byte order mark 0x%08x (expected 0x%08x)", bom, LMP_BYTE_ORDER_MARK);
     f->version = get_u32(h + 8);
-    if (f->version != LMP_FORMAT_VERSION)
-        return lmp_err(err, LMP_E_UNSUPPORTED, "unsupported format version %u (this build reads %d)", f->version,
-                       LMP_FORMAT_VERSION);
+    if (f->version < LMP_FORMAT_VERSION_MIN || f->version > LMP_FORMAT_VERSION)
+        return lmp_err(err, LMP_E_UNSUPPORTED, "unsupported format version %u (this build reads %d to %d)", f->version,
+                       LMP_FORMAT_VERSION_MIN, LMP_FORMAT_VERSION);
     uint32_t stored = get_u32(h + 60), computed = lmp_crc32(0, h, 60);
     if (stored != computed)
         return lmp_err(err, LMP_E_CHECKSUM, "header checksum mismatch (stored 0x%08x, computed 0x%08x)", stored,

@@ -39,7 +39,11 @@ extern "C" {
 
 #define LMP_MAGIC "\x89LMP\r\n\x1a\n"
 #define LMP_MAGIC_LEN 8
-#define LMP_FORMAT_VERSION 1
+#define LMP_FORMAT_VERSION 2         // newest version this build reads and writes
+#define LMP_FORMAT_VERSION_MIN 1     // oldest version it reads
+// The lowest version that may hold dtype t (docs/format.md, changelog): writers write the lowest version
+// that describes the file, so files without the newer types stay readable by older builds.
+#define LMP_DTYPE_MIN_VERSION(t) ((unsigned)(t) >= 10u ? 2u : 1u)
 #define LMP_HEADER_SIZE 64
 #define LMP_BYTE_ORDER_MARK 0x01020304u
 #define LMP_DEFAULT_ALIGNMENT 64
@@ -166,7 +170,7 @@ enum {
 
 // Opens and validates a file (mmap, read-only). On failure *out is NULL and err names the exact
 // problem: "truncated: file is 100 bytes, header needs 64", "tensor 'blk.0.attn_q.weight': CRC32
-// mismatch (stored 0x..., computed 0x...)", "unsupported format version 7 (this build reads 1)", ...
+// mismatch (stored 0x..., computed 0x...)", "unsupported format version 7 (this build reads 1 to 2)", ...
 lmp_status lmp_file_open(const char *path, unsigned flags, lmp_file **out, lmp_error *err);
 // Same over a buffer; if take_ownership, the buffer (from lmp_malloc) is freed by lmp_file_close.
 lmp_status lmp_file_open_mem(void *buf, size_t size, int take_ownership, unsigned flags, lmp_file **out,

@@ -36,7 +36,11 @@ typedef enum lmp_dtype {
     LMP_DTYPE_Q4_0_G128 = 7,  // as Q4_0 with group 128
     LMP_DTYPE_Q4_1_G64 = 8,   // as Q4_1 with group 64
     LMP_DTYPE_Q4_1_G128 = 9,  // as Q4_1 with group 128
-    LMP_DTYPE_COUNT = 10,     // first value not (yet) used in files
+    LMP_DTYPE_Q4_K = 10,      // 4-bit, super-block 256: 8 x 32 with 6-bit scale and min (ggml Q4_K)
+    LMP_DTYPE_Q5_K = 11,      // 5-bit, super-block 256: 8 x 32 with 6-bit scale and min (ggml Q5_K)
+    LMP_DTYPE_Q6_K = 12,      // 6-bit, super-block 256: 16 x 16 with int8 scales (ggml Q6_K)
+    LMP_DTYPE_IQ4_NL = 13,    // 4-bit non-linear codebook, group 32, fp16 scale (ggml IQ4_NL)
+    LMP_DTYPE_COUNT = 14,     // first value not (yet) used in files
     // Run-time only, never stored in a file: activations quantized for the integer dot products.
     LMP_DTYPE_Q8_A = 100,
     LMP_DTYPE_Q16_A = 101,
@@ -94,6 +98,54 @@ typedef struct lmp_block_q4_1_g128 {
     uint8_t qs[64];
 } lmp_block_q4_1_g128;
 LMP_STATIC_ASSERT(sizeof(lmp_block_q4_1_g128) == 68, "q4_1_g128 block must be 68 bytes");
+
+// ---- super-block types (bit-identical to ggml's Q4_K, Q5_K, Q6_K) ----
+// 256 weights per super-block; sub-block scales are themselves quantized under fp16 super-scales.
+#define LMP_QK_K 256
+
+// q4_K: 8 sub-blocks j of 32; x = d * sc[j] * q - dmin * m[j], q in 0..15, sc and m 6-bit. scales[12]
+// packs them: for j < 4 sc[j] = scales[j] & 63, m[j] = scales[j + 4] & 63; for j >= 4
+// sc[j] = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4), m[j] = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4).
+// qs: 4 groups of 32 bytes; group g holds sub-block 2g in its low nibbles and 2g + 1 in its high nibbles.
+typedef struct lmp_block_q4_K {
+    lmp_fp16 d;
+    lmp_fp16 dmin;
+    uint8_t scales[12];
+    uint8_t qs[LMP_QK_K / 2];
+} lmp_block_q4_K;
+LMP_STATIC_ASSERT(sizeof(lmp_block_q4_K) == 144, "q4_K block must be 144 bytes");
+
+// q5_K: as q4_K with a fifth bit: q = nibble | (((qh[l] >> j) & 1) << 4) for element l of sub-block j,
+// q in 0..31.
+typedef struct lmp_block_q5_K {
+    lmp_fp16 d;
+    lmp_fp16 dmin;
+    uint8_t scales[12];
+    uint8_t qh[LMP_QK_K / 8];
+    uint8_t qs[LMP_QK_K / 2];
+} lmp_block_q5_K;
+LMP_STATIC_ASSERT(sizeof(lmp_block_q5_K) == 176, "q5_K block must be 176 bytes");
+
+// q6_K: 16 sub-blocks of 16; x = d * scales[i / 16] * (q - 32), q in 0..63. Two halves of 128; in half h,
+// element 32 s + l (s = 0..3, l < 32) has its low 4 bits in ql[64 h + l + 32 (s & 1)] (low nibble for
+// s < 2, high nibble otherwise) and its high 2 bits in bits 2s..2s+1 of qh[32 h + l].
+typedef struct lmp_block_q6_K {
+    uint8_t ql[LMP_QK_K / 2];
+    uint8_t qh[LMP_QK_K / 4];
+    int8_t scales[LMP_QK_K / 16];
+    lmp_fp16 d;
+} lmp_block_q6_K;
+LMP_STATIC_ASSERT(sizeof(lmp_block_q6_K) == 210, "q6_K block must be 210 bytes");
+
+// iq4_nl: 32 4-bit indices into a 16-entry codebook fitted to bell-shaped weights (ggml IQ4_NL):
+// x[j] = d * LMP_IQ4_NL_VALUES[q[j]], nibbles as q4_0.
+#define LMP_QK_IQ4_NL 32
+typedef struct lmp_block_iq4_nl {
+    lmp_fp16 d;
+    uint8_t qs[LMP_QK_IQ4_NL / 2];
+} lmp_block_iq4_nl;
+LMP_STATIC_ASSERT(sizeof(lmp_block_iq4_nl) == 18, "iq4_nl block must be 18 bytes");
+#define LMP_IQ4_NL_VALUES_INIT {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
 
 // q8_a (run time only): activations for integer dot products. x[i] = d * qs[i]; s = d * sum(qs),
 // which the asymmetric types need for the minimum term.

@@ -248,9 +248,12 @@ static void serialise_head(uint8_t *head, const layout *L, const lmp_meta *meta,
         p = put_u64(p, L->nbytes[i]);
         p = put_u32(p, crcs[i]);
     }
+    uint32_t version = LMP_FORMAT_VERSION_MIN;  // the lowest that describes the file
+    for (size_t i = 0; i < n; i++)
+        if (LMP_DTYPE_MIN_VERSION(tensors[i].type) > version) version = LMP_DTYPE_MIN_VERSION(tensors[i].type);
     uint8_t *h = head;
     h = put(h, LMP_MAGIC, LMP_MAGIC_LEN);
-    h = put_u32(h, LMP_FORMAT_VERSION);
+    h = put_u32(h, version);
     h = put_u32(h, LMP_BYTE_ORDER_MARK);
     h = put_u32(h, LMP_DEFAULT_ALIGNMENT);
     h = put_u32(h, 0);  // flags

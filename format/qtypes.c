@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "format/lmp_common.h"
+#include "format/qtypes_internal.h"
 
 // ---- f32 / f16 / bf16 ----
 
@@ -316,6 +317,14 @@ static const lmp_type_traits g_traits[LMP_DTYPE_COUNT] = {
                             LMP_DTYPE_Q8_A, q4_1_g64_to_float, q4_1_g64_from_float, q4_1_g64_vec_dot},
     [LMP_DTYPE_Q4_1_G128] = {"q4_1_g128", "4-bit asymmetric, group 128, fp16 scale and min", 128, 68, 1, 1,
                              LMP_DTYPE_Q8_A, q4_1_g128_to_float, q4_1_g128_from_float, q4_1_g128_vec_dot},
+    [LMP_DTYPE_Q4_K] = {"q4_K", "4-bit, super-block 256: 8 x 32 with 6-bit scales and mins (ggml Q4_K)", 256, 144, 1,
+                        1, LMP_DTYPE_Q8_A, lmp_q4_K_to_float, lmp_q4_K_from_float, lmp_q4_K_vec_dot},
+    [LMP_DTYPE_Q5_K] = {"q5_K", "5-bit, super-block 256: 8 x 32 with 6-bit scales and mins (ggml Q5_K)", 256, 176, 1,
+                        1, LMP_DTYPE_Q8_A, lmp_q5_K_to_float, lmp_q5_K_from_float, lmp_q5_K_vec_dot},
+    [LMP_DTYPE_Q6_K] = {"q6_K", "6-bit, super-block 256: 16 x 16 with int8 scales (ggml Q6_K)", 256, 210, 1, 1,
+                        LMP_DTYPE_Q8_A, lmp_q6_K_to_float, lmp_q6_K_from_float, lmp_q6_K_vec_dot},
+    [LMP_DTYPE_IQ4_NL] = {"iq4_nl", "4-bit non-linear codebook, group 32, fp16 scale (ggml IQ4_NL)", 32, 18, 1, 1,
+                          LMP_DTYPE_Q8_A, lmp_iq4_nl_to_float, lmp_iq4_nl_from_float, lmp_iq4_nl_vec_dot},
 };
 
 static const lmp_type_traits g_traits_q8_a = {
@@ -364,10 +373,11 @@ double lmp_type_bpw(lmp_dtype t) {
 
 // ---- importance-weighted quantization ----
 //
-// Every candidate (scale, min) is rounded to fp16 first, then each element gets its nearest code under
-// that stored scale, and the block is judged by its weighted squared error with the values dequantized
-// exactly as to_float computes them (same float expressions), summed in double; the RTN block is
-// candidate zero, so the result is never worse than RTN under the weighted error.
+// Each candidate scale (and minimum) gives every element its code at that scale; the weighted
+// least-squares scale (and minimum) for those codes and its error come in closed form from five sums, so a
+// candidate costs one pass. The best fit is then stored (fp16), every element gets its nearest code under
+// the stored values, and the block is compared with RTN by the weighted squared error of the values exactly
+// as to_float computes them, summed in double: never worse than RTN under the weighted error.
 
 static double block_werr(const float *x, const float *deq, const float *imp, int G) {
     double e = 0.0;
@@ -380,75 +390,50 @@ static double block_werr(const float *x, const float *deq, const float *imp, int
 
 // Round to nearest for |v| <= 2^22 without a libm call: adding 1.5 * 2^23 puts the integer part in the
 // low mantissa bits (llama.cpp's nearest_int). Ties may go either way, which is harmless here: every
-// candidate is judged by its error. Callers keep |v| in range by clamping or by refusing tiny scales.
-static inline int nearest_int(float v) {
+// candidate is judged by its error. Clamped to [lo, hi]; NaN gives lo.
+static inline int round_clamp(float v, int lo, int hi) {
+    if (!(v >= (float)lo)) return lo;
+    if (v >= (float)hi) return hi;
     float f = v + 12582912.0f;
     int32_t i;
     memcpy(&i, &f, 4);
     return (i & 0x007fffff) - 0x00400000;
 }
 
-// One element of q4_eval: code l of v clamped to 0..15 (integer clamps: cmov, no branches), error
-// against the value to_float gives for it (DEQ), into accumulator E.
-#define Q4_ELEM(J, E, V, DEQ)                      \
-    do {                                           \
-        int l = nearest_int(V);                    \
-        l = l < 0 ? 0 : l;                         \
-        l = l > 15 ? 15 : l;                       \
-        q[J] = (uint8_t)l;                         \
-        float diff = x[J] - (DEQ);                 \
-        E += imp[J] * diff * diff;                 \
-    } while (0)
-
-// Codes q (0..15) for the stored scale ds (and min ms, asymmetric) and the weighted error of the block
-// dequantized as to_float would: sym (float)(q - 8) * ds, asym (float)q * ds + ms. The error is summed
-// in float (it only ranks candidates); the final choice against RTN is made in double.
-static float q4_eval(const float *x, const float *imp, int G, int asym, float ds, float ms, uint8_t *q) {
-    const float id = 1.0f / ds;
-    // Four partial sums so that the loop is not bound by one float add chain; two loops so that the
-    // type test is not in the loop. nearest_int needs |v| <= 2^22: q4_try only passes scales with
-    // max |x - m| / d below 2^20.
-    float e0 = 0.0f, e1 = 0.0f, e2 = 0.0f, e3 = 0.0f;
-    if (!asym) {  // v = x / d + 8, value (float)(l - 8) * d as to_float
-        for (int j = 0; j < G; j += 4) {
-            Q4_ELEM(j, e0, x[j] * id + 8.0f, (float)(l - 8) * ds);
-            Q4_ELEM(j + 1, e1, x[j + 1] * id + 8.0f, (float)(l - 8) * ds);
-            Q4_ELEM(j + 2, e2, x[j + 2] * id + 8.0f, (float)(l - 8) * ds);
-            Q4_ELEM(j + 3, e3, x[j + 3] * id + 8.0f, (float)(l - 8) * ds);
+// Best symmetric scale for codes l in [lo, hi]: candidates max / c for the given divisors, each with the
+// least-squares scale of its codes, by the closed-form error -(sum w x l)^2 / sum w l^2 (+ sum w x^2).
+static float best_sym_scale(const float *x, const float *imp, int G, float max, const float *divs, int nd, int lo,
+                            int hi) {
+    float best = INFINITY, besta = 0.0f;
+    for (int c = 0; c < nd; c++) {
+        const float id = divs[c] / max;
+        float sxl = 0.0f, sll = 0.0f;
+        for (int j = 0; j < G; j++) {
+            const float l = (float)round_clamp(x[j] * id, lo, hi), wl = imp[j] * l;
+            sxl += wl * x[j];
+            sll += wl * l;
         }
-    } else {  // v = (x - m) / d, value (float)l * d + m as to_float
-        for (int j = 0; j < G; j += 4) {
-            Q4_ELEM(j, e0, (x[j] - ms) * id, (float)l * ds + ms);
-            Q4_ELEM(j + 1, e1, (x[j + 1] - ms) * id, (float)l * ds + ms);
-            Q4_ELEM(j + 2, e2, (x[j + 2] - ms) * id, (float)l * ds + ms);
-            Q4_ELEM(j + 3, e3, (x[j + 3] - ms) * id, (float)l * ds + ms);
+        if (!(sll > 0.0f)) continue;
+        const float e = -sxl * sxl / sll, a = sxl / sll;
+        if (e < best && isfinite(a) && a != 0.0f) {
+            best = e;
+            besta = a;
         }
     }
-    return (e0 + e1) + (e2 + e3);
+    return besta;
 }
 
-typedef struct {
-    float err;
-    lmp_fp16 d16, m16;
+// Stores scale d (and min m) as fp16 with each element's nearest code under them (q4 layout).
+static int q4_block_store(const float *x, uint8_t *blk, int G, int asym, float d, float m) {
+    const lmp_fp16 d16 = lmp_f32_to_fp16(d), m16 = asym ? lmp_f32_to_fp16(m) : 0;
+    const float ds = lmp_fp16_to_f32(d16), ms = lmp_fp16_to_f32(m16);
+    if (!isfinite(ds) || ds == 0.0f || !isfinite(ms)) return -1;
+    const float id = 1.0f / ds;
     uint8_t q[128];
-} q4_best;
-
-// Tries the scale d (and min m): rounds them to fp16, evaluates, keeps the codes if they are the best
-// so far. Returns 0 and the codes in q, or -1 when (d, m) is not representable.
-static int q4_try(const float *x, const float *imp, int G, int asym, float d, float m, float span, q4_best *best,
-                  uint8_t *q) {
-    lmp_fp16 d16 = lmp_f32_to_fp16(d), m16 = asym ? lmp_f32_to_fp16(m) : 0;
-    float ds = lmp_fp16_to_f32(d16), ms = lmp_fp16_to_f32(m16);
-    // Usable: finite, nonzero, and not so small that x / d leaves nearest_int's range (span = the
-    // largest |x - m| of the block, bounded above for asym by max - min + |m - min|).
-    if (!isfinite(ds) || ds == 0.0f || !isfinite(ms) || !(span < 1048576.0f * fabsf(ds))) return -1;
-    float e = q4_eval(x, imp, G, asym, ds, ms, q);
-    if (e < best->err) {
-        best->err = e;
-        best->d16 = d16;
-        best->m16 = m16;
-        memcpy(best->q, q, (size_t)G);
-    }
+    for (int j = 0; j < G; j++) q[j] = (uint8_t)(asym ? round_clamp((x[j] - ms) * id, 0, 15) : round_clamp(x[j] * id, -8, 7) + 8);
+    wr16(blk, d16);
+    if (asym) wr16(blk + 2, m16);
+    q4_pack(blk + q4_header(asym), q, G);
     return 0;
 }
 
@@ -456,9 +441,9 @@ static int q4_try(const float *x, const float *imp, int G, int asym, float d, fl
 // smaller or larger scale (and a least-squares re-fit of scale and min to the resulting codes) often
 // lowers the weighted error, as llama.cpp's make_qx_quants / make_qkx2_quants do.
 static void q4_block_weighted(const float *x, uint8_t *out, const float *imp, int G, int asym) {
-    uint8_t rtn[4 + 64], cand[4 + 64], q[128];
+    uint8_t rtn[4 + 64], cand[4 + 64];
     float deq[128];
-    q4_best best = {INFINITY, 0, 0, {0}};
+    int have = 0;
     if (!asym) {
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < G; j++)
@@ -466,120 +451,90 @@ static void q4_block_weighted(const float *x, uint8_t *out, const float *imp, in
                 amax = fabsf(x[j]);
                 max = x[j];
             }
-        for (int is = -9; amax > 0.0f && is <= 9; is++)
-            for (int side = 0; side < 2; side++) {  // largest element on the -8 side (RTN's) or the +7 side
-                float d = side == 0 ? max / -(8.0f + 0.1f * (float)is) : max / (7.0f + 0.1f * (float)is);
-                if (q4_try(x, imp, G, 0, d, 0.0f, amax, &best, q) < 0) continue;
-                float sxl = 0.0f, sll = 0.0f;  // least-squares scale for these codes: sum(w x l) / sum(w l^2)
-                for (int j = 0; j < G; j++) {
-                    float w = imp[j], l = (float)((int)q[j] - 8);
-                    sxl += w * x[j] * l;
-                    sll += w * l * l;
-                }
-                if (sll > 0.0f) q4_try(x, imp, G, 0, sxl / sll, 0.0f, amax, &best, q);
+        if (amax > 0.0f && isfinite(amax)) {
+            // the largest element on the -8 side (RTN's) or on the +7 side
+            float divs[26];
+            for (int is = -6; is <= 6; is++) {
+                divs[is + 6] = -(8.0f + 0.15f * (float)is);
+                divs[is + 19] = 7.0f + 0.15f * (float)is;
             }
+            float a = best_sym_scale(x, imp, G, max, divs, 26, -8, 7);
+            have = a != 0.0f && q4_block_store(x, cand, G, 0, a, 0.0f) == 0;
+        }
     } else {
-        float min = FLT_MAX, max = -FLT_MAX;
+        float min = FLT_MAX, max = -FLT_MAX, sw = 0.0f, sx = 0.0f;
         for (int j = 0; j < G; j++) {
             if (x[j] < min) min = x[j];
             if (x[j] > max) max = x[j];
+            sw += imp[j];
+            sx += imp[j] * x[j];
         }
-        for (int is = 0; max > min && is <= 20; is++) {
-            if (q4_try(x, imp, G, 1, (max - min) / (14.0f + 0.1f * (float)is), min, max - min, &best, q) < 0) continue;
-            // Weighted least squares of x ~ d * l + m over the codes l (double: the 2x2 system can be
-            // ill-conditioned).
-            double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0;
+        float best = INFINITY, ba = 0.0f, bm = 0.0f;
+        for (int is = 0; max > min && isfinite(max - min) && is <= 16; is++) {
+            const float id = (14.0f + 0.125f * (float)is) / (max - min);
+            float sl = 0.0f, sll = 0.0f, slx = 0.0f;
             for (int j = 0; j < G; j++) {
-                double w = imp[j], l = q[j];
-                sw += w;
-                sl += w * l;
-                sll += w * l * l;
-                sx += w * x[j];
-                slx += w * l * x[j];
+                const float l = (float)round_clamp((x[j] - min) * id, 0, 15), wl = imp[j] * l;
+                sl += wl;
+                sll += wl * l;
+                slx += wl * x[j];
             }
-            double det = sw * sll - sl * sl;
-            if (!(det > 0.0)) continue;
-            double dd = (sw * slx - sl * sx) / det, mm = (sll * sx - sl * slx) / det;
-            if (!(dd > 0.0 && dd < 1e30 && fabs(mm) < 1e30)) continue;  // also keeps the float casts defined
-            q4_try(x, imp, G, 1, (float)dd, (float)mm, (max - min) + fabsf((float)mm - min), &best, q);
+            // weighted least squares of x ~ a l + m; error sum w x^2 - (a slx + m sx) at the optimum
+            const float det = sw * sll - sl * sl;
+            if (!(det > 0.0f)) continue;
+            const float a = (sw * slx - sl * sx) / det, m = (sll * sx - sl * slx) / det;
+            const float e = -(a * slx + m * sx);
+            if (e < best && a > 0.0f && isfinite(a) && isfinite(m)) {
+                best = e;
+                ba = a;
+                bm = m;
+            }
         }
+        have = ba > 0.0f && q4_block_store(x, cand, G, 1, ba, bm) == 0;
     }
-    // The final choice against RTN in double, exactly as the weighted error is defined.
     q4_block_rtn(x, rtn, G, asym);
-    q4_block_to_float(rtn, deq, G, asym);
-    double rtn_err = block_werr(x, deq, imp, G);
     memcpy(out, rtn, q4_block_bytes(G, asym));
-    if (best.err == INFINITY) return;
-    wr16(cand, best.d16);
-    if (asym) wr16(cand + 2, best.m16);
-    q4_pack(cand + q4_header(asym), best.q, G);
+    if (!have) return;
+    q4_block_to_float(rtn, deq, G, asym);
+    const double rtn_err = block_werr(x, deq, imp, G);
     q4_block_to_float(cand, deq, G, asym);
     if (block_werr(x, deq, imp, G) < rtn_err) memcpy(out, cand, q4_block_bytes(G, asym));
 }
 
-typedef struct {
-    float err;
-    lmp_block_q8_0 blk;
-} q8_best;
-
-// As q4_try for q8_0 (codes -127..127); also returns the least-squares sums for the re-fit.
-static int q8_0_try(const float *x, const float *imp, float d, q8_best *best, float *sxl, float *sll) {
-    lmp_block_q8_0 blk;
-    lmp_fp16 d16 = lmp_f32_to_fp16(d);
-    float ds = lmp_fp16_to_f32(d16);
-    if (!isfinite(ds) || ds <= 0.0f) return -1;
-    const float id = 1.0f / ds;
-    float e = 0.0f, a = 0.0f, b = 0.0f;
-    blk.d = d16;
-    for (int j = 0; j < LMP_QK8_0; j++) {
-        float v = x[j] * id;
-        v = v > -127.0f ? v : -127.0f;  // also maps NaN to -127
-        v = v < 127.0f ? v : 127.0f;
-        int l = nearest_int(v);
-        blk.qs[j] = (int8_t)l;
-        float w = imp[j], diff = x[j] - (float)l * ds;
-        e += w * diff * diff;
-        a += w * x[j] * (float)l;
-        b += w * (float)(l * l);
-    }
-    *sxl = a;
-    *sll = b;
-    if (e < best->err) {
-        best->err = e;
-        best->blk = blk;
-    }
-    return 0;
-}
-
 static void q8_0_block_weighted(const float *x, lmp_block_q8_0 *out, const float *imp) {
-    q8_best best = {INFINITY, {0, {0}}};
-    lmp_block_q8_0 rtn;
+    lmp_block_q8_0 rtn, cand;
     float deq[LMP_QK8_0];
-    float amax = 0.0f;
-    for (int j = 0; j < LMP_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
-    for (int is = -9; amax > 0.0f && is <= 9; is++) {
-        float sxl, sll;
-        if (q8_0_try(x, imp, amax / (127.0f + 0.5f * (float)is), &best, &sxl, &sll) < 0 || !(sll > 0.0f)) continue;
-        q8_0_try(x, imp, sxl / sll, &best, &sxl, &sll);
-    }
     q8_0_from_float(x, &rtn, LMP_QK8_0);
-    q8_0_to_float(&rtn, deq, LMP_QK8_0);
-    double rtn_err = block_werr(x, deq, imp, LMP_QK8_0);
     *out = rtn;
-    if (best.err == INFINITY) return;
-    q8_0_to_float(&best.blk, deq, LMP_QK8_0);
-    if (block_werr(x, deq, imp, LMP_QK8_0) < rtn_err) *out = best.blk;
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < LMP_QK8_0; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    if (!(amax > 0.0f) || !isfinite(amax)) return;
+    float divs[13];
+    for (int is = -6; is <= 6; is++) divs[is + 6] = (max > 0.0f ? 1.0f : -1.0f) * (127.0f + 0.5f * (float)is);
+    const float a = best_sym_scale(x, imp, LMP_QK8_0, max, divs, 13, -127, 127);
+    const lmp_fp16 d16 = lmp_f32_to_fp16(fabsf(a));
+    const float ds = lmp_fp16_to_f32(d16);
+    if (!(ds > 0.0f) || !isfinite(ds)) return;
+    cand.d = d16;
+    const float id = 1.0f / ds;
+    for (int j = 0; j < LMP_QK8_0; j++) cand.qs[j] = (int8_t)round_clamp(x[j] * id, -127, 127);
+    q8_0_to_float(&rtn, deq, LMP_QK8_0);
+    const double rtn_err = block_werr(x, deq, imp, LMP_QK8_0);
+    q8_0_to_float(&cand, deq, LMP_QK8_0);
+    if (block_werr(x, deq, imp, LMP_QK8_0) < rtn_err) *out = cand;
 }
 
 int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp) {
     const lmp_type_traits *tt = lmp_type_get(t);
     if (!tt || !tt->is_quantized || !tt->storable || !src || !dst || n < 0 || n % tt->block_size != 0) return -1;
     const int64_t G = tt->block_size, nb = n / G;
-    static const float ones[128] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+#define ONES8 1, 1, 1, 1, 1, 1, 1, 1
+#define ONES64 ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8
+    static const float ones[LMP_QK_K] = {ONES64, ONES64, ONES64, ONES64};  // the largest block
     for (int64_t b = 0; b < nb; b++) {
         const float *x = src + b * G, *w = imp ? imp + b * G : ones;  // the block helpers need a weight array
         uint8_t *out = (uint8_t *)dst + (size_t)b * tt->type_size;
@@ -591,8 +546,33 @@ int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t 
         case LMP_DTYPE_Q4_1: q4_block_weighted(x, out, w, 32, 1); break;
         case LMP_DTYPE_Q4_1_G64: q4_block_weighted(x, out, w, 64, 1); break;
         case LMP_DTYPE_Q4_1_G128: q4_block_weighted(x, out, w, 128, 1); break;
-        default: return -1;
+        default:
+            if (lmp_quantize_block_k_weighted(t, x, out, w) != 0) return -1;
         }
+    }
+    return 0;
+}
+
+// Why rms + |x|: without activation statistics every weight's error counts alike in expectation, but
+// the large weights of a block are those most often multiplied with large activations in trained
+// models; ggml weights its no-imatrix searches the same way. Measured in docs/benchmarks.md against
+// uniform weights.
+int lmp_quantize_row_search(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp) {
+    const lmp_type_traits *tt = lmp_type_get(t);
+    if (!tt || !tt->is_quantized || !tt->storable || !src || !dst || n < 0 || n % tt->block_size != 0) return -1;
+    if (imp) return lmp_quantize_row_weighted(t, src, dst, n, imp);
+    const int64_t G = tt->block_size;
+    float w[LMP_QK_K];
+    for (int64_t b = 0; b < n / G; b++) {
+        const float *x = src + b * G;
+        double ss = 0.0;
+        for (int64_t i = 0; i < G; i++) ss += (double)x[i] * x[i];
+        const float rms = (float)sqrt(ss / (double)G);
+        for (int64_t i = 0; i < G; i++) {
+            w[i] = rms + fabsf(x[i]);
+            if (!isfinite(w[i])) w[i] = 1.0f;
+        }
+        if (lmp_quantize_row_weighted(t, x, (uint8_t *)dst + (size_t)b * tt->type_size, G, w) != 0) return -1;
     }
     return 0;
 }

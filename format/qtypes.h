@@ -53,6 +53,17 @@ double lmp_type_bpw(lmp_dtype t);
 // returns 0 on success, -1 if t is not quantized.
 int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);
 
+// Scale search (quantize --method search, and imatrix): lmp_quantize_row_weighted with the weights of the
+// error chosen per block: imp given (per-element importance from calibration, e.g. mean squared
+// activations): w = imp; imp NULL: from the block's own values, w_i = rms + |x_i| (larger weights kept
+// more exactly). Returns 0, or -1 as lmp_quantize_row_weighted.
+int lmp_quantize_row_search(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);
+
+// Element j of one block of t (q4_K, q5_K, q6_K, iq4_nl) set to the code nearest to x under the block's stored
+// scales (the other elements and the scales unchanged); returns the value it now decodes to (NaN for
+// another type). GPTQ quantizes column by column with the scales of each block fixed.
+float lmp_block_quantize_elem(lmp_dtype t, void *blk, int j, float x);
+
 #ifdef __cplusplus
 }
 #endif

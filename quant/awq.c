@@ -220,7 +220,8 @@ static void clip_worker(void *arg, int ith, int nth) {
                 if (x[k] > mx) mx = x[k];
             }
             // Symmetric types clip to +-ratio * max|x|; asymmetric ones shrink both ends.
-            int sym = j->type != LMP_DTYPE_Q4_1 && j->type != LMP_DTYPE_Q4_1_G64 && j->type != LMP_DTYPE_Q4_1_G128;
+            int sym = j->type != LMP_DTYPE_Q4_1 && j->type != LMP_DTYPE_Q4_1_G64 && j->type != LMP_DTYPE_Q4_1_G128 &&
+                      j->type != LMP_DTYPE_Q4_K && j->type != LMP_DTYPE_Q5_K;
             float amax = fmaxf(fabsf(mn), fabsf(mx));
             double best = clip_err(j, x, c0, -INFINITY, INFINITY, xc, d, blk);
             float best_lo = -INFINITY, best_hi = INFINITY;

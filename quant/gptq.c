@@ -22,13 +22,17 @@
 void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 
-enum { Q_SYM4, Q_ASYM4, Q_SYM8 };
+// Q_BLOCK: the super-block and codebook types (q4_K, q5_K, q6_K, iq4_nl): a group is the type's own block,
+// its scales come from the type's weighted scale search (importance: the diagonal of H) and every column is
+// quantized to the nearest code under them (format/qtypes.h lmp_block_quantize_elem).
+enum { Q_SYM4, Q_ASYM4, Q_SYM8, Q_BLOCK };
 
 typedef struct {
     int kind;          // Q_SYM4, Q_ASYM4, Q_SYM8
     int G;             // group (block) size
     size_t hdr;        // bytes before the codes in a block
     size_t blk_bytes;  // bytes per block
+    lmp_dtype type;
 } qfmt;
 
 static int qfmt_of(lmp_dtype t, qfmt *f) {
@@ -40,6 +44,11 @@ static int qfmt_of(lmp_dtype t, qfmt *f) {
     case LMP_DTYPE_Q4_1: *f = (qfmt){Q_ASYM4, 32, 4, 20}; return 0;
     case LMP_DTYPE_Q4_1_G64: *f = (qfmt){Q_ASYM4, 64, 4, 36}; return 0;
     case LMP_DTYPE_Q4_1_G128: *f = (qfmt){Q_ASYM4, 128, 4, 68}; return 0;
+    case LMP_DTYPE_Q4_K: case LMP_DTYPE_Q5_K: case LMP_DTYPE_Q6_K: case LMP_DTYPE_IQ4_NL: {
+        const lmp_type_traits *tr = lmp_type_get(t);
+        *f = (qfmt){Q_BLOCK, (int)tr->block_size, 0, tr->type_size, t};
+        return 0;
+    }
     default: return -1;
     }
 }
@@ -107,6 +116,7 @@ typedef struct {
     int64_t i1, i2, B;
     int static_groups;
     const float *Wsrc;    // (rows, cols) original-order weights (static group parameters)
+    const float *hdiag;   // (cols) diagonal of H, original order (Q_BLOCK: importance of the scale search)
     void *out;            // (rows, row_size) output blocks
     size_t row_size;
 } gptq_job;
@@ -117,6 +127,10 @@ static void static_params_worker(void *arg, int ith, int nth) {
     long long r0, r1;
     lmp_split_range(j->rows, ith, nth, 1, &r0, &r1);
     for (long long r = r0; r < r1; r++)
+        if (j->f.kind == Q_BLOCK)
+            lmp_quantize_row_weighted(j->f.type, j->Wsrc + (size_t)r * j->cols, (uint8_t *)j->out + (size_t)r * j->row_size,
+                                      j->cols, j->hdiag);
+        else
         for (int64_t g = 0; g < j->n_groups; g++)
             group_params(&j->f, j->Wsrc + (size_t)r * j->cols + (size_t)g * j->f.G, &j->d16[r * j->n_groups + g],
                          &j->m16[r * j->n_groups + g]);
@@ -142,10 +156,17 @@ static void block_worker(void *arg, int ith, int nth) {
             int64_t g = orig / G;
             // Without act-order, processing order is the original order and a group starts here; the
             // block is a multiple of G, so the whole group already has this block's updates.
-            if (!j->static_groups && i % G == 0) group_params(&j->f, w + i, &d16[g], &m16[g]);
-            float d = lmp_fp16_to_f32(d16[g]), m = lmp_fp16_to_f32(m16[g]), deq;
-            int c = quant_code(kind, w[i], d, m, &deq);
-            j->codes[(size_t)r * cols + orig] = (int8_t)c;
+            float deq;
+            if (kind == Q_BLOCK) {
+                uint8_t *blk = (uint8_t *)j->out + (size_t)r * j->row_size + (size_t)g * j->f.blk_bytes;
+                if (!j->static_groups && i % G == 0) lmp_quantize_row_weighted(j->f.type, w + i, blk, G, j->hdiag + i);
+                deq = lmp_block_quantize_elem(j->f.type, blk, (int)(orig % G), w[i]);
+            } else {
+                if (!j->static_groups && i % G == 0) group_params(&j->f, w + i, &d16[g], &m16[g]);
+                float d = lmp_fp16_to_f32(d16[g]), m = lmp_fp16_to_f32(m16[g]);
+                int c = quant_code(kind, w[i], d, m, &deq);
+                j->codes[(size_t)r * cols + orig] = (int8_t)c;
+            }
             const float *u = j->U + (size_t)i * cols;
             float err = (w[i] - deq) / u[i];
             loss += (double)err * err;
@@ -275,6 +296,7 @@ lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, 
             for (int64_t r = 0; r < rows; r++) Wz[(size_t)r * cols + i] = 0.0f;
         }
     }
+    j.hdiag = diag;
     if (act_order) {
         sort_item *items = lmp_malloc((size_t)cols * sizeof(sort_item));
         if (!items) {
@@ -334,7 +356,7 @@ lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb, -1.0f, j.E,
                         (int)j.B, A + (size_t)i1 * cols + j.i2, (int)cols, 1.0f, j.W + j.i2, (int)cols);
     }
-    for (int64_t r = 0; r < rows; r++)
+    for (int64_t r = 0; r < rows && f.kind != Q_BLOCK; r++)
         for (int64_t g = 0; g < j.n_groups; g++) {
             float d = lmp_fp16_to_f32(j.d16[r * j.n_groups + g]), m = lmp_fp16_to_f32(j.m16[r * j.n_groups + g]);
             if (!isfinite(d) || !isfinite(m)) {
@@ -343,7 +365,7 @@ lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, 
                 goto done;
             }
         }
-    pool_run(pool, pack_worker, &j);
+    if (f.kind != Q_BLOCK) pool_run(pool, pack_worker, &j);
     if (stats) {
         double loss = 0.0;
         for (int64_t r = 0; r < rows; r++) loss += j.row_loss[r];

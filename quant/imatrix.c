@@ -6,6 +6,7 @@
 
 #include "format/qtypes.h"
 #include "quant/quant_internal.h"
+#include "runtime/refmath.h"
 
 lmp_status lmp_qctx_calib_open(lmp_qctx *q, lmp_calib_set *set, lmp_calib_runner **r, lmp_error *err) {
     *r = NULL;
@@ -45,8 +46,28 @@ lmp_status lmp_quant_run_imatrix(lmp_qctx *q, lmp_error *err) {
             }
             st = lmp_qentry_quantize(q, e, imp, err);
         }
-        if (!st && l + 1 < L) st = lmp_calib_runner_advance(r, l, NULL, NULL, err);
+        if (!st) st = lmp_calib_runner_advance(r, l, NULL, NULL, err);
         if (q->p->progress) q->p->progress(q->p->progress_user, "imatrix", l + 1, L);
+    }
+    // The classifier (a tied embedding included) takes the mean squares of its own input, the final norm of
+    // the last block's output.
+    lmp_qentry *cls = lmp_qctx_find(q, m->tied ? "token_embd.weight" : "output.weight");
+    if (!st && cls && lmp_type_get(cls->type)->is_quantized && cls->cols == m->cfg.dim) {
+        const int D = m->cfg.dim;
+        const int64_t n = (int64_t)set.n_seq * set.seq_len;
+        const float *h = lmp_calib_runner_hidden(r);
+        double *acc = lmp_calloc((size_t)D, sizeof(double));
+        float *xn = lmp_malloc((size_t)D * sizeof(float)), *imp = lmp_malloc((size_t)D * sizeof(float));
+        if (!acc || !xn || !imp) st = lmp_err(err, LMP_E_NOMEM, "out of memory");
+        for (int64_t i = 0; !st && i < n; i++) {
+            lmp_ref_rmsnorm(xn, h + (size_t)i * D, (const float *)m->output_norm.data, D, m->cfg.rms_eps);
+            for (int c = 0; c < D; c++) acc[c] += (double)xn[c] * xn[c];
+        }
+        for (int c = 0; !st && c < D; c++) imp[c] = (float)(acc[c] / (double)n);
+        if (!st) st = lmp_qentry_quantize(q, cls, imp, err);
+        lmp_free(acc);
+        lmp_free(xn);
+        lmp_free(imp);
     }
     lmp_calib_runner_free(r);
     lmp_calib_set_free(&set);

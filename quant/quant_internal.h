@@ -28,6 +28,7 @@ typedef struct lmp_qctx {
     lmp_pool *pool;         // p->n_threads threads, shared with every session the pass opens
     int64_t calib_tokens_used;
     lmp_meta *meta_out;     // output metadata (methods may record quant.* keys)
+    struct lmp_budget *budget;  // --target-bpw state between the plan and the final measurement (bitbudget.c)
 } lmp_qctx;
 
 lmp_qentry *lmp_qctx_find(lmp_qctx *q, const char *name);
@@ -53,5 +54,15 @@ lmp_status lmp_qctx_calib_open(lmp_qctx *q, lmp_calib_set *set, lmp_calib_runner
 lmp_status lmp_quant_run_imatrix(lmp_qctx *q, lmp_error *err);
 lmp_status lmp_quant_run_awq(lmp_qctx *q, lmp_error *err);
 lmp_status lmp_quant_run_gptq(lmp_qctx *q, lmp_error *err);
+
+// The documented fallback chain (docs/format.md) for a type whose block does not divide a row of cols.
+lmp_dtype lmp_quant_fit_type(lmp_dtype t, int64_t cols);
+
+// --target-bpw (bitbudget.c): measures every matrix's sensitivity on calibration text and sets e->type of the
+// layer matrices, embedding and classifier to the allocation with the least predicted KLD within the budget
+// (notes the plan through p->note); then, after quantization, measures the KLD of the result.
+lmp_status lmp_quant_plan_budget(lmp_qctx *q, lmp_quant_summary *s, lmp_error *err);
+lmp_status lmp_quant_budget_measure(lmp_qctx *q, lmp_quant_summary *s, lmp_error *err);
+void lmp_quant_budget_free(lmp_qctx *q);
 
 #endif

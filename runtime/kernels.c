@@ -102,6 +102,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void kernels_init(void) {
     for (uint32_t h = 0; h < 65536; h++) lmp_kernels_fp16_lut[h] = lmp_fp16_to_f32((lmp_fp16)h);
     g_tables[ISA_SCALAR] = g_scalar;
+    lmp_kernels_init_kq_scalar(&g_tables[ISA_SCALAR]);
     g_runs[ISA_SCALAR] = 1;
 #if defined(__x86_64__)
     // The per-ISA init functions are compiled with their instruction set (the compiler may use it even
@@ -111,12 +112,18 @@ static void kernels_init(void) {
     g_runs[ISA_AVX512VNNI] = g_runs[ISA_AVX2] && __builtin_cpu_supports("avx512f") &&
                              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
-    g_tables[ISA_AVX2] = g_scalar;
+    g_tables[ISA_AVX2] = g_tables[ISA_SCALAR];
     g_tables[ISA_AVX2].isa = "avx2";
-    if (g_runs[ISA_AVX2]) lmp_kernels_init_avx2(&g_tables[ISA_AVX2]);
+    if (g_runs[ISA_AVX2]) {
+        lmp_kernels_init_avx2(&g_tables[ISA_AVX2]);
+        lmp_kernels_init_kq_avx2(&g_tables[ISA_AVX2]);
+    }
     g_tables[ISA_AVX512VNNI] = g_tables[ISA_AVX2];
     g_tables[ISA_AVX512VNNI].isa = "avx512vnni";
-    if (g_runs[ISA_AVX512VNNI]) lmp_kernels_init_avx512(&g_tables[ISA_AVX512VNNI]);
+    if (g_runs[ISA_AVX512VNNI]) {
+        lmp_kernels_init_avx512(&g_tables[ISA_AVX512VNNI]);
+        lmp_kernels_init_kq_avx512(&g_tables[ISA_AVX512VNNI]);
+    }
 #endif
 }
 

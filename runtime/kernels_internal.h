@@ -15,9 +15,14 @@
 // broadcast per scale.
 extern float lmp_kernels_fp16_lut[65536];
 
+// The super-block and codebook types (q4_K, q5_K, q6_K, iq4_nl) have their own files (kernels_kq*.c);
+// each init adds its entries to a table already filled by the same ISA's main init.
+void lmp_kernels_init_kq_scalar(lmp_kernels *k);
 #if defined(__x86_64__)
 void lmp_kernels_init_avx2(lmp_kernels *k);
 void lmp_kernels_init_avx512(lmp_kernels *k);
+void lmp_kernels_init_kq_avx2(lmp_kernels *k);
+void lmp_kernels_init_kq_avx512(lmp_kernels *k);
 #endif
 
 // ---- the tile loops shared by the per-ISA files ----

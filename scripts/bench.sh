@@ -21,13 +21,13 @@ fi
 echo "== synthetic stories110M-shaped model (dim 768, 12 layers, 12 heads, FFN 2048, vocab 32000, seq 1024)"
 SYN=$OUT/synth110m.lmp
 [ -f "$SYN" ] || "$LMPRESS" synth --seed 1 -o "$SYN"
-for q in "8 q8_0" "4 q4_0"; do
-    set -- $q
+models=("$SYN")
+for t in q8_0 q4_0 q4_K q5_K q6_K iq4_nl; do
     t0=$(date +%s.%N)
-    [ -f "$OUT/synth110m-$2.lmp" ] || "$LMPRESS" quantize "$SYN" --bits "$1" -q -o "$OUT/synth110m-$2.lmp"
-    echo "quantize --bits $1 (RTN): $(echo "$(date +%s.%N) - $t0" | bc) s (0 if it existed)"
+    [ -f "$OUT/synth110m-$t.lmp" ] || "$LMPRESS" quantize "$SYN" --type $t -q -o "$OUT/synth110m-$t.lmp"
+    echo "quantize --type $t (scale search): $(echo "$(date +%s.%N) - $t0" | bc) s (0 if it existed)"
+    models+=("$OUT/synth110m-$t.lmp")
 done
-models=("$SYN" "$OUT/synth110m-q8_0.lmp" "$OUT/synth110m-q4_0.lmp")
 if [ -f "$SHARED/models/stories260K/stories260K.bin" ]; then
     S=$OUT/stories260K.lmp
     [ -f "$S" ] || "$LMPRESS" import "$SHARED/models/stories260K/stories260K.bin" \

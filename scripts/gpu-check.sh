@@ -27,9 +27,10 @@ if [ "${1:-}" = --prepare ]; then
     make -j"$(nproc)" build/liblmpress.a >/dev/null
     mkdir -p "$DEV"
     BLAS=$(pkg-config --variable=libdir openblas 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/openblas-pthread)
-    for t in tests/test_kernels.c tests/test_quant.c bench/bench_kernels.c; do
+    HDF5=/usr/lib/x86_64-linux-gnu/hdf5/serial  # test_kquant links GPTQ, whose pass reaches the importers
+    for t in tests/test_kernels.c tests/test_quant.c tests/test_kquant.c bench/bench_kernels.c; do
         gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build/liblmpress.a \
-            -static -L"$BLAS" -lopenblas -lz -lm -o "$DEV/$(basename "$t" .c)"
+            -static -L"$BLAS" -lopenblas -L"$HDF5" -lhdf5 -lsz -laec -ldl -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
     if command -v "$NVCC" >/dev/null 2>&1; then
         # CUDA builds: glibc, libstdc++ and cuBLAS dynamic (the GPU machine has them), the rest static
@@ -65,7 +66,7 @@ for part in $PARTS; do
     t0=$(date +%s)
     case $part in
     cpu)
-        for t in test_kernels test_quant; do
+        for t in test_kernels test_quant test_kquant; do
             echo "== $t"
             if [ -x "$DEV/$t" ]; then
                 "$DEV/$t" >"$OUTDIR/$t.txt" 2>&1 || fail=1

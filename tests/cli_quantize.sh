@@ -32,12 +32,12 @@ group-48|--group 48: must be 32, 64 or 128|--group 48
 group-0|--group 0: must be 32, 64 or 128|--group 0
 group-abc|--group expects an integer|--group x32
 scheme-foo|--scheme 'foo': must be sym or asym|--scheme foo
-method-foo|--method 'foo': must be rtn, imatrix, awq or gptq|--method foo
+method-foo|--method 'foo': must be search, rtn, imatrix, awq or gptq|--method foo
 method-empty|--method '': must be|--method ''
 gptq-no-calib|--method gptq needs --calib FILE|--method gptq
 awq-no-calib|--method awq needs --calib FILE|--method awq
 imatrix-no-calib|--method imatrix needs --calib FILE|--method imatrix
-rtn-with-calib|--calib is only used by --method imatrix, awq or gptq|--calib calib.txt
+rtn-with-calib|--calib is not used by --method rtn|--method rtn --calib calib.txt
 calib-nonexistent|cannot open 'nope.txt'.*no such file|--method gptq --calib nope.txt
 calib-directory|calibration file '\.' is not a regular file|--method gptq --calib . --calib-tokens 64
 calib-short|calibration file 'short.txt' has [0-9]+ tokens, fewer than the 128 requested|--method gptq --calib short.txt --calib-tokens 64
@@ -90,7 +90,7 @@ summary_ok() {
 }
 if xok quantize-q8 quantize m.lmp --bits 8 -o q8.lmp; then
     summary_ok quantize-q8 q8.lmp q8_0
-    check quantize-q8-method grep -qE '^  quant\.method +"rtn"$' .out
+    check quantize-q8-method grep -qE '^  quant\.method +"search"$' .out
     check quantize-q8-bits grep -qE '^  quant\.bits +8$' .out
     check quantize-q8-group grep -qE '^  quant\.group +32$' .out
 fi

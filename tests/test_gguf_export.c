@@ -193,6 +193,10 @@ static const char *ggml_name_of(lmp_dtype t) {
     case LMP_DTYPE_Q8_0: return "q8_0";
     case LMP_DTYPE_Q4_0: return "q4_0";
     case LMP_DTYPE_Q4_1: return "q4_1";
+    case LMP_DTYPE_Q4_K: return "q4_k";  // gguf-py's names are lower case
+    case LMP_DTYPE_Q5_K: return "q5_k";
+    case LMP_DTYPE_Q6_K: return "q6_k";
+    case LMP_DTYPE_IQ4_NL: return "iq4_nl";
     default: return "?";
     }
 }
@@ -206,7 +210,9 @@ static uint32_t expected_ftype(const lmp_file *f) {
     for (int t = 1; t < LMP_DTYPE_COUNT; t++)
         if (count[t] > count[best]) best = t;
     static const struct { lmp_dtype t; uint32_t ftype; } ft[] = {{LMP_DTYPE_F32, 0}, {LMP_DTYPE_F16, 1}, {LMP_DTYPE_Q4_0, 2},
-                                                                {LMP_DTYPE_Q4_1, 3}, {LMP_DTYPE_Q8_0, 7}, {LMP_DTYPE_BF16, 32}};
+                                                                {LMP_DTYPE_Q4_1, 3}, {LMP_DTYPE_Q8_0, 7}, {LMP_DTYPE_BF16, 32},
+                                                                {LMP_DTYPE_Q4_K, 15}, {LMP_DTYPE_Q5_K, 17}, {LMP_DTYPE_Q6_K, 18},
+                                                                {LMP_DTYPE_IQ4_NL, 25}};
     for (size_t i = 0; i < sizeof ft / sizeof ft[0]; i++)
         if (ft[i].t == (lmp_dtype)best) return ft[i].ftype;
     return 0;
@@ -224,7 +230,7 @@ static void expected_kv(const lmp_file *f, expect_list *x) {
     int quantized = 0;
     for (size_t i = 0; i < lmp_file_n_tensors(f); i++) {
         lmp_dtype t = lmp_file_tensor(f, i)->type;
-        quantized |= t == LMP_DTYPE_Q8_0 || t == LMP_DTYPE_Q4_0 || t == LMP_DTYPE_Q4_1;
+        quantized |= lmp_type_get(t)->is_quantized;
     }
     if (quantized) ex_add(x, "general.quantization_version", "u32 2");
     const uint32_t dim = meta_u32(m, "llama.embedding_length", 0), layers = meta_u32(m, "llama.block_count", 0);

@@ -576,7 +576,7 @@ static void test_table(void) {
           lmp_type_from_name("Q4") == LMP_DTYPE_Q4_0 && lmp_type_from_name("BF16") == LMP_DTYPE_BF16);
     CHECK(lmp_type_from_name("q5_0") == -1 && lmp_type_from_name("") == -1 && lmp_type_from_name(NULL) == -1 &&
           lmp_type_from_name("q4_0 ") == -1);
-    const int unknown[] = {LMP_DTYPE_COUNT, 11, 99, 102, -1, 0x7fffffff, 1 << 16};
+    const int unknown[] = {LMP_DTYPE_COUNT, LMP_DTYPE_COUNT + 1, 99, 102, -1, 0x7fffffff, 1 << 16};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         lmp_dtype t = (lmp_dtype)unknown[i];
         CHECKF(lmp_type_get(t) == NULL, "dtype %d", unknown[i]);

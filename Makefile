@@ -5,7 +5,8 @@
 #   make test SAN=1       the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
 #   make check-layers     check that includes point down the layers (docs/architecture.md)
 #   make bench            run the benchmarks (not part of the tests)
-#   make demo             import the default model, generate a story, evaluate it
+#   make demo             the whole chain on the shipped default model (models/default.lmp): generate, prune,
+#                         distill, quantize to 8 and 4 bits, the eval-ppl table and chart (scripts/demo.sh)
 #   make install PREFIX=/usr/local
 #
 # Missing Debian packages are installed automatically when run as root, otherwise the exact command
@@ -160,8 +161,12 @@ check-layers:
 bench: $(EXE) $(BENCH_BIN)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/bench.sh
 
-demo: $(EXE)
-	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/demo.sh
+# The demo needs nothing from $(SHARED). On a fresh clone the build is most of its time: it builds with every
+# core unless make was given -j already.
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+demo:
+	@$(MAKE) --no-print-directory $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(NPROC)) $(EXE)
+	@BUILD=$(BUILD) scripts/demo.sh
 
 # The CUDA kernel lab (cuda/lab/lab.cu): every kernel against the CPU reference, then timed; run on a GPU.
 $(BUILD)/cuda/lab: cuda/lab/lab.cu $(wildcard cuda/kernels/*.cuh cuda/lab/*.cuh) $(LIB) | $(DEPS_OK)

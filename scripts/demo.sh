@@ -1,36 +1,62 @@
 #!/usr/bin/env bash
-# demo.sh - `make demo`: import the default model, generate a short story, quantize it to 8 and 4 bits
-# and print the comparison table (perplexity, KL divergence, top-1 agreement, size, speed).
-# The default model is ../shared/models/stories260K until the project ships its own distilled model.
+# demo.sh - `make demo`: the whole chain on the model lmpress ships, models/default.lmp (a 279K-parameter student
+# distilled from stories260K by scripts/make-default-model.sh), with nothing from ../shared:
+#
+#   1. run       a greedy story from the default model;
+#   2. prune     30 % of the non-embedding parameters (heads and FFN channels, activation score calibrated on
+#                models/default-calib.txt);
+#   3. distill   the pruned student a few steps with the default model as teacher, on the same calibration text;
+#   4. quantize  the default model and the healed student to 8 and 4 bits (RTN, and GPTQ calibrated on the
+#                calibration text);
+#   5. eval-ppl  every model against the default model on models/default-eval.txt (other stories than the
+#                calibration text), with the chart.
+#
 # Each run rebuilds the files in $BUILD/demo: its outputs are written with -f (replace an existing file).
+# DEMO_STEPS (default 120) sets the distillation steps.
 set -euo pipefail
 BUILD=${BUILD:-build}
-SHARED=${SHARED:-../shared}
-LMPRESS=$BUILD/lmpress
-MODEL_DIR=$SHARED/models/stories260K
-DATA=$SHARED/data/tinystories/valid.txt
-CALIB=$SHARED/data/tinystories/train.txt
+LMPRESS=${LMPRESS:-$BUILD/lmpress}
+MODEL=models/default.lmp
+EVAL=models/default-eval.txt
+CALIB=models/default-calib.txt
 OUT=$BUILD/demo
-if [ ! -f "$MODEL_DIR/stories260K.bin" ] || [ ! -f "$MODEL_DIR/tok512.bin" ]; then
-    echo "demo: the default model $MODEL_DIR/stories260K.bin (with tok512.bin) is not here." >&2
-    echo "demo: it comes from the project's shared folder (../shared beside the checkout); set SHARED=DIR" >&2
-    echo "demo: to point elsewhere, or run any command on your own model: $LMPRESS --help" >&2
-    exit 1
-fi
+STEPS=${DEMO_STEPS:-120}
+for f in "$MODEL" "$EVAL" "$CALIB"; do
+    if [ ! -f "$f" ]; then
+        echo "demo: $f is missing: it is part of the checkout (run make demo from the repository root)" >&2
+        exit 1
+    fi
+done
 mkdir -p "$OUT"
-echo "== import (llama2.c checkpoint + tokenizer -> lmpress format)"
-"$LMPRESS" import "$MODEL_DIR/stories260K.bin" --tokenizer "$MODEL_DIR/tok512.bin" -f -o "$OUT/stories260K.lmp"
+t0=$SECONDS
+step() { printf '\n== %s\n' "$*"; }
+
+step "run: greedy continuation of \"Once upon a time\" ($MODEL)"
+"$LMPRESS" run "$MODEL" -p "Once upon a time" -n 100 --temp 0
+
+step "prune: 30 % of the non-embedding parameters (heads, FFN channels; activation score on $CALIB)"
+"$LMPRESS" prune "$MODEL" --structured --ratio 0.3 --score activation --calib "$CALIB" --calib-tokens 8192 \
+    -f -o "$OUT/pruned.lmp"
+
+step "distill: the pruned student, $STEPS steps of 4 x 512 tokens of $CALIB, $MODEL as teacher"
+"$LMPRESS" distill "$MODEL" "$OUT/pruned.lmp" "$CALIB" --steps "$STEPS" --batch 4 --seq 512 --lr 2e-3 \
+    --min-lr 2e-4 --warmup 10 --weight-decay 0 --alpha 0.5 --temp 2 --seed 1 --log "$OUT/distill.csv" \
+    -f -o "$OUT/healed.lmp"
+"$LMPRESS" plot-log "$OUT/distill.csv" -o "$OUT/distill.svg" -f --title "demo: healing the pruned default model"
+
+step "quantize to 8 and 4 bits (RTN; GPTQ calibrated on $CALIB)"
+for m in default healed; do
+    src=$MODEL
+    [ $m = healed ] && src=$OUT/healed.lmp
+    "$LMPRESS" quantize "$src" --bits 8 --method rtn -q -f -o "$OUT/$m-q8_0.lmp"
+    "$LMPRESS" quantize "$src" --bits 4 --method rtn -q -f -o "$OUT/$m-q4_0.lmp"
+    "$LMPRESS" quantize "$src" --bits 4 --method gptq --calib "$CALIB" --calib-tokens 8192 -f \
+        -o "$OUT/$m-q4_0-gptq.lmp"
+done
+
+step "eval-ppl on $EVAL (against $MODEL)"
+"$LMPRESS" eval-ppl "$MODEL" "$OUT"/default-q8_0.lmp "$OUT"/default-q4_0.lmp "$OUT"/default-q4_0-gptq.lmp \
+    "$OUT"/pruned.lmp "$OUT"/healed.lmp "$OUT"/healed-q8_0.lmp "$OUT"/healed-q4_0.lmp "$OUT"/healed-q4_0-gptq.lmp \
+    --data "$EVAL" --plot "$OUT/compare.svg" -f
 echo
-echo "== run: greedy continuation of \"Once upon a time\""
-"$LMPRESS" run "$OUT/stories260K.lmp" -p "Once upon a time" -n 100 --temp 0
-echo
-echo "== quantize to 8 and 4 bits"
-"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 8 -f -o "$OUT/stories260K-q8_0.lmp"
-"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 4 -f -o "$OUT/stories260K-q4_0.lmp"
-"$LMPRESS" quantize "$OUT/stories260K.lmp" --bits 4 --method gptq --calib "$CALIB" -f -o "$OUT/stories260K-q4_0-gptq.lmp"
-echo
-echo "== eval-ppl on $DATA"
-"$LMPRESS" eval-ppl "$OUT/stories260K.lmp" "$OUT/stories260K-q8_0.lmp" "$OUT/stories260K-q4_0.lmp" \
-    "$OUT/stories260K-q4_0-gptq.lmp" --data "$DATA" --plot "$OUT/compare.svg" -f
-echo
-echo "demo: files in $OUT/ (chart: $OUT/compare.svg)"
+echo "demo: done in $((SECONDS - t0)) s; files in $OUT/ (charts: $OUT/compare.svg, $OUT/distill.svg)"

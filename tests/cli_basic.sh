@@ -6,8 +6,9 @@
 # untouched (see tests/lib-cli.sh).
 #
 # Models: a small random model (lmpress synth, tokenizer of tests/fixtures/tiny.h5) and the llama2.c
-# fixture for the cases that need nothing else; stories260K from $SHARED for the real-model cases, which
-# are skipped (SKIP lines) without it.
+# fixture for the cases that need nothing else; the shipped default model (models/default.lmp, its evaluation
+# text) for the real-model cases; stories260K from $SHARED only for what needs that llama2.c checkpoint itself
+# (llama2.c's own greedy text, importing the .bin), skipped (SKIP lines) without it.
 #
 #   bash tests/cli_basic.sh                     LMPRESS=build-san/lmpress bash tests/cli_basic.sh
 . "$(dirname "$0")/lib-cli.sh"
@@ -242,6 +243,16 @@ if [ $HAVE_SHARED = 1 ]; then
 else
     skip "run-stories260K-greedy: $SHARED/models/stories260K not found"
 fi
+# The shipped model: greedy is the same text with 1 and 2 threads, starts with the prompt, reports its speed.
+DSTORY="Once upon a time, there was a little girl named Lily. She loved to play with her toys"
+if xok run-default-greedy run "$DEFAULT_MODEL" -p "Once upon a time" --temp 0 -n 40 --threads 2; then
+    check run-default-greedy-text [ "$(head -c ${#DSTORY} .out)" = "$DSTORY" ]
+    check run-default-speed-report grep -q "decode .* tok/s" .err
+    cp .out dgreedy.txt
+    xok run-default-greedy-1-thread run "$DEFAULT_MODEL" -p "Once upon a time" --temp 0 -n 40 --threads 1 -q &&
+        check run-default-greedy-threads-agree cmp -s .out dgreedy.txt
+    rm -f dgreedy.txt
+fi
 
 # ---- eval-ppl ----
 xfail eval-ppl-no-data "missing --data FILE" eval-ppl m.lmp
@@ -289,21 +300,18 @@ if command -v python3 >/dev/null; then
         check eval-ppl-json-chunks python3 -c 'import json,sys; d=json.load(open("ppl.json")); sys.exit(d["chunks"] != 2 or d["ctx"] != 128)'
     fi
     rm -f chart.svg ppl.json
-    if [ $HAVE_SHARED = 1 ]; then
-        xok quantize-stories260K-q8 quantize "$M260/stories260K.bin" --tokenizer "$M260/tok512.bin" --bits 8 -q -o s8.lmp
-        if xok eval-ppl-stories260K eval-ppl "$M260/stories260K.bin" s8.lmp --tokenizer "$M260/tok512.bin" \
-            --data "$VALID" --chunks 2 --decode-tokens 8 --json --plot s.svg -q; then
-            cp .out s.json
-            check_json eval-ppl-stories260K-json s.json 2 1
-            check_svg eval-ppl-stories260K-plot s.svg
-            check eval-ppl-stories260K-ppl python3 -c 'import json,sys; d=json.load(open("s.json")); sys.exit(not 2 < d["models"][0]["ppl"] < 8)'
-        fi
-        xfail eval-ppl-stories260K-ctx-above-model "--ctx 1024 is larger than the model.? context length 512" \
-            eval-ppl "$M260/stories260K.bin" --tokenizer "$M260/tok512.bin" --data "$VALID" --ctx 1024
-        rm -f s.json s.svg s8.lmp
-    else
-        skip "eval-ppl-stories260K: $SHARED not found"
+    # The shipped model on its own evaluation text (PPL 4.07 over all 39 chunks: docs/benchmarks.md).
+    xok quantize-default-q8 quantize "$DEFAULT_MODEL" --bits 8 -q -o d8.lmp
+    if xok eval-ppl-default eval-ppl "$DEFAULT_MODEL" d8.lmp --data "$DEFAULT_EVAL" --chunks 2 --decode-tokens 8 \
+        --json --plot d.svg -q; then
+        cp .out d.json
+        check_json eval-ppl-default-json d.json 2 1
+        check_svg eval-ppl-default-plot d.svg
+        check eval-ppl-default-ppl python3 -c 'import json,sys; d=json.load(open("d.json")); sys.exit(not 2 < d["models"][0]["ppl"] < 8)'
     fi
+    xfail eval-ppl-default-ctx-above-model "--ctx 1024 is larger than the model.? context length 512" \
+        eval-ppl "$DEFAULT_MODEL" --data "$DEFAULT_EVAL" --ctx 1024
+    rm -f d.json d.svg d8.lmp
 else
     skip "eval-ppl --json / --plot validation: python3 not found"
 fi
@@ -372,6 +380,23 @@ fi
 rm -f tiny-export.gguf
 xok info-llama2c-direct info tl.bin --no-tensors && check info-direct-source grep -q "llama2.c (imported in memory)" .out
 xfail info-tensor-crc-named "flip.lmp: tensor '[a-z0-9_.]+': CRC32 mismatch" info flip.lmp
+# The shipped model: info, HDF5 round trip (same tensor table and CRCs), a flipped byte named by its tensor.
+cp "$DEFAULT_MODEL" d.lmp
+if xok info-default info d.lmp; then
+    check info-default-count grep -q "^47 tensors, 279232 parameters" .out
+    check info-default-table grep -qE "^  token_embd\.weight +f32 +512 x 64 +131072  0x[0-9a-f]{8}$" .out
+    cp .out d.info
+    if xok export-default-hdf5 export d.lmp --hdf5 -o d.h5 && xok import-default-hdf5 import d.h5 -o d2.lmp &&
+        xok info-default-hdf5 info d2.lmp; then
+        check export-default-roundtrip-tensors diff <(sed -n '/^tensors/,$p' d.info) <(sed -n '/^tensors/,$p' .out)
+    fi
+    cp d.lmp dflip.lmp
+    printf '\x55' | dd of=dflip.lmp bs=1 seek=$(($(stat -c %s d.lmp) - 1000)) conv=notrunc status=none
+    xfail info-default-flip "dflip.lmp: tensor '[a-z0-9_.]+': CRC32 mismatch" info dflip.lmp
+    rm -f d.info d.h5 d2.lmp dflip.lmp
+fi
+rm -f d.lmp
+# stories260K itself: the llama2.c checkpoint, its tokenizer found beside it or not.
 if [ $HAVE_SHARED = 1 ]; then
     cp "$M260/stories260K.bin" alone/
     xfail import-stories260K-no-tokenizer "no tokenizer for 'alone/stories260K.bin': neither tok512.bin nor tokenizer.bin" \
@@ -379,19 +404,11 @@ if [ $HAVE_SHARED = 1 ]; then
     if xok import-stories260K import "$M260/stories260K.bin" -q -o s.lmp && xok info-stories260K info s.lmp; then
         check info-stories260K-count grep -q "^47 tensors, 260032 parameters" .out
         check info-stories260K-table grep -qE "^  token_embd\.weight +f32 +512 x 64 +131072  0x[0-9a-f]{8}$" .out
-        cp .out s.info
-        if xok export-stories260K-hdf5 export s.lmp --hdf5 -o s.h5 && xok import-stories260K-hdf5 import s.h5 -o s2.lmp &&
-            xok info-stories260K-hdf5 info s2.lmp; then
-            check export-stories260K-roundtrip-tensors diff <(sed -n '/^tensors/,$p' s.info) <(sed -n '/^tensors/,$p' .out)
-        fi
-        cp s.lmp sflip.lmp
-        printf '\x55' | dd of=sflip.lmp bs=1 seek=$(($(stat -c %s s.lmp) - 1000)) conv=notrunc status=none
-        xfail info-stories260K-flip "sflip.lmp: tensor '[a-z0-9_.]+': CRC32 mismatch" info sflip.lmp
-        rm -f s.info s.h5 s2.lmp sflip.lmp s.lmp
+        rm -f s.lmp
     fi
     rm -f alone/stories260K.bin
 else
-    skip "import/export/info of stories260K: $SHARED not found"
+    skip "import-stories260K (the llama2.c checkpoint itself): $SHARED not found"
 fi
 check no-temporaries-left [ -z "$(find . -name '*.tmp.*' | head -1)" ]
 

@@ -162,29 +162,38 @@ done
 xok quantize-gptq-act-order quantize m.lmp --method gptq --calib calib.txt --calib-tokens 128 --act-order --gptq-damp 0.05 -q -o g.lmp
 rm -f g.lmp
 
-# ---- stories260K: real shapes (ffn_down rows of 172 fall back to f16, with one warning each) ----
-if [ $HAVE_SHARED = 1 ]; then
-    for bits in 8 4; do
-        if xok "quantize-stories260K-q$bits" quantize "$M260/stories260K.bin" --tokenizer "$M260/tok512.bin" --bits $bits -o s.lmp; then
-            check "quantize-stories260K-q$bits-fallback" grep -q "(5 fell back to a wider type)" .err
-            check "quantize-stories260K-q$bits-warnings" [ "$(grep -c "blk\.\*\.ffn_down\.weight: row length 172 is not a multiple.*(5 tensors)" .err)" = 1 ]
-            check "quantize-stories260K-q$bits-params" grep -q " 260032 parameters" .err
-            xok "quantize-stories260K-q$bits-info" info s.lmp
-            check "quantize-stories260K-q$bits-parent" grep -qE '^  provenance\.parent +".*stories260K\.bin"$' .out
-            check "quantize-stories260K-q$bits-parent-checksum" grep -qE '^  provenance\.parent_checksum +0x[0-9a-f]{8}$' .out
-            xok "quantize-stories260K-q$bits-run" run s.lmp --temp 0 -n 20
-            check "quantize-stories260K-q$bits-story" grep -q "^Once upon a time" .out
-        fi
-        rm -f s.lmp
-    done
-    xfail quantize-stories260K-calib-short "calibration file 'short.txt' has [0-9]+ tokens, fewer than the 65536 requested" \
-        quantize "$M260/stories260K.bin" --tokenizer "$M260/tok512.bin" --method gptq --calib short.txt -o s.lmp
-    xok quantize-stories260K-gptq quantize "$M260/stories260K.bin" --tokenizer "$M260/tok512.bin" --method gptq \
-        --calib "$TRAIN" --calib-tokens 1024 -o s.lmp && check quantize-stories260K-gptq-calib grep -q "calibration: 1024 tokens" .err
+# ---- stories260K's shapes: ffn_down rows of 172 fall back to f16, with one warning each ----
+# (a random model of stories260K's shapes, 260032 parameters: the fallback depends on the shapes alone)
+xok setup-synth-260k synth --dim 64 --layers 5 --heads 8 --kv-heads 4 --ffn 172 --vocab 512 --ctx 512 \
+    --tokenizer-from "$DEFAULT_MODEL" -o s260.lmp
+for bits in 8 4; do
+    if xok "quantize-260k-shapes-q$bits" quantize s260.lmp --bits $bits -o s.lmp; then
+        check "quantize-260k-shapes-q$bits-fallback" grep -q "(5 fell back to a wider type)" .err
+        check "quantize-260k-shapes-q$bits-warnings" [ "$(grep -c "blk\.\*\.ffn_down\.weight: row length 172 is not a multiple.*(5 tensors)" .err)" = 1 ]
+        check "quantize-260k-shapes-q$bits-params" grep -q " 260032 parameters" .err
+    fi
     rm -f s.lmp
-else
-    skip "quantize-stories260K: $SHARED/models/stories260K not found"
-fi
+done
+rm -f s260.lmp
+# ---- the shipped model (FFN 192 = 6 x 32): no fallback, provenance, still a story; GPTQ on its calibration text ----
+xok info-default info "$DEFAULT_MODEL" --no-tensors && DSUM=$(awk '$1 == "checksum:" { print $2 }' .out)
+for bits in 8 4; do
+    if xok "quantize-default-q$bits" quantize "$DEFAULT_MODEL" --bits $bits -o d.lmp; then
+        check "quantize-default-q$bits-no-fallback" bash -c '! grep -q "fell back\|warning" .err'
+        check "quantize-default-q$bits-params" grep -q " 279232 parameters" .err
+        xok "quantize-default-q$bits-info" info d.lmp
+        check "quantize-default-q$bits-parent" grep -qE '^  provenance\.parent +".*models/default\.lmp"$' .out
+        check "quantize-default-q$bits-parent-checksum" grep -qE '^  provenance\.parent_checksum +'"${DSUM:-none}"'$' .out
+        xok "quantize-default-q$bits-run" run d.lmp -p "Once upon a time" --temp 0 -n 20
+        check "quantize-default-q$bits-story" grep -q "^Once upon a time" .out
+    fi
+    rm -f d.lmp
+done
+xfail quantize-default-calib-short "calibration file 'short.txt' has [0-9]+ tokens, fewer than the 65536 requested" \
+    quantize "$DEFAULT_MODEL" --method gptq --calib short.txt -o d.lmp
+xok quantize-default-gptq quantize "$DEFAULT_MODEL" --method gptq --calib "$DEFAULT_CALIB" --calib-tokens 1024 -o d.lmp &&
+    check quantize-default-gptq-calib grep -q "calibration: 1024 tokens" .err
+rm -f d.lmp
 check no-temporaries-left [ -z "$(find . -name '*.tmp.*' | head -1)" ]
 
 finish

@@ -3,7 +3,9 @@
 # Each script runs the lmpress binary ($LMPRESS, default build/lmpress) in a private mktemp -d work
 # directory (removed on exit), counts every check as passed or failed, prints "FAIL name: why" for
 # failures and "SKIP name: why" for cases that need $SHARED (default ../shared) when it is absent, and
-# ends with "N passed, N failed" (exit status 1 on any failure).
+# ends with "N passed, N failed" (exit status 1 on any failure). Cases that need a real small model, its
+# tokenizer and text use the model the project ships ($DEFAULT_MODEL, models/default.lmp, with its evaluation
+# text $DEFAULT_EVAL and calibration text $DEFAULT_CALIB) and never skip: those files are part of the checkout.
 #
 #   xfail NAME REGEX ARGS...   lmpress ARGS must fail: exit status 1..127 (no signal, no timeout), stderr one
 #                              line starting "lmpress" and matching REGEX (bash =~: extended, case-blind),
@@ -57,6 +59,16 @@ M260=$SHARED/models/stories260K
 VALID=$SHARED/data/tinystories/valid.txt
 TRAIN=$SHARED/data/tinystories/train.txt
 [ -f "$M260/stories260K.bin" ] && [ -f "$M260/tok512.bin" ] && [ -f "$VALID" ] && [ -f "$TRAIN" ] && HAVE_SHARED=1
+DEFAULT_MODEL=$ROOT/models/default.lmp
+DEFAULT_EVAL=$ROOT/models/default-eval.txt
+DEFAULT_CALIB=$ROOT/models/default-calib.txt
+for f in "$DEFAULT_MODEL" "$DEFAULT_EVAL" "$DEFAULT_CALIB"; do
+    if [ ! -f "$f" ]; then
+        echo "FAIL setup: $f is missing (it is committed: a lost file or the wrong checkout)"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+done
 
 lmp() { timeout "$TIMEOUT" "$LMPRESS" "$@" >"$W/.out" 2>"$W/.err"; }
 

@@ -1,7 +1,7 @@
 // test_awq.c - AWQ (quant/awq.h): the fold is exact on a tiny random GQA model (logits unchanged), the
 // Gram-matrix loss equals the explicit output error, the alpha search keeps alpha = 0 for uniform
 // activations and beats RTN with outlier channels, clipping does not hurt; and a short AWQ pass on
-// stories260K (skipped when ../shared is absent).
+// the shipped model (models/default.lmp, calibrated on models/default-calib.txt).
 #include <stdlib.h>
 
 #include "quant/awq.h"
@@ -252,14 +252,14 @@ static void test_bad_arguments(void) {
     lmp_alloc_fail_after(0);
 }
 
-// The pass on stories260K: completes and records one alpha per layer group.
-static void test_pass_stories(void) {
-    char model[512], tok[512], calib[512], outp[600];
-    snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", test_shared_dir());
-    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", test_shared_dir());
-    snprintf(calib, sizeof calib, "%s/data/tinystories/train.txt", test_shared_dir());
-    if (!test_file_exists(model) || !test_file_exists(tok) || !test_file_exists(calib))
-        SKIP("stories260K or TinyStories not found under %s", test_shared_dir());
+// The pass on the shipped model (5 layers): completes and records one alpha per layer group.
+static void test_pass_default(void) {
+    char outp[600];
+    const char *model = TEST_DEFAULT_MODEL, *calib = TEST_DEFAULT_CALIB;
+    if (!test_file_exists(model) || !test_file_exists(calib)) {
+        CHECKF(0, "%s or %s not found (committed files: run from the repository root)", model, calib);
+        return;
+    }
     snprintf(outp, sizeof outp, "%s/s-awq.lmp", test_tmpdir());
     lmp_quant_params qp;
     lmp_quant_params_default(&qp);
@@ -268,7 +268,7 @@ static void test_pass_stories(void) {
     qp.calib_tokens = 8 * 128;
     qp.calib_ctx = 128;
     qp.n_threads = 2;
-    lmp_import_opts io = {.tokenizer_path = tok};
+    lmp_import_opts io = {0};
     lmp_error err = {0};
     lmp_status st = lmp_quantize(model, &io, outp, &qp, NULL, &err);
     CHECKF(st == LMP_OK, "%s", err.msg);
@@ -295,6 +295,6 @@ int main(void) {
     RUN(test_search_uniform);
     RUN(test_search_outliers);
     RUN(test_bad_arguments);
-    RUN(test_pass_stories);
+    RUN(test_pass_default);
     return test_report();
 }

@@ -1,7 +1,7 @@
 // test_gptq.c - the GPTQ core (quant/gptq.h) on random correlated problems, against plain RTN and
 // against the independent NumPy implementation (scripts/ref_gptq.py -> tests/fixtures/gptq/gptq_ref.bin);
 // dead columns, non-positive-definite H, argument errors, allocation failures; and a small GPTQ pass
-// on stories260K (skipped when ../shared is absent).
+// on the shipped model (models/default.lmp, calibrated on models/default-calib.txt).
 #include <stdlib.h>
 
 #include "quant/gptq.h"
@@ -295,15 +295,15 @@ static void test_bad_arguments_and_nomem(void) {
     free_problem(&p);
 }
 
-// The pass on a real model: a short GPTQ of stories260K completes, writes a loadable file, and records
+// The pass on a real model: a short GPTQ of the shipped model completes, writes a loadable file, and records
 // its options.
-static void test_pass_stories(void) {
-    char model[512], tok[512], calib[512], outp[600];
-    snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", test_shared_dir());
-    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", test_shared_dir());
-    snprintf(calib, sizeof calib, "%s/data/tinystories/train.txt", test_shared_dir());
-    if (!test_file_exists(model) || !test_file_exists(tok) || !test_file_exists(calib))
-        SKIP("stories260K or TinyStories not found under %s", test_shared_dir());
+static void test_pass_default(void) {
+    char outp[600];
+    const char *model = TEST_DEFAULT_MODEL, *calib = TEST_DEFAULT_CALIB;
+    if (!test_file_exists(model) || !test_file_exists(calib)) {
+        CHECKF(0, "%s or %s not found (committed files: run from the repository root)", model, calib);
+        return;
+    }
     snprintf(outp, sizeof outp, "%s/s-gptq.lmp", test_tmpdir());
     lmp_quant_params qp;
     lmp_quant_params_default(&qp);
@@ -313,7 +313,7 @@ static void test_pass_stories(void) {
     qp.calib_ctx = 128;
     qp.gptq_act_order = 1;
     qp.n_threads = 2;
-    lmp_import_opts io = {.tokenizer_path = tok};
+    lmp_import_opts io = {0};
     lmp_quant_summary sum;
     lmp_error err = {0};
     lmp_status st = lmp_quantize(model, &io, outp, &qp, &sum, &err);
@@ -337,6 +337,6 @@ int main(void) {
     RUN(test_against_numpy);
     RUN(test_dead_and_not_pd);
     RUN(test_bad_arguments_and_nomem);
-    RUN(test_pass_stories);
+    RUN(test_pass_default);
     return test_report();
 }

@@ -2,7 +2,9 @@
 //
 // "llama": ids against llama2.c run.c's algorithm (fixtures written by scripts/make_tokenizer_fixtures.py
 // from a Python port of run.c, on ../shared's tok512.bin and Llama-2 tokenizer.bin, which this test
-// parses itself), and against a slow quadratic reference kept here, on fresh random strings.
+// parses itself), and against a slow quadratic reference kept here, on fresh random strings. The tok512
+// vocabulary is read from the shipped model (models/default.lmp carries stories260K's tok512.bin unchanged,
+// checked against tok512.bin when ../shared has it), so those cases need nothing from ../shared.
 // "gpt2": ids against HF `tokenizers` (a 400-token BPE trained on tinyshakespeare, committed as a fixture;
 // the SmolLM2-135M vocabulary read from its GGUF through lmp_import_gguf), and the BPE merge step against
 // GPT-2's original merge loop on random words. Plus metadata validation, pieces, round trips,
@@ -217,6 +219,44 @@ static int l2c_load(const char *path, l2c_vocab *v) {
     return off == size ? 0 : -1;
 }
 
+// The vocabulary of a .lmp file's tokenizer.tokens / tokenizer.scores (a llama-type tokenizer), as l2c_load.
+static int lmp_vocab_load(const char *path, l2c_vocab *v) {
+    memset(v, 0, sizeof *v);
+    lmp_file *f = NULL;
+    lmp_error err = {0};
+    if (lmp_file_open(path, 0, &f, &err) != LMP_OK) {
+        fprintf(stderr, "  %s: %s\n", path, err.msg);
+        return -1;
+    }
+    const void *toks, *scores;
+    uint64_t nt = 0, ns = 0;
+    int rc = -1;
+    if (lmp_meta_get_arr(lmp_file_meta(f), "tokenizer.tokens", LMP_KV_STRING, &toks, &nt, &err) == LMP_OK &&
+        lmp_meta_get_arr(lmp_file_meta(f), "tokenizer.scores", LMP_KV_F32, &scores, &ns, &err) == LMP_OK && nt == ns) {
+        char *const *strs = toks;
+        v->n = (int)nt;
+        v->tokens = malloc(nt * sizeof(char *));
+        v->scores = malloc(nt * sizeof(float));
+        memcpy(v->scores, scores, nt * sizeof(float));
+        for (uint64_t i = 0; i < nt; i++) v->tokens[i] = strdup(strs[i]);
+        rc = 0;
+    } else fprintf(stderr, "  %s: %s\n", path, err.msg[0] ? err.msg : "tokens and scores differ in length");
+    lmp_file_close(f);
+    return rc;
+}
+
+// Where a vocabulary comes from: TOK512 is stories260K's, carried by the shipped model; any other name is a
+// llama2.c tokenizer.bin relative to the shared directory.
+#define TOK512 TEST_DEFAULT_MODEL
+static int is_lmp_source(const char *src) {
+    size_t n = strlen(src);
+    return n > 4 && strcmp(src + n - 4, ".lmp") == 0;
+}
+static const char *vocab_path(const char *src) { return is_lmp_source(src) ? src : shared_path(src); }
+static int vocab_load(const char *src, l2c_vocab *v) {
+    return is_lmp_source(src) ? lmp_vocab_load(src, v) : l2c_load(shared_path(src), v);
+}
+
 static int is_byte_name(const char *s) {
     unsigned x;
     char tail;
@@ -241,7 +281,10 @@ static lmp_meta *l2c_meta(const l2c_vocab *v) {
 }
 
 static lmp_tokenizer *l2c_tokenizer(const char *rel, l2c_vocab *v) {
-    if (l2c_load(shared_path(rel), v)) return NULL;
+    if (vocab_load(rel, v)) {
+        CHECKF(0, "cannot read the vocabulary of %s", vocab_path(rel));
+        return NULL;
+    }
     lmp_meta *m = l2c_meta(v);
     lmp_tokenizer *t = NULL;
     lmp_error err = {0};
@@ -404,7 +447,7 @@ static void test_unicode_classes(void) {
 // ---- llama: fixtures from run.c ----
 
 static void run_llama_fixture(const char *tok_rel, const char *fx_name) {
-    if (!test_file_exists(shared_path(tok_rel))) SKIP("%s not found", shared_path(tok_rel));
+    if (!is_lmp_source(tok_rel) && !test_file_exists(vocab_path(tok_rel))) SKIP("%s not found", vocab_path(tok_rel));
     fixture f;
     if (fixture_load(fx_name, &f)) {
         CHECKF(0, "cannot read %s", fx_name);
@@ -431,7 +474,18 @@ static void run_llama_fixture(const char *tok_rel, const char *fx_name) {
 }
 
 static void test_llama_tok512_fixture(void) {
-    run_llama_fixture("models/stories260K/tok512.bin", FIXDIR "llama_tok512.txt");
+    run_llama_fixture(TOK512, FIXDIR "llama_tok512.txt");
+    // The fixture was written from ../shared's tok512.bin: where it is here, the shipped model's vocabulary is it.
+    const char *bin = "models/stories260K/tok512.bin";
+    if (!test_file_exists(shared_path(bin))) return;
+    l2c_vocab a, b;
+    if (vocab_load(TOK512, &a) == 0 && vocab_load(bin, &b) == 0) {
+        int same = a.n == b.n;
+        for (int i = 0; same && i < a.n; i++) same = strcmp(a.tokens[i], b.tokens[i]) == 0 && a.scores[i] == b.scores[i];
+        CHECKF(same, "%s and tok512.bin differ (%d and %d tokens)", TOK512, a.n, b.n);
+        l2c_free(&b);
+    }
+    l2c_free(&a);
 }
 
 static void test_llama_llama2_fixture(void) {
@@ -537,7 +591,7 @@ static size_t random_text(char *buf, size_t max) {
 }
 
 static void run_llama_random(const char *tok_rel, int n_iter, size_t max_len) {
-    if (!test_file_exists(shared_path(tok_rel))) SKIP("%s not found", shared_path(tok_rel));
+    if (!is_lmp_source(tok_rel) && !test_file_exists(vocab_path(tok_rel))) SKIP("%s not found", vocab_path(tok_rel));
     l2c_vocab v;
     lmp_tokenizer *t = l2c_tokenizer(tok_rel, &v);
     if (!t) {
@@ -568,7 +622,7 @@ static void run_llama_random(const char *tok_rel, int n_iter, size_t max_len) {
     l2c_free(&v);
 }
 
-static void test_llama_random_tok512(void) { run_llama_random("models/stories260K/tok512.bin", 400, 80); }
+static void test_llama_random_tok512(void) { run_llama_random(TOK512, 400, 80); }
 static void test_llama_random_llama2(void) { run_llama_random("models/llama2-tokenizer/tokenizer.bin", 150, 60); }
 
 // ---- llama: pieces, literal special tokens, speed ----
@@ -580,8 +634,7 @@ static int32_t find_token(const l2c_vocab *v, const char *s) {
 }
 
 static void test_llama_pieces(void) {
-    const char *rel = "models/stories260K/tok512.bin";
-    if (!test_file_exists(shared_path(rel))) SKIP("%s not found", shared_path(rel));
+    const char *rel = TOK512;
     l2c_vocab v;
     lmp_tokenizer *t = l2c_tokenizer(rel, &v);
     if (!t) {
@@ -624,32 +677,34 @@ static void test_llama_pieces(void) {
 }
 
 // Text spelling special tokens stays text: never BOS/EOS/unknown, and decodes back to itself.
-static void test_llama_literal_specials(void) {
-    const char *rels[] = {"models/stories260K/tok512.bin", "models/llama2-tokenizer/tokenizer.bin"};
+static void run_llama_literal_specials(const char *src) {
     const char *texts[] = {"<s>", "</s>", "\n<s>\n", "a\n</s>\nb", "<unk>", "<0x41>", "<0x0A><0xFF>", "<<0x41>>"};
-    for (int k = 0; k < 2; k++) {
-        if (!test_file_exists(shared_path(rels[k]))) SKIP("%s not found", shared_path(rels[k]));
-        l2c_vocab v;
-        lmp_tokenizer *t = l2c_tokenizer(rels[k], &v);
-        for (size_t i = 0; t && i < sizeof texts / sizeof texts[0]; i++) {
-            int32_t *ids;
-            size_t n;
-            lmp_error err = {0};
-            CHECK(lmp_tokenizer_encode(t, texts[i], strlen(texts[i]), 1, &ids, &n, &err) == LMP_OK);
-            for (size_t j = 1; j < n; j++) {
-                CHECKF(ids[j] > 2, "'%s' gave special token %d", texts[i], ids[j]);
-                unsigned byte;  // a byte token only for a byte of the text (not <0x41> for "<0x41>")
-                if (is_byte_name(v.tokens[ids[j]]) && sscanf(v.tokens[ids[j]], "<0x%2X>", &byte) == 1)
-                    CHECKF(strchr(texts[i], (int)byte) != NULL, "'%s' gave byte token %s", texts[i], v.tokens[ids[j]]);
-            }
-            char *d = lmp_tokenizer_decode(t, ids, n);
-            CHECKF(d && strcmp(d, texts[i]) == 0, "'%s' decodes to '%s'", texts[i], d ? d : "(null)");
-            lmp_free(d);
-            lmp_free(ids);
+    if (!is_lmp_source(src) && !test_file_exists(vocab_path(src))) SKIP("%s not found", vocab_path(src));
+    l2c_vocab v;
+    lmp_tokenizer *t = l2c_tokenizer(src, &v);
+    for (size_t i = 0; t && i < sizeof texts / sizeof texts[0]; i++) {
+        int32_t *ids;
+        size_t n;
+        lmp_error err = {0};
+        CHECK(lmp_tokenizer_encode(t, texts[i], strlen(texts[i]), 1, &ids, &n, &err) == LMP_OK);
+        for (size_t j = 1; j < n; j++) {
+            CHECKF(ids[j] > 2, "'%s' gave special token %d", texts[i], ids[j]);
+            unsigned byte;  // a byte token only for a byte of the text (not <0x41> for "<0x41>")
+            if (is_byte_name(v.tokens[ids[j]]) && sscanf(v.tokens[ids[j]], "<0x%2X>", &byte) == 1)
+                CHECKF(strchr(texts[i], (int)byte) != NULL, "'%s' gave byte token %s", texts[i], v.tokens[ids[j]]);
         }
-        lmp_tokenizer_free(t);
-        l2c_free(&v);
+        char *d = lmp_tokenizer_decode(t, ids, n);
+        CHECKF(d && strcmp(d, texts[i]) == 0, "'%s' decodes to '%s'", texts[i], d ? d : "(null)");
+        lmp_free(d);
+        lmp_free(ids);
     }
+    lmp_tokenizer_free(t);
+    l2c_free(&v);
+}
+
+static void test_llama_literal_specials_tok512(void) { run_llama_literal_specials(TOK512); }
+static void test_llama_literal_specials_llama2(void) {
+    run_llama_literal_specials("models/llama2-tokenizer/tokenizer.bin");
 }
 
 static void test_llama_wikitext_speed(void) {
@@ -1242,7 +1297,8 @@ int main(void) {
     RUN(test_llama_random_tok512);
     RUN(test_llama_random_llama2);
     RUN(test_llama_pieces);
-    RUN(test_llama_literal_specials);
+    RUN(test_llama_literal_specials_tok512);
+    RUN(test_llama_literal_specials_llama2);
     RUN(test_llama_wikitext_speed);
     RUN(test_bpe_shakespeare_fixture);
     RUN(test_bpe_random_words);

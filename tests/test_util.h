@@ -112,6 +112,12 @@ static inline int test_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
+// The model the project ships (a student distilled from stories260K, scripts/make-default-model.sh) and its texts,
+// relative to the repository root (where the tests run). Committed: a test that needs a real small model, its
+// tokenizer and text uses them and treats their absence as a failure, not a skip.
+#define TEST_DEFAULT_MODEL "models/default.lmp"
+#define TEST_DEFAULT_EVAL "models/default-eval.txt"    // held-out stories
+#define TEST_DEFAULT_CALIB "models/default-calib.txt"  // other stories: calibration and training
 // A fresh temporary directory for this process (created once, under $TMPDIR or /tmp).
 static inline const char *test_tmpdir(void) {
     static char dir[256];

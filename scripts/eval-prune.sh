@@ -21,7 +21,7 @@ O=build/prune-eval/$name
 mkdir -p "$O"
 case $name in
 stories260K)
-    "$L" import "$SHARED/models/stories260K/stories260K.bin" -o "$O/base.lmp" 2>/dev/null
+    "$L" import "$SHARED/models/stories260K/stories260K.bin" -f -o "$O/base.lmp" 2>/dev/null
     DATA=("$VALID"); CHUNKS=${CHUNKS:-0}; CALIB_TOKENS=${CALIB_TOKENS:-16384}
     RATIOS=(0.1 0.3); LAYERS=1 ;;
 smollm2)

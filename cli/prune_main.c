@@ -27,7 +27,7 @@ static const opt_row ROWS[] = {
     {"ratio", required_argument, 'r', "R", "fraction of non-embedding parameters to remove, in (0, 0.9] (required)"},
     {"targets", required_argument, 'T', "LIST", "comma-separated targets from the list below (default heads,ffn)"},
     {"score", required_argument, 's', "NAME", "how units are scored, from the list below (default magnitude)"},
-    {"calib", required_argument, 'c', "FILE", "calibration text (--score activation, the layers target)"},
+    {"calib", required_argument, 'c', "FILE", "calibration text (--score activation or taylor, the layers target)"},
     {"calib-tokens", required_argument, 'N', "N", "calibration tokens (default 128 sequences x min(context, 512))"},
     {"uniform", no_argument, 'u', NULL, "the same fraction of every layer (default: one ranking across layers)"},
     {"align", required_argument, 'a', "N", "FFN widths of pruned layers are multiples of N (default 32, q4/q8 block)"},
@@ -182,7 +182,7 @@ int cli_prune_main(int argc, char **argv) {
             break;
         case 's':
             if ((t = lmp_prune_score_from_name(optarg)) < 0)
-                return cli_usage_error("prune", "--score '%s': must be magnitude or activation", optarg);
+                return cli_usage_error("prune", "--score '%s': must be magnitude, activation or taylor", optarg);
             p.score = (lmp_prune_score)t;
             score_set = 1;
             break;
@@ -211,18 +211,18 @@ int cli_prune_main(int argc, char **argv) {
     const char *in = argv[optind];
     if (!structured) return cli_usage_error("prune", "only structured pruning is implemented: pass --structured");
     if (!have_ratio) return cli_usage_error("prune", "missing --ratio R");
-    if (p.score == LMP_PRUNE_SCORE_ACTIVATION && !p.calib_path)
-        return cli_usage_error("prune", "--score activation needs --calib FILE");
+    if ((p.score == LMP_PRUNE_SCORE_ACTIVATION || p.score == LMP_PRUNE_SCORE_TAYLOR) && !p.calib_path)
+        return cli_usage_error("prune", "--score %s needs --calib FILE", lmp_prune_score_names[p.score].name);
     if ((p.targets & LMP_PRUNE_LAYERS) && !p.calib_path)
         return cli_usage_error("prune", "the layers target needs --calib FILE (block influence)");
-    if (p.calib_path && p.score != LMP_PRUNE_SCORE_ACTIVATION && !(p.targets & LMP_PRUNE_LAYERS))
-        return cli_usage_error("prune", "--calib is only used by --score activation or the layers target");
+    if (p.calib_path && p.score == LMP_PRUNE_SCORE_MAGNITUDE && !(p.targets & LMP_PRUNE_LAYERS))
+        return cli_usage_error("prune", "--calib is only used by --score activation or taylor, or the layers target");
     if (p.calib_tokens && !p.calib_path) return cli_usage_error("prune", "--calib-tokens needs --calib FILE");
     if (p.uniform && (p.targets & LMP_PRUNE_LAYERS))
         return cli_usage_error("prune", "--uniform prunes the width of every layer; it does not combine with the layers target");
     if ((p.targets & LMP_PRUNE_LAYERS) && (p.targets & (LMP_PRUNE_HEADS | LMP_PRUNE_FFN)) &&
-        p.score != LMP_PRUNE_SCORE_ACTIVATION)
-        return cli_usage_error("prune", "ranking layers together with heads or ffn needs --score activation");
+        p.score == LMP_PRUNE_SCORE_MAGNITUDE)
+        return cli_usage_error("prune", "ranking layers together with heads or ffn needs --score activation or taylor");
     if (cli_check_input("prune", in)) return 1;
     if (p.calib_path && cli_check_input("prune", p.calib_path)) return 1;
     if (io.tokenizer_path && cli_check_input("prune", io.tokenizer_path)) return 1;

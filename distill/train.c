@@ -607,9 +607,11 @@ lmp_status lmp_train_grads_accumulate(const lmp_model *m, const int32_t *tokens,
     const size_t np = t->n_params;
     out->tensors = lmp_malloc((size_t)t->n_tensors * sizeof(lmp_train_tensor));
     out->data = lmp_calloc(np, sizeof(float));
-    float *w = mode == LMP_GRAD_ABS_WG ? lmp_malloc(np * sizeof(float)) : NULL;
-    float *g = mode == LMP_GRAD_ABS_WG ? lmp_malloc(np * sizeof(float)) : NULL;
-    if (!out->tensors || !out->data || (mode == LMP_GRAD_ABS_WG && (!w || !g))) {
+    // ABS_WG reads weights and gradients on the host: in place on a host-memory backend, else through copies.
+    const int copies = mode == LMP_GRAD_ABS_WG && !t->op->host_memory;
+    float *w = copies ? lmp_malloc(np * sizeof(float)) : NULL;
+    float *g = copies ? lmp_malloc(np * sizeof(float)) : NULL;
+    if (!out->tensors || !out->data || (copies && (!w || !g))) {
         st = lmp_err(err, LMP_E_NOMEM, "out of memory for %zu gradients", np);
         goto done;
     }
@@ -617,6 +619,7 @@ lmp_status lmp_train_grads_accumulate(const lmp_model *m, const int32_t *tokens,
     out->n_tensors = t->n_tensors;
     out->n_params = np;
     if (w) lmp_trainer_copy_out(t, 0, w);
+    const float *wh = copies ? w : t->params, *gh = copies ? g : t->grads;
     lmp_trainer_zero_grad(t);
     const lmp_loss_params lp = {0.0f, 1.0f, LMP_KD_FKL};
     double ce_sum = 0;
@@ -629,8 +632,8 @@ lmp_status lmp_train_grads_accumulate(const lmp_model *m, const int32_t *tokens,
         if ((st = grad_batch(t, nb, tokens + (size_t)s0 * seq_len, NULL, &lp, scale, &l, err))) goto done;
         ce_sum += l.ce * nb;
         if (mode == LMP_GRAD_ABS_WG) {
-            lmp_trainer_copy_out(t, 1, g);
-            for (size_t i = 0; i < np; i++) out->data[i] += fabsf(w[i] * g[i]);
+            if (copies) lmp_trainer_copy_out(t, 1, g);
+            for (size_t i = 0; i < np; i++) out->data[i] += fabsf(wh[i] * gh[i]);
         }
         if (progress) progress(progress_user, "gradients", s0 + nb, n_seq);
     }

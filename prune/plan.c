@@ -382,8 +382,10 @@ static void plan_global(planner *P, double target, lmp_prune_plan *plan) {
         for (int l = 0; l < L; l++) {
             if (!layer_open[l]) continue;
             // Layers alone: block influence (ShortGPT). Beside width units: relative change of the residual
-            // stream per parameter, the measure the width scores are in.
-            double key = width ? s->change[l] / (double)P->layer_left[l] : s->influence[l];
+            // stream per parameter, the measure the width scores are in. A score with its own block measure
+            // (Taylor) ranks by it, per parameter beside width units.
+            double lm = s->block ? s->block[l] : width ? s->change[l] : s->influence[l];
+            double key = width ? lm / (double)P->layer_left[l] : lm;
             if (key < best || (bi < 0 && bl < 0)) {
                 best = key;
                 bl = l;
@@ -517,7 +519,7 @@ lmp_status lmp_prune_plan_make(const lmp_model *m, const lmp_prune_scores *s, co
     if (o->align < 1) return lmp_err(err, LMP_E_ARG, "--align %d must be at least 1", o->align);
     if (o->uniform && (o->targets & LMP_PRUNE_LAYERS))
         return lmp_err(err, LMP_E_ARG, "--uniform prunes the width of every layer; it does not combine with the layers target");
-    if ((o->targets & LMP_PRUNE_LAYERS) && !(s->influence && s->change))
+    if ((o->targets & LMP_PRUNE_LAYERS) && !s->block && !(s->influence && s->change))
         return lmp_err(err, LMP_E_ARG, "the layers target needs block statistics from calibration text");
     planner P;
     lmp_status st = planner_init(&P, m, s, o, err);

@@ -12,12 +12,15 @@
 const lmp_prune_name lmp_prune_target_names[LMP_PRUNE_N_TARGETS] = {
     {"heads", "attention heads (GQA: the same number of query heads from every group, or whole groups)"},
     {"ffn", "FFN channels (rows of gate and up, the column of down); widths stay multiples of --align"},
-    {"layers", "whole blocks by block influence (ShortGPT; needs --calib); later blocks are renumbered"},
+    {"layers", "whole blocks by block influence (ShortGPT; --score taylor: the block's Taylor sum; needs --calib);\n"
+               "               later blocks are renumbered"},
 };
 
 const lmp_prune_name lmp_prune_score_names[LMP_PRUNE_SCORE_COUNT] = {
     {"magnitude", "weight norms of each unit's rows and columns (no data needed)"},
     {"activation", "mean |activation| of each channel / head output x norm of the weights reading it (needs --calib)"},
+    {"taylor", "sum of |w * dL/dw| over each unit's weights, L the calibration cross-entropy (needs --calib; memory:\n"
+               "               3 f32 copies of the model + activations of 4 sequences)"},
 };
 
 int lmp_prune_score_from_name(const char *name) {
@@ -89,15 +92,15 @@ static lmp_status check_params(const lmp_prune_params *p, lmp_error *err) {
     if (!p->targets || (p->targets & ~7u)) return lmp_err(err, LMP_E_ARG, "no valid pruning target");
     if ((unsigned)p->score >= LMP_PRUNE_SCORE_COUNT) return lmp_err(err, LMP_E_ARG, "unknown score %d", (int)p->score);
     if (p->align < 1 || p->align > 65536) return lmp_err(err, LMP_E_ARG, "--align %d must be in 1..65536", p->align);
-    if (p->score == LMP_PRUNE_SCORE_ACTIVATION && !p->calib_path)
-        return lmp_err(err, LMP_E_ARG, "--score activation needs calibration text (--calib FILE)");
+    if ((p->score == LMP_PRUNE_SCORE_ACTIVATION || p->score == LMP_PRUNE_SCORE_TAYLOR) && !p->calib_path)
+        return lmp_err(err, LMP_E_ARG, "--score %s needs calibration text (--calib FILE)", lmp_prune_score_names[p->score].name);
     if ((p->targets & LMP_PRUNE_LAYERS) && !p->calib_path)
         return lmp_err(err, LMP_E_ARG, "the layers target needs calibration text for block influence (--calib FILE)");
     if ((p->targets & LMP_PRUNE_LAYERS) && p->uniform)
         return lmp_err(err, LMP_E_ARG, "--uniform prunes the width of every layer; it does not combine with the layers target");
     if ((p->targets & LMP_PRUNE_LAYERS) && (p->targets & (LMP_PRUNE_HEADS | LMP_PRUNE_FFN)) &&
-        p->score != LMP_PRUNE_SCORE_ACTIVATION)
-        return lmp_err(err, LMP_E_ARG, "ranking layers together with heads or FFN channels needs --score activation");
+        p->score == LMP_PRUNE_SCORE_MAGNITUDE)
+        return lmp_err(err, LMP_E_ARG, "ranking layers together with heads or FFN channels needs --score activation or taylor");
     return LMP_OK;
 }
 
@@ -225,7 +228,14 @@ lmp_status lmp_prune(const char *in_path, const lmp_import_opts *io, const char 
     if (st) goto done;
     double ts = lmp_time_now();
     const int width = (p->targets & (LMP_PRUNE_HEADS | LMP_PRUNE_FFN)) != 0;
-    if (p->calib_path && (p->score == LMP_PRUNE_SCORE_ACTIVATION || (p->targets & LMP_PRUNE_LAYERS))) {
+    if (p->score == LMP_PRUNE_SCORE_TAYLOR) {  // width and layers by the Taylor sums
+        lmp_prune_calib_opts co = {p->calib_path, p->calib_tokens, p->calib_ctx, pool, p->progress, p->progress_user};
+        int ctx = p->calib_ctx > 0 ? p->calib_ctx : m->cfg.ctx < 512 ? m->cfg.ctx : 512;
+        warnf(p, "taylor score: gradients of all %lld parameters in f32, about %.0f MB beside the model",
+              (long long)m->n_params, lmp_prune_taylor_memory(m, ctx) / 1e6);
+        if ((st = lmp_prune_score_taylor(m, &co, &sc, err))) goto done;
+        s->calib_tokens_used = sc.calib_tokens;
+    } else if (p->calib_path && (p->score == LMP_PRUNE_SCORE_ACTIVATION || (p->targets & LMP_PRUNE_LAYERS))) {
         lmp_prune_calib_opts co = {p->calib_path, p->calib_tokens, p->calib_ctx, pool, p->progress, p->progress_user};
         lmp_prune_scores act;
         st = lmp_prune_score_activation(m, &co, width && p->score == LMP_PRUNE_SCORE_ACTIVATION, &act, err);

@@ -9,7 +9,9 @@
 //   layers  whole blocks, scored by block influence (1 - cosine between the block's input and output hidden
 //           states on calibration text, ShortGPT); the remaining blocks are renumbered.
 // Scores (prune/score.c): magnitude (weight norms, no data) and activation (mean |activation| of a channel or
-// of a head's output times the norm of the weights that read it, Wanda/Minitron). Planning (prune/plan.c):
+// of a head's output times the norm of the weights that read it, Wanda/Minitron); prune/score_taylor.c: taylor
+// (sum of |w * dL/dw| over the unit's weights, gradients of the calibration cross-entropy from the training
+// engine; it holds the f32 weights, gradients and scores of the whole model). Planning (prune/plan.c):
 // one ranking of every unit across layers (default) or the same fraction in every layer (uniform). Surgery
 // and the output with prune.* provenance (prune/surgery.c, docs/format.md).
 // It does not prune unstructured (scattered) weights and does not heal the pruned model (distillation).
@@ -36,6 +38,7 @@ enum {
 typedef enum lmp_prune_score {
     LMP_PRUNE_SCORE_MAGNITUDE = 0,
     LMP_PRUNE_SCORE_ACTIVATION = 1,
+    LMP_PRUNE_SCORE_TAYLOR = 2,
     LMP_PRUNE_SCORE_COUNT,
 } lmp_prune_score;
 
@@ -58,7 +61,7 @@ typedef struct lmp_prune_params {
     double ratio;                // fraction of non-embedding parameters to remove, in (0, 0.9]
     unsigned targets;            // LMP_PRUNE_* bits (default heads | ffn)
     lmp_prune_score score;
-    const char *calib_path;      // calibration text (activation score, layers target)
+    const char *calib_path;      // calibration text (activation and taylor scores, layers target)
     int64_t calib_tokens;        // <= 0: 128 sequences x calib_ctx
     int calib_ctx;               // <= 0: min(model context, 512)
     int uniform;                 // the same fraction of every layer's attention and FFN (not with layers)
@@ -71,7 +74,7 @@ typedef struct lmp_prune_params {
     const char *command_line;    // for provenance
     lmp_progress_fn progress;
     void *progress_user;
-    void (*warn)(void *user, const char *msg);  // notes (dequantized input, ratio off target)
+    void (*warn)(void *user, const char *msg);  // notes (dequantized input, ratio off target, taylor memory)
     void *warn_user;
 } lmp_prune_params;
 

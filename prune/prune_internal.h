@@ -21,6 +21,8 @@ typedef struct lmp_prune_scores {
                        //     activation score is already relative to each token's residual norm)
     double *influence; // (n_layers) block influence 1 - mean cos(x_in, x_out); NaN when not measured
     double *change;    // (n_layers) mean ||x_out - x_in|| / ||x_out||; NaN when not measured
+    double *block;     // (n_layers) a whole block's score in the units of the width scores (Taylor: the sum over all
+                       //     its parameters), which then ranks layers instead of influence / change; NULL if none
     int64_t calib_tokens;  // tokens the statistics came from (0: none)
 } lmp_prune_scores;
 
@@ -52,6 +54,17 @@ typedef struct lmp_prune_calib_opts {
 } lmp_prune_calib_opts;
 lmp_status lmp_prune_score_activation(lmp_model *m, const lmp_prune_calib_opts *o, int want_width,
                                       lmp_prune_scores *s, lmp_error *err);
+
+// First-order Taylor scores on calibration text: every unit's score is the sum over its weights w (the rows and
+// columns the magnitude score reads: query head = its attn_q rows and attn_output columns, KV head = its attn_k
+// and attn_v rows, channel = its gate and up rows and down column; block = all its parameters, norms included)
+// and over batches b of LMP_PRUNE_TAYLOR_BATCH calibration sequences of |w * dL_b/dw|, L_b the batch's mean
+// next-token cross-entropy (gradients from distill/train.h). scale is 1 (the scores are loss changes, comparable
+// across layers); influence and change are not measured. progress sees (done, total) sequences.
+#define LMP_PRUNE_TAYLOR_BATCH 4
+lmp_status lmp_prune_score_taylor(lmp_model *m, const lmp_prune_calib_opts *o, lmp_prune_scores *s, lmp_error *err);
+// Bytes the Taylor score needs beside the model for calibration sequences of seq_len tokens.
+uint64_t lmp_prune_taylor_memory(const lmp_model *m, int seq_len);
 
 // ---- plans ----
 

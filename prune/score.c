@@ -23,6 +23,7 @@ void lmp_prune_scores_free(lmp_prune_scores *s) {
     lmp_free(s->scale);
     lmp_free(s->influence);
     lmp_free(s->change);
+    lmp_free(s->block);
     memset(s, 0, sizeof *s);
 }
 

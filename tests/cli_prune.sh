@@ -33,17 +33,24 @@ ratio-abc|--ratio expects a number, got 'abc'|--ratio abc
 ratio-nan|--ratio expects a number, got 'nan'|--ratio nan
 target-unknown|--targets: unknown target 'neurons' \(heads, ffn, layers\)|--ratio 0.3 --targets heads,neurons
 target-empty|--targets: unknown target ''|--ratio 0.3 --targets ''
-score-unknown|--score 'taylor': must be magnitude or activation|--ratio 0.3 --score taylor
+score-unknown|--score 'fisher': must be magnitude, activation or taylor|--ratio 0.3 --score fisher
 activation-no-calib|--score activation needs --calib FILE|--ratio 0.3 --score activation
+taylor-no-calib|--score taylor needs --calib FILE|--ratio 0.3 --score taylor
+taylor-no-calib-layers|--score taylor needs --calib FILE|--ratio 0.3 --score taylor --targets layers
+taylor-calib-tokens-no-calib|--score taylor needs --calib FILE|--ratio 0.3 --score taylor --calib-tokens 64
 layers-no-calib|the layers target needs --calib FILE|--ratio 0.3 --targets layers
-calib-unused|--calib is only used by --score activation or the layers target|--ratio 0.3 --calib calib.txt
+calib-unused|--calib is only used by --score activation or taylor, or the layers target|--ratio 0.3 --calib calib.txt
 calib-tokens-no-calib|--calib-tokens needs --calib FILE|--ratio 0.3 --calib-tokens 64
 uniform-layers|--uniform .* does not combine with the layers target|--ratio 0.3 --uniform --targets layers --calib calib.txt
-layers-mixed-magnitude|ranking layers together with heads or ffn needs --score activation|--ratio 0.3 --targets heads,layers --calib calib.txt
+layers-mixed-magnitude|ranking layers together with heads or ffn needs --score activation or taylor|--ratio 0.3 --targets heads,layers --calib calib.txt
 unreachable-heads|--ratio 0.8 cannot be reached with targets heads: at most 0\.[0-9]+ of the non-embedding|--ratio 0.8 --targets heads
 unreachable-layers|--ratio 0.9 cannot be reached with targets layers: at most 0\.[0-9]+|--ratio 0.9 --targets layers --calib calib.txt --calib-tokens 128
 calib-short|calibration file 'short.txt' has [0-9]+ tokens, fewer than the 128 requested|--ratio 0.3 --score activation --calib short.txt --calib-tokens 64
 calib-short-default|calibration file 'short.txt' has [0-9]+ tokens, fewer than|--ratio 0.3 --targets layers --calib short.txt
+taylor-calib-short|calibration file 'short.txt' has [0-9]+ tokens, fewer than the 128 requested|--ratio 0.3 --score taylor --calib short.txt --calib-tokens 64
+taylor-calib-nonexistent|cannot open 'nope.txt'|--ratio 0.3 --score taylor --calib nope.txt
+taylor-unreachable|--ratio 0.9 cannot be reached with targets heads,ffn: at most 0\.[0-9]+|--ratio 0.9 --score taylor --calib calib.txt --calib-tokens 128
+taylor-output-is-calib|output 'calib.txt' is the calibration file|--ratio 0.3 --score taylor --calib calib.txt -o calib.txt
 calib-nonexistent|cannot open 'nope.txt'|--ratio 0.3 --score activation --calib nope.txt
 calib-directory|calibration file '\.' is not a regular file|--ratio 0.3 --score activation --calib . --calib-tokens 64
 align-0|--align 0 is out of range|--ratio 0.3 --align 0
@@ -62,14 +69,17 @@ xfail prune-nonexistent "cannot open 'nope.lmp'" prune nope.lmp --structured --r
 xfail prune-quantized "'q8.lmp' is quantized; prune the float model \(or use --allow-requantize" \
     prune q8.lmp --structured --ratio 0.3 -o x.lmp
 xfail prune-unknown-option "unknown option '--unstructured'" prune m.lmp --unstructured --ratio 0.3 -o x.lmp
+xfail prune-quantized-taylor "'q8.lmp' is quantized; prune the float model \(or use --allow-requantize" \
+    prune q8.lmp --structured --ratio 0.3 --score taylor --calib calib.txt --calib-tokens 128 -o x.lmp
+check prune-quantized-taylor-nothing [ ! -e x.lmp ]
 
 # ---- --help is generated from the tables ----
 if xok prune-help prune --help; then
     for w in --structured --ratio --targets --score --calib --calib-tokens --uniform --align --keep-layers \
-        --dry-run --allow-requantize heads ffn layers magnitude activation; do
+        --dry-run --allow-requantize heads ffn layers magnitude activation taylor; do
         check "prune-help-$w" grep -q -- "$w" .out
     done
-    check prune-help-no-taylor bash -c '! grep -qi taylor .out'
+    check prune-help-taylor-memory grep -qE "^ +taylor .*memory" .out
 fi
 
 # ---- --dry-run: the plan on stdout, nothing written ----
@@ -143,6 +153,32 @@ if xok prune-mixed prune m.lmp --structured --ratio 0.3 --targets heads,ffn,laye
     --calib-tokens 128 -q -o mix.lmp; then
     xok prune-mixed-run run mix.lmp -n 8 -q
 fi
+# The Taylor score: progress with ETA, the memory note, provenance; layers alone and mixed with width by it.
+before=$(md5sum m.lmp calib.txt)
+if xok prune-taylor prune m.lmp --structured --ratio 0.3 --score taylor --calib calib.txt --calib-tokens 256 -v -o t.lmp; then
+    check prune-taylor-progress grep -qE "^scoring: +[0-9.]+% \([0-9]+/[0-9]+\) .*ETA" .err
+    check prune-taylor-memory grep -qE "taylor score: gradients of all [0-9]+ parameters in f32, about [0-9]+ MB" .err
+    check prune-taylor-summary grep -q "^lmpress: pruned m.lmp -> t.lmp (score taylor, targets heads,ffn, global ranking)" .err
+    check prune-taylor-removed grep -qE "removed (28|29|30|31)\.[0-9]+%" .err
+    check prune-taylor-calib grep -q "^  calibration: 256 tokens of calib.txt" .err
+    xok prune-taylor-info info t.lmp
+    check prune-taylor-meta-score grep -qE '^  prune\.score +"taylor"$' .out
+    check prune-taylor-meta-tokens grep -qE '^  prune\.calib_tokens +256$' .out
+    xok prune-taylor-run run t.lmp -n 8 -q
+fi
+check prune-taylor-inputs-unchanged [ "$before" = "$(md5sum m.lmp calib.txt)" ]
+if xok prune-taylor-layers prune m.lmp --structured --ratio 0.3 --targets layers --score taylor --calib calib.txt \
+    --calib-tokens 128 -o tl.lmp; then
+    check prune-taylor-layers-removed grep -qE "^ +[0-9] +- +4->0 +2->0 +256->0 " .err
+    xok prune-taylor-layers-run run tl.lmp -n 8 -q
+fi
+xok prune-taylor-mixed prune m.lmp --structured --ratio 0.3 --targets heads,ffn,layers --score taylor --calib calib.txt \
+    --calib-tokens 128 -q -o tmix.lmp && xok prune-taylor-mixed-run run tmix.lmp -n 8 -q
+if xok prune-taylor-requantize prune q8.lmp --structured --ratio 0.3 --score taylor --calib calib.txt --calib-tokens 128 \
+    --allow-requantize -o trq.lmp; then
+    check prune-taylor-requantize-note grep -q "input is quantized: dequantized to f32 before pruning" .err
+fi
+
 if xok prune-keep prune m.lmp --structured --ratio 0.2 --keep-layers 0,2 --dry-run; then
     check prune-keep-0 grep -qE "^ +0 +0 +4->4 +2->2 +256->256 " .out
     check prune-keep-2 grep -qE "^ +2 +2 +4->4 +2->2 +256->256 " .out

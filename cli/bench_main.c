@@ -34,7 +34,8 @@ static const char *HELP =
 
 typedef struct bench_cfg {
     int np, nd, reps, threads, json;
-    const char *backend;
+    const char *backend;  // resolved: cpu or cuda
+    const char *device;   // as asked: cpu, cuda or auto (auto falls back to the CPU for a type CUDA lacks)
 } bench_cfg;
 
 // Parses "dim=4096,layers=32,..." into p; -1 after a usage error.
@@ -74,7 +75,7 @@ static int bench_one(const bench_cfg *bc, const char *label, lmp_model *m, int k
     lmp_session_opts so = {np + nd, np, bc->threads, bc->backend, NULL};
     int32_t *toks = lmp_malloc((size_t)(np + nd) * sizeof(int32_t));
     float *logits = lmp_malloc((size_t)m->cfg.vocab * sizeof(float));
-    if (!toks || !logits || lmp_session_new(m, &so, &s, &err)) {
+    if (!toks || !logits || cli_session_new("bench", m, &so, bc->device, &s, &err)) {
         if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "out of memory");
         rc = cli_fail(&err);
         goto done;
@@ -208,7 +209,7 @@ int cli_bench_main(int argc, char **argv) {
             rc = 1;
         }
     }
-    bench_cfg bc = {(int)n_prefill, (int)n_decode, (int)reps, (int)threads, json, "cpu"};
+    bench_cfg bc = {(int)n_prefill, (int)n_decode, (int)reps, (int)threads, json, "cpu", device};
     if (!rc) bc.backend = cli_resolve_device("bench", device);
     if (!rc && !strcmp(bc.backend, "cuda")) {  // refuse before the table starts
         lmp_backend *probe = NULL;

@@ -68,9 +68,9 @@ else
     done
     xok run-auto-gpu run m.lmp -n 4 --temp 0 -p the --device auto \
         && check run-auto-gpu-silent bash -c '! grep -q "device auto" "$0"' "$W/.err"
-    # a KV cache larger than any GPU: 20M positions x 2048 x 4 bytes = 164 GB for the keys of one layer
-    xok setup-huge synth --dim 2048 --layers 1 --heads 128 --kv-heads 128 --ffn 64 --vocab 64 --ctx 20000000 \
-        --tokenizer-from "$FIX/tiny.h5" -o huge.lmp
+    # a KV cache larger than the GPU: 2^20 positions x 2048 x 4 bytes x 2 = 17.2 GB a layer, 172 GB for 10
+    xok setup-huge synth --dim 2048 --layers 10 --heads 128 --kv-heads 128 --ffn 64 --vocab 64 --ctx 1048576 \
+        --type q8_0 -t 4 --tokenizer-from "$FIX/tiny.h5" -o huge.lmp
     xfail run-cuda-oom "CUDA device out of memory: KV cache.* needs [0-9]+ bytes.*[0-9]+ bytes .*free" \
         run huge.lmp -n 1 --device cuda
     rm -f huge.lmp

@@ -2,8 +2,9 @@
 // op on fresh random inputs through runtime/backend.h with tolerances derived from the number formats, the
 // fused sequences the CUDA backend makes (q/k/v in one launch, silu(gate) * up, residual adds), then whole
 // models: logits of a batch and of token-by-token decode (recorded and replayed steps) against the CPU for
-// stories260K in F32, q8_0 and q4_0, SmolLM2-135M when models/ has it, and a random GQA model with an
-// untied classifier and uneven layers; device-side evaluation statistics against the host formulas.
+// stories260K in F32, q8_0 and q4_0, a random model of SmolLM2-135M's shapes (q8_0 and q4_0), SmolLM2-135M
+// when models/ has it, and a random GQA model with an untied classifier and uneven layers; large uploads
+// (every row read back); device-side evaluation statistics against the host formulas.
 //
 // Skips everything (visibly) on a machine without a GPU or in a build without CUDA: CI compiles it only.
 #include <math.h>
@@ -453,7 +454,11 @@ static void compare_model(const char *label, lmp_model *m, int n, int quantized)
             // Both sides quantize activations to 8 bits; a float-order difference that moves a value across a
             // rounding boundary changes its code by one step, and a random network (the uneven model) amplifies
             // those steps more than a trained one (stories260K: ~1e-4 in decode, ~5e-3 through f16 batches).
-            CHECKF(rel < 2e-2 && agree >= n * 85 / 100, "%s %s: rms ratio %.2e, argmax %d/%d", label,
+            // Batches of a device run in f16 (activations not quantized to 8 bits as on the CPU), so they differ
+            // by the CPU's own activation rounding: on the random models 1.5-2.2e-2 (run 8), decode 1e-3-1.4e-2.
+            // Faults give far more (racing uploads, run 8: NaN, 0.69).
+            const double lim = mode ? 3e-2 : 5e-2;
+            CHECKF(rel < lim && agree >= n * 85 / 100, "%s %s: rms ratio %.2e, argmax %d/%d", label,
                    mode ? "decode" : "batch", rel, agree, n);
         } else {
             // 16-bit rounding of the batched path's F16/BF16 weights never applies to F32 models
@@ -526,6 +531,8 @@ static void test_stories260k(void) {
 static void test_smollm2(void) {
     if (!g_gpu) SKIP("%s", g_why);
     const char *paths[] = {"models/smollm2-135m-f32.lmp", "models/smollm2-135m-q4_1.lmp"};
+    if (!test_file_exists(paths[0]) && !test_file_exists(paths[1]))
+        SKIP("%s and %s not found (scripts/get-models.sh)", paths[0], paths[1]);
     for (int i = 0; i < 2; i++) {
         if (!test_file_exists(paths[i])) {
             fprintf(stderr, "SKIP %s: %s not found (scripts/get-models.sh)\n", tu_case, paths[i]);

@@ -34,8 +34,26 @@ static const char *HELP =
 
 typedef struct bench_cfg {
     int np, nd, reps, threads, json;
-    const char *backend;
+    const char *backend;  // resolved: cpu or cuda
+    const char *device;   // as asked: cpu, cuda or auto (auto falls back to the CPU for a type CUDA lacks)
+    int nth;              // CPU threads (for the header)
+    int header_done;      // the header goes out with the first row: a refused first model leaves stdout empty
 } bench_cfg;
+
+static void print_header(bench_cfg *bc) {
+    if (bc->header_done) return;
+    bc->header_done = 1;
+    if (bc->json) {
+        printf("{\"threads\": %d, \"device\": \"%s\", \"models\": [", bc->nth, bc->backend);
+        return;
+    }
+    if (!strcmp(bc->backend, "cuda"))
+        printf("GPU read bandwidth measured before each repetition (best of %d per model), CUDA backend\n\n", bc->reps);
+    else printf("read bandwidth measured before each repetition (best of %d per model), %d threads\n\n", bc->reps, bc->nth);
+    printf("| %-28s | %10s | %12s | %11s | %7s | %10s | %10s | %7s |\n"
+           "|------------------------------|-----------:|-------------:|------------:|--------:|-----------:|-----------:|--------:|\n",
+           "model", "MB/token", "prefill t/s", "decode t/s", "GB/s", "roofline", "ms/token", "% roof");
+}
 
 // Parses "dim=4096,layers=32,..." into p; -1 after a usage error.
 static int parse_shape(const char *spec, lmp_synth_params *p) {
@@ -63,7 +81,7 @@ static int parse_shape(const char *spec, lmp_synth_params *p) {
 }
 
 // One table row (or JSON object) for model m; returns the exit status.
-static int bench_one(const bench_cfg *bc, const char *label, lmp_model *m, int k) {
+static int bench_one(bench_cfg *bc, const char *label, lmp_model *m, int k) {
     lmp_error err = {0};
     lmp_session *s = NULL;
     int np = bc->np, nd = bc->nd, rc = 0;
@@ -74,7 +92,7 @@ static int bench_one(const bench_cfg *bc, const char *label, lmp_model *m, int k
     lmp_session_opts so = {np + nd, np, bc->threads, bc->backend, NULL};
     int32_t *toks = lmp_malloc((size_t)(np + nd) * sizeof(int32_t));
     float *logits = lmp_malloc((size_t)m->cfg.vocab * sizeof(float));
-    if (!toks || !logits || lmp_session_new(m, &so, &s, &err)) {
+    if (!toks || !logits || cli_session_new("bench", m, &so, bc->device, &s, &err)) {
         if (!err.msg[0]) snprintf(err.msg, sizeof err.msg, "out of memory");
         rc = cli_fail(&err);
         goto done;
@@ -115,6 +133,7 @@ static int bench_one(const bench_cfg *bc, const char *label, lmp_model *m, int k
         double ptps = np / best_p, dtps = nd / best_d;
         uint64_t mw = 0, mk = 0, mo = 0;
         if (be->ops->memory_used) be->ops->memory_used(be, &mw, &mk, &mo);
+        print_header(bc);
         if (bc->json) {
             printf("%s\n  {\"path\": ", k ? "," : "");
             cli_json_string(stdout, label);
@@ -208,7 +227,7 @@ int cli_bench_main(int argc, char **argv) {
             rc = 1;
         }
     }
-    bench_cfg bc = {(int)n_prefill, (int)n_decode, (int)reps, (int)threads, json, "cpu"};
+    bench_cfg bc = {(int)n_prefill, (int)n_decode, (int)reps, (int)threads, json, "cpu", device, 0, 0};
     if (!rc) bc.backend = cli_resolve_device("bench", device);
     if (!rc && !strcmp(bc.backend, "cuda")) {  // refuse before the table starts
         lmp_backend *probe = NULL;
@@ -231,16 +250,7 @@ int cli_bench_main(int argc, char **argv) {
     // within a minute, and a ratio is only meaningful between numbers taken side by side.
     int nth = lmp_pool_size(pool);
     lmp_pool_free(pool);
-    const int cuda = !strcmp(bc.backend, "cuda");
-    if (json) printf("{\"threads\": %d, \"device\": \"%s\", \"models\": [", nth, bc.backend);
-    else
-    {
-        if (cuda) printf("GPU read bandwidth measured before each repetition (best of %lld per model), CUDA backend\n\n", reps);
-        else printf("read bandwidth measured before each repetition (best of %lld per model), %d threads\n\n", reps, nth);
-        printf("| %-28s | %10s | %12s | %11s | %7s | %10s | %10s | %7s |\n"
-               "|------------------------------|-----------:|-------------:|------------:|--------:|-----------:|-----------:|--------:|\n",
-               "model", "MB/token", "prefill t/s", "decode t/s", "GB/s", "roofline", "ms/token", "% roof");
-    }
+    bc.nth = nth;
     int row = 0;
     for (int k = 0; k < n && !rc; k++) rc = bench_one(&bc, argv[optind + k], models[k], row++);
     for (int t = 0; t < n_st && !rc; t++) {
@@ -269,6 +279,6 @@ int cli_bench_main(int argc, char **argv) {
     }
     for (int k = 0; k < n; k++) lmp_model_free(models[k]);
     lmp_free(models);
-    if (json) printf("\n]}\n");
+    if (json && bc.header_done) printf("\n]}\n");
     return rc;
 }

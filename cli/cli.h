@@ -59,6 +59,8 @@ int cli_parse_device(const char *cmd, const char *s, const char **out);
 // The backend for device: "auto" becomes "cuda" when a CUDA backend can start here (a CUDA build and a
 // GPU), otherwise "cpu" with one line on stderr saying why; "cpu" and "cuda" stay as they are.
 const char *cli_resolve_device(const char *cmd, const char *device);
+// One stderr line (unless -q): --device auto runs on the CPU, and why (the CUDA backend's message).
+void cli_auto_fallback_note(const char *cmd, const char *why);
 // lmp_session_new on so->backend; when device was "auto" and the CUDA session is refused as unsupported
 // (a weight type without a CUDA kernel), says so on stderr and runs on the CPU instead.
 lmp_status cli_session_new(const char *cmd, lmp_model *m, lmp_session_opts *so, const char *device,

@@ -290,6 +290,15 @@ int cli_parse_device(const char *cmd, const char *s, const char **out) {
     return -1;
 }
 
+void cli_auto_fallback_note(const char *cmd, const char *why) {
+    if (cli_verbosity < 1) return;
+    // the backend's advice to pass --device cpu is what auto does by itself
+    const char *tail = "; use --device cpu";
+    size_t n = strlen(why), t = strlen(tail);
+    if (n >= t && !strcmp(why + n - t, tail)) n -= t;
+    fprintf(stderr, "lmpress %s: --device auto: %.*s; running on the CPU\n", cmd, (int)n, why);
+}
+
 const char *cli_resolve_device(const char *cmd, const char *device) {
     if (!device || strcmp(device, "auto") != 0) return device ? device : "cpu";
     lmp_backend *b = NULL;
@@ -298,7 +307,7 @@ const char *cli_resolve_device(const char *cmd, const char *device) {
         lmp_backend_free(b);
         return "cuda";
     }
-    if (cli_verbosity > 0) fprintf(stderr, "lmpress %s: --device auto: %s; running on the CPU\n", cmd, err.msg);
+    cli_auto_fallback_note(cmd, err.msg);
     return "cpu";
 }
 
@@ -306,7 +315,7 @@ lmp_status cli_session_new(const char *cmd, lmp_model *m, lmp_session_opts *so, 
                            lmp_session **out, lmp_error *err) {
     lmp_status st = lmp_session_new(m, so, out, err);
     if (st == LMP_E_UNSUPPORTED && device && !strcmp(device, "auto") && so->backend && !strcmp(so->backend, "cuda")) {
-        if (cli_verbosity > 0) fprintf(stderr, "lmpress %s: --device auto: %s; running on the CPU\n", cmd, err->msg);
+        cli_auto_fallback_note(cmd, err->msg);
         so->backend = "cpu";
         st = lmp_session_new(m, so, out, err);
     }

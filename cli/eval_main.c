@@ -142,7 +142,7 @@ int cli_eval_main(int argc, char **argv) {
     pp.backend = cli_resolve_device("eval-ppl", device);
     lmp_status st = lmp_eval_ppl(models, n, &pp, res, &err);
     if (st == LMP_E_UNSUPPORTED && !strcmp(device, "auto") && !strcmp(pp.backend, "cuda")) {
-        if (cli_verbosity > 0) fprintf(stderr, "lmpress eval-ppl: --device auto: %s; running on the CPU\n", err.msg);
+        cli_auto_fallback_note("eval-ppl", err.msg);
         pp.backend = "cpu";
         st = lmp_eval_ppl(models, n, &pp, res, &err);
     }

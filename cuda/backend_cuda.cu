@@ -329,6 +329,16 @@ static void cuda_to_host(lmp_backend *b, void *dst, const void *src, size_t byte
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
     if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA copy to host: %s", cudaGetErrorString(e));
 }
+// Host to device on the backend's stream, waited for (the source may be reused as soon as this returns).
+// Never cudaMemcpy: it runs on the legacy default stream, which the backend's non-blocking stream does not
+// wait for, and from pageable memory it returns before the copy has landed, so a kernel queued on the
+// backend's stream right after it could read the destination before it was written (the repack of
+// quantized weights did: SmolLM2's quantized files were wrong on CUDA).
+static cudaError_t h2d(cuda_ctx *c, void *dst, const void *src, size_t bytes) {
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
+    return e;
+}
 static void cuda_from_host(lmp_backend *b, void *dst, const void *src, size_t bytes) {
     cuda_ctx *c = ctx_of(b);
     flush(c);
@@ -338,15 +348,13 @@ static void cuda_from_host(lmp_backend *b, void *dst, const void *src, size_t by
         c->rec_failed = 1;
         return;
     }
-    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    cudaError_t e = h2d(c, dst, src, bytes);
     if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA copy from host: %s", cudaGetErrorString(e));
 }
 
 static int cuda_supports_op(lmp_backend *b, lmp_op op, lmp_dtype t) {
-    if (op == LMP_OP_MATMUL || op == LMP_OP_GET_ROWS) {
-        const lmp_type_traits *tr = lmp_type_get(t);
-        return tr && tr->storable && (unsigned)t < (unsigned)LMP_DTYPE_COUNT;
-    }
+    (void)b;
+    if (op == LMP_OP_MATMUL || op == LMP_OP_GET_ROWS) return lmp_cuda_type_has_kernel(t);
     return op >= 0 && op < LMP_OP_COUNT;
 }
 
@@ -383,7 +391,7 @@ static lmp_status cuda_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *e
     if (c->err_st) return lmp_err(err, c->err_st, "%s", c->err_msg);
     if (w->dev) cuda_release_weight(b, w);
     const lmp_type_traits *tr = lmp_type_get(w->type);
-    if (!tr || !tr->storable)
+    if (!tr || !tr->storable || !lmp_cuda_type_has_kernel(w->type))
         return lmp_err(err, LMP_E_UNSUPPORTED, "CUDA backend: no kernel for type %s (%s)", lmp_type_name(w->type),
                        w->name ? w->name : "?");
     if (w->cols % tr->block_size || w->row_bytes != lmp_type_row_size(w->type, w->cols))
@@ -412,7 +420,7 @@ static lmp_status cuda_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *e
     lmp_cuda_mat_carve(&cw->m, w->type, w->rows, w->cols, cw->base);
     cudaError_t e = cudaSuccess;
     if (!tr->is_quantized) {
-        e = cudaMemcpy(cw->base, w->data, (size_t)w->rows * w->row_bytes, cudaMemcpyHostToDevice);
+        e = h2d(c, cw->base, w->data, (size_t)w->rows * w->row_bytes);
     } else {
         // staging of at most 64 MiB (whole rows)
         int64_t chunk = (int64_t)((64u << 20) / w->row_bytes);
@@ -424,8 +432,9 @@ static lmp_status cuda_upload_weight(lmp_backend *b, lmp_weight *w, lmp_error *e
         size_t qrow = w->type == LMP_DTYPE_Q8_0 ? (size_t)w->cols : (size_t)w->cols / 2;
         for (int64_t r0 = 0; r0 < w->rows && e == cudaSuccess; r0 += chunk) {
             const int64_t nr = w->rows - r0 < chunk ? w->rows - r0 : chunk;
-            e = cudaMemcpy(stage, (const char *)w->data + (size_t)r0 * w->row_bytes, (size_t)nr * w->row_bytes,
-                           cudaMemcpyHostToDevice);
+            // on the stream of the repack kernel, which therefore reads the staged rows only once they landed
+            e = cudaMemcpyAsync(stage, (const char *)w->data + (size_t)r0 * w->row_bytes, (size_t)nr * w->row_bytes,
+                                cudaMemcpyHostToDevice, c->st);
             if (e != cudaSuccess) break;
             const unsigned grid = (unsigned)((nr * nbr + 255) / 256);
             uint8_t *q = (uint8_t *)cw->m.q + (size_t)r0 * qrow;

@@ -6,7 +6,8 @@
 #                                    kernel tests and kernel benchmark into build-dev/ (git-ignored),
 #                                    since the GPU machine has no OpenBLAS/HDF5 development packages
 #                                    and no network; with nvcc present also the CUDA kernel lab
-#                                    (build-dev/lab) and the CUDA build of lmpress and its tests.
+#                                    (build-dev/lab) and the CUDA build of lmpress and its tests;
+#                                    cut_layers (cuda/lab/cut_layers.c) cuts a model to its first blocks.
 #   scripts/gpu-check.sh [PART...]   there, with build-dev carried. Parts (default: cpu lab):
 #                                    cpu   the CPU kernel tests (every SIMD table, AVX-512 + VNNI included,
 #                                          against the scalar reference) and kernel benchmark
@@ -24,12 +25,13 @@ DEV=build-dev
 NVCC=${NVCC:-nvcc}
 if [ "${1:-}" = --prepare ]; then
     set -e
-    make -j"$(nproc)" build/liblmpress.a >/dev/null
+    # the fully static CPU binaries link a library without the CUDA backend (build-cpu/, CUDA=0)
+    make -j"$(nproc)" BUILD=build-cpu CUDA=0 build-cpu/liblmpress.a >/dev/null
     mkdir -p "$DEV"
     BLAS=$(pkg-config --variable=libdir openblas 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/openblas-pthread)
     HDF5=/usr/lib/x86_64-linux-gnu/hdf5/serial  # test_kquant links GPTQ, whose pass reaches the importers
-    for t in tests/test_kernels.c tests/test_quant.c tests/test_kquant.c bench/bench_kernels.c; do
-        gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build/liblmpress.a \
+    for t in tests/test_kernels.c tests/test_quant.c tests/test_kquant.c bench/bench_kernels.c cuda/lab/cut_layers.c; do
+        gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. "$t" build-cpu/liblmpress.a \
             -static -L"$BLAS" -lopenblas -L"$HDF5" -lhdf5 -lsz -laec -ldl -lz -lm -o "$DEV/$(basename "$t" .c)"
     done
     if command -v "$NVCC" >/dev/null 2>&1; then
@@ -97,6 +99,10 @@ for part in $PARTS; do
         SHARED=${SHARED:-shared} timeout 240 "$DEV/test_cuda" >"$OUTDIR/test_cuda.txt" 2>&1 || fail=1
         grep -E "FAIL|SKIP|rms\(diff\)|eval-ppl model|passed" "$OUTDIR/test_cuda.txt" | tail -40
         summary+=("test_cuda: $(tail -1 "$OUTDIR/test_cuda.txt")")
+        echo "== --device on the command line with a GPU (tests/cli_device.sh)"
+        LMPRESS="$DEV/lmpress" SHARED=${SHARED:-shared} bash tests/cli_device.sh >"$OUTDIR/cli_device.txt" 2>&1 || fail=1
+        grep -E "FAIL|SKIP|passed" "$OUTDIR/cli_device.txt"
+        summary+=("cli_device: $(tail -1 "$OUTDIR/cli_device.txt")")
         ;;
     bench7b)
         echo "== synthetic Llama-2-7B shape: decode and prefill, F16 / q8_0 / q4_0 (built in memory on all cores)"
@@ -114,12 +120,15 @@ for part in $PARTS; do
         # SmolLM2-135M: the q4_1 file (all that fits the transfer limit) dequantized to f32 as the base, and
         # q8_0 / q4_0 re-quantized from that; CUDA against the CPU on the first chunks of WikiText-2 test,
         # then the whole of it on CUDA (timed).
+        # EVAL_BASE: the file in $M to start from (default the q4_1 file; a cut of it by build-dev/cut_layers
+        # when the whole one does not fit the transfer)
         M=${EVAL_MODELS:-/tmp/lmp-models}
+        B=${EVAL_BASE:-smollm2-135m-q4_1.lmp}
         W=${SHARED:-shared}/data/wikitext-2-raw/wiki.test.raw
-        echo "== eval-ppl SmolLM2-135M (from $M)"
+        echo "== eval-ppl SmolLM2-135M (from $M/$B)"
         L="$DEV/lmpress"
         rm -f "$M"/sm-f32.lmp "$M"/sm-q8_0.lmp "$M"/sm-q4_0.lmp
-        $L quantize "$M/smollm2-135m-q4_1.lmp" --allow-requantize --tensor-type '.*=f32' --embed-type f32 \
+        $L quantize "$M/$B" --allow-requantize --tensor-type '.*=f32' --embed-type f32 \
             --output-type f32 -o "$M/sm-f32.lmp" -q || fail=1
         $L quantize "$M/sm-f32.lmp" --bits 8 -o "$M/sm-q8_0.lmp" -q || fail=1
         $L quantize "$M/sm-f32.lmp" --bits 4 -o "$M/sm-q4_0.lmp" -q || fail=1
@@ -136,7 +145,7 @@ for part in $PARTS; do
                 | grep -E "^\| sm" | tee -a "$OUTDIR/eval_diag.txt"
         done
         echo "-- test_cuda with the SmolLM2 files (f32 = the dequantized q4_1, and the q4_1 file)"
-        mkdir -p models && ln -sf "$M/sm-f32.lmp" models/smollm2-135m-f32.lmp && ln -sf "$M/smollm2-135m-q4_1.lmp" models/smollm2-135m-q4_1.lmp
+        mkdir -p models && ln -sf "$M/sm-f32.lmp" models/smollm2-135m-f32.lmp && ln -sf "$M/$B" models/smollm2-135m-q4_1.lmp
         SHARED=${SHARED:-shared} timeout 200 "$DEV/test_cuda" 2>&1 | grep -E "smollm2|FAIL|passed" | tee "$OUTDIR/test_cuda_smollm2.txt"
         if [ "${EVAL_FULL:-1}" = 1 ]; then
             te=$(date +%s.%N)

@@ -2,8 +2,9 @@
 // op on fresh random inputs through runtime/backend.h with tolerances derived from the number formats, the
 // fused sequences the CUDA backend makes (q/k/v in one launch, silu(gate) * up, residual adds), then whole
 // models: logits of a batch and of token-by-token decode (recorded and replayed steps) against the CPU for
-// stories260K in F32, q8_0 and q4_0, SmolLM2-135M when models/ has it, and a random GQA model with an
-// untied classifier and uneven layers; device-side evaluation statistics against the host formulas.
+// stories260K in F32, q8_0 and q4_0, a random model of SmolLM2-135M's shapes (q8_0 and q4_0), SmolLM2-135M
+// when models/ has it, and a random GQA model with an untied classifier and uneven layers; large uploads
+// (every row read back); device-side evaluation statistics against the host formulas.
 //
 // Skips everything (visibly) on a machine without a GPU or in a build without CUDA: CI compiles it only.
 #include <math.h>
@@ -342,6 +343,66 @@ static void test_fused(void) {
     }
 }
 
+// Large weights as real models have them (SmolLM2's 49152 x 576 q8_0 embedding, a q4_0 matrix larger than the
+// 64 MiB staging buffer of the upload, so repacked in two chunks): every row read back through get_rows must
+// equal the CPU's dequantization bit for bit. Uploads that raced the repack kernel (a copy on the legacy
+// stream, the kernel on the backend's) left stale rows here.
+static void test_upload_large(void) {
+    if (!g_gpu) SKIP("%s", g_why);
+    struct { lmp_dtype t; int64_t rows, cols; } cases[] = {
+        {LMP_DTYPE_Q8_0, 49152, 576}, {LMP_DTYPE_Q4_1, 49152, 576}, {LMP_DTYPE_F16, 49152, 576},
+        {LMP_DTYPE_Q4_0, 30000, 4096},  // 69 MB of q4_0: two staging chunks
+    };
+    lmp_error err = {0};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const lmp_dtype t = cases[ci].t;
+        const int64_t rows = cases[ci].rows, cols = cases[ci].cols;
+        const lmp_type_traits *tr = lmp_type_get(t);
+        lmp_weight w = {0};
+        w.name = "large";
+        w.type = t;
+        w.rows = rows;
+        w.cols = cols;
+        w.row_bytes = lmp_type_row_size(t, cols);
+        uint8_t *data = malloc((size_t)rows * w.row_bytes);
+        float *f = malloc((size_t)cols * sizeof(float));
+        for (int64_t r = 0; r < rows; r++) {  // distinct random rows (a stale row cannot pass for a fresh one)
+            fill(f, (size_t)cols, 0.05f + 0.01f * (float)(r % 7));
+            tr->from_float_ref(f, data + (size_t)r * w.row_bytes, cols);
+        }
+        w.data = data;
+        CHECKF(g_gpu->ops->upload_weight(g_gpu, &w, &err) == LMP_OK, "%s", err.msg);
+        enum { NB = 4096 };
+        int32_t *tok = malloc(NB * sizeof(int32_t));
+        float *yg = malloc((size_t)NB * cols * sizeof(float)), *yc = malloc((size_t)cols * sizeof(float));
+        float *d = g_gpu->ops->alloc(g_gpu, (size_t)NB * cols * sizeof(float));
+        int64_t bad = 0, first_bad = -1;
+        for (int64_t r0 = 0; r0 < rows && d; r0 += NB) {  // every row, last ones included
+            const int nb = (int)(rows - r0 < NB ? rows - r0 : NB);
+            for (int i = 0; i < nb; i++) tok[i] = (int32_t)(r0 + i);
+            g_gpu->ops->get_rows(g_gpu, d, &w, tok, nb);
+            down(yg, d, (size_t)nb * cols);
+            for (int i = 0; i < nb; i++) {
+                tr->to_float(data + (size_t)(r0 + i) * w.row_bytes, yc, cols);
+                if (memcmp(yc, yg + (size_t)i * cols, (size_t)cols * sizeof(float))) {
+                    if (first_bad < 0) first_bad = r0 + i;
+                    bad++;
+                }
+            }
+        }
+        CHECK(gpu_ok());
+        CHECKF(bad == 0, "%s %lld x %lld: %lld rows differ from the CPU's, first %lld", tr->name, (long long)rows,
+               (long long)cols, (long long)bad, (long long)first_bad);
+        g_gpu->ops->free(g_gpu, d);
+        g_gpu->ops->release_weight(g_gpu, &w);
+        free(tok);
+        free(yg);
+        free(yc);
+        free(f);
+        free(data);
+    }
+}
+
 // ---- whole models ----
 
 // Logits of a batch (all rows) and of token-by-token decode on both backends; quantized models are compared
@@ -393,7 +454,11 @@ static void compare_model(const char *label, lmp_model *m, int n, int quantized)
             // Both sides quantize activations to 8 bits; a float-order difference that moves a value across a
             // rounding boundary changes its code by one step, and a random network (the uneven model) amplifies
             // those steps more than a trained one (stories260K: ~1e-4 in decode, ~5e-3 through f16 batches).
-            CHECKF(rel < 2e-2 && agree >= n * 85 / 100, "%s %s: rms ratio %.2e, argmax %d/%d", label,
+            // Batches of a device run in f16 (activations not quantized to 8 bits as on the CPU), so they differ
+            // by the CPU's own activation rounding: on the random models 1.5-2.2e-2 (run 8), decode 1e-3-1.4e-2.
+            // Faults give far more (racing uploads, run 8: NaN, 0.69).
+            const double lim = mode ? 3e-2 : 5e-2;
+            CHECKF(rel < lim && agree >= n * 85 / 100, "%s %s: rms ratio %.2e, argmax %d/%d", label,
                    mode ? "decode" : "batch", rel, agree, n);
         } else {
             // 16-bit rounding of the batched path's F16/BF16 weights never applies to F32 models
@@ -466,6 +531,8 @@ static void test_stories260k(void) {
 static void test_smollm2(void) {
     if (!g_gpu) SKIP("%s", g_why);
     const char *paths[] = {"models/smollm2-135m-f32.lmp", "models/smollm2-135m-q4_1.lmp"};
+    if (!test_file_exists(paths[0]) && !test_file_exists(paths[1]))
+        SKIP("%s and %s not found (scripts/get-models.sh)", paths[0], paths[1]);
     for (int i = 0; i < 2; i++) {
         if (!test_file_exists(paths[i])) {
             fprintf(stderr, "SKIP %s: %s not found (scripts/get-models.sh)\n", tu_case, paths[i]);
@@ -493,6 +560,42 @@ static void test_smollm2(void) {
         }
         lmp_model_free(m);
     }
+}
+
+// A random model of SmolLM2-135M's shapes (dim 576, 9 heads of 64 in 3 KV groups, FFN 1536, the 49152-row
+// tied q8_0 embedding and classifier), fewer layers: what made SmolLM2's quantized files wrong on CUDA
+// without the 98 MB file. q8_0 as synth stores it, then every matrix (embedding and ffn_down included) q4_0.
+static void test_smollm2_shape(void) {
+    if (!g_gpu) SKIP("%s", g_why);
+    lmp_synth_params p = {0};
+    p.dim = 576;
+    p.n_layers = 4;
+    p.n_heads = 9;
+    p.n_kv_heads = 3;
+    p.ffn = 1536;
+    p.vocab = 49152;
+    p.ctx = 128;
+    p.tied = 1;
+    p.seed = test_rand_u64();
+    p.n_threads = 4;
+    p.type = LMP_DTYPE_Q8_0;
+    lmp_error err = {0};
+    lmp_builder *b = NULL;
+    lmp_file *f = NULL;
+    lmp_model *m = NULL;
+    CHECKF(lmp_synth_build(&p, &b, &err) == LMP_OK && lmp_builder_to_file(b, &f, &err) == LMP_OK, "%s", err.msg);
+    lmp_builder_free(b);
+    if (!f) return;
+    CHECKF(lmp_model_from_file(f, &m, &err) == LMP_OK, "%s", err.msg);
+    if (!m) return;
+    CHECK(m->tied && m->tok_embd.type == LMP_DTYPE_Q8_0 && m->layers[0].n_kv_heads == 3);
+    compare_model("SmolLM2-shaped q8_0", m, 40, 1);
+    size_t nb = 0;
+    void **bufs = quantize_model(m, LMP_DTYPE_Q4_0, &nb);
+    compare_model("SmolLM2-shaped q4_0", m, 40, 1);
+    lmp_model_free(m);
+    for (size_t k = 0; k < nb; k++) free(bufs[k]);
+    free(bufs);
 }
 
 // A random model with grouped KV heads, an untied classifier and layers of different head counts and
@@ -629,7 +732,9 @@ int main(void) {
     RUN(test_rope);
     RUN(test_attention);
     RUN(test_fused);
+    RUN(test_upload_large);
     RUN(test_stories260k);
+    RUN(test_smollm2_shape);
     RUN(test_smollm2);
     RUN(test_uneven_gqa);
     RUN(test_eval_ppl);

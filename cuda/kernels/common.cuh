@@ -105,6 +105,12 @@ static inline int lmp_cuda_type_is_q4(lmp_dtype t) {
     return t == LMP_DTYPE_Q4_0 || t == LMP_DTYPE_Q4_1 || t == LMP_DTYPE_Q4_0_G64 || t == LMP_DTYPE_Q4_0_G128 ||
            t == LMP_DTYPE_Q4_1_G64 || t == LMP_DTYPE_Q4_1_G128;
 }
+// 1 for the types that have CUDA kernels (matvec, batched product, embedding rows): the float types,
+// q8_0 and the q4 family; the super-block types (q4_K, q5_K, q6_K) and iq4_nl have none yet.
+static inline int lmp_cuda_type_has_kernel(lmp_dtype t) {
+    return t == LMP_DTYPE_F32 || t == LMP_DTYPE_F16 || t == LMP_DTYPE_BF16 || t == LMP_DTYPE_Q8_0 ||
+           lmp_cuda_type_is_q4(t);
+}
 // Bytes of the device copy of a (rows, cols) matrix of type t: codes, then scales, then minimums,
 // each part starting on a 16-byte boundary (lmp_cuda_mat_carve).
 static inline size_t lmp_cuda_align16(size_t n) { return (n + 15) & ~(size_t)15; }

@@ -11,7 +11,10 @@
 #include "cli/cli.h"
 #include "format/qtypes.h"
 #include "format/synth.h"
+#include "runtime/cpu_report.h"
+#include "runtime/kernels.h"
 #include "runtime/membw.h"
+#include "runtime/sgemm.h"
 #include "runtime/session.h"
 
 static const char *HELP =
@@ -20,6 +23,8 @@ static const char *HELP =
     "Measures the memory read bandwidth (the CPU's, or the GPU's with --device cuda), then for each model the\n"
     "prefill speed (one batch of --prefill tokens) and the decode speed (--decode single-token passes after\n"
     "that prompt), best of --reps, and prints decode against the roofline: bandwidth / weight bytes per token.\n"
+    "On the CPU it first prints the paths: CPU features, the kernel table of each weight type, and the f32\n"
+    "batched matmul (OpenBLAS sgemm or the project's tiles, measured once; LMP_F32_MATMUL=blas|tiles forces one).\n"
     "  --prefill N       prompt tokens (default 128)\n"
     "  --decode N        decode steps (default 64)\n"
     "  --reps N          repetitions, best is kept (default 3)\n"
@@ -38,15 +43,21 @@ typedef struct bench_cfg {
     const char *device;   // as asked: cpu, cuda or auto (auto falls back to the CPU for a type CUDA lacks)
     int nth;              // CPU threads (for the header)
     int header_done;      // the header goes out with the first row: a refused first model leaves stdout empty
+    const int *seen;      // [LMP_DTYPE_COUNT] types present, for the CPU paths line
 } bench_cfg;
+
+static void print_cpu_paths(const int *seen, int json);
 
 static void print_header(bench_cfg *bc) {
     if (bc->header_done) return;
     bc->header_done = 1;
     if (bc->json) {
-        printf("{\"threads\": %d, \"device\": \"%s\", \"models\": [", bc->nth, bc->backend);
+        printf("{\"threads\": %d, \"device\": \"%s\", ", bc->nth, bc->backend);
+        if (strcmp(bc->backend, "cuda")) print_cpu_paths(bc->seen, 1);
+        printf("\"models\": [");
         return;
     }
+    if (strcmp(bc->backend, "cuda")) print_cpu_paths(bc->seen, 0);
     if (!strcmp(bc->backend, "cuda"))
         printf("GPU read bandwidth measured before each repetition (best of %d per model), CUDA backend\n\n", bc->reps);
     else printf("read bandwidth measured before each repetition (best of %d per model), %d threads\n\n", bc->reps, bc->nth);
@@ -162,6 +173,51 @@ done:
     return rc;
 }
 
+// Marks in seen[] the types of m's matrices (the ones multiplied: the layers' seven and the output).
+static void mark_types(const lmp_model *m, int *seen) {
+    seen[m->output.type] = 1;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LMP_MAT_COUNT; k++) seen[lmp_layer_mat_c(&m->layers[l], k)->type] = 1;
+}
+
+// The CPU paths of this run (kernel table per type, the f32 batched choice, features, BLAS core), before
+// the table; in JSON as fields of the top object.
+static void print_cpu_paths(const int *seen, int json) {
+    char feat[256], sg[512], tp[256];
+    lmp_cpu_features(feat, sizeof feat);
+    lmp_cpu_sgemm_summary(sg, sizeof sg);
+    const lmp_sgemm_info *in = lmp_sgemm_choice();
+    if (json) {
+        printf("\"cpu_features\": ");
+        cli_json_string(stdout, feat);
+        printf(", \"kernel_table\": ");
+        cli_json_string(stdout, lmp_kernels_best()->isa);
+        printf(", \"f32_batched\": ");
+        cli_json_string(stdout, in->path);
+        printf(", \"f32_tiles_isa\": ");
+        cli_json_string(stdout, in->tiles_isa);
+        printf(", \"openblas_core\": ");
+        cli_json_string(stdout, in->blas_core);
+        printf(", \"openblas_correct\": %s, \"f32_tiles_gflops\": %.2f, \"f32_blas_gflops\": %.2f, \"paths\": {",
+               in->blas_correct ? "true" : "false", in->tiles_gflops, in->blas_gflops);
+        for (int t = 0, k = 0; t < LMP_DTYPE_COUNT; t++)
+            if (seen[t]) {
+                lmp_cpu_type_paths((lmp_dtype)t, tp, sizeof tp);
+                printf("%s\"%s\": ", k++ ? ", " : "", lmp_type_name((lmp_dtype)t));
+                cli_json_string(stdout, tp);
+            }
+        printf("}, ");
+        return;
+    }
+    printf("CPU features used: %s; kernel table %s\n", feat, lmp_kernels_best()->isa);
+    printf("f32 batched matmul: %s\n", sg);
+    for (int t = 0; t < LMP_DTYPE_COUNT; t++)
+        if (seen[t]) {
+            lmp_cpu_type_paths((lmp_dtype)t, tp, sizeof tp);
+            printf("  %-10s %s\n", lmp_type_name((lmp_dtype)t), tp);
+        }
+}
+
 int cli_bench_main(int argc, char **argv) {
     static const struct option opts[] = {{"prefill", required_argument, 0, 'p'}, {"decode", required_argument, 0, 'd'},
                                          {"reps", required_argument, 0, 'r'},    {"threads", required_argument, 0, 't'},
@@ -251,6 +307,10 @@ int cli_bench_main(int argc, char **argv) {
     int nth = lmp_pool_size(pool);
     lmp_pool_free(pool);
     bc.nth = nth;
+    int seen[LMP_DTYPE_COUNT] = {0};
+    for (int k = 0; k < n; k++) mark_types(models[k], seen);
+    for (int t = 0; t < n_st; t++) seen[stypes[t]] = 1;
+    bc.seen = seen;
     int row = 0;
     for (int k = 0; k < n && !rc; k++) rc = bench_one(&bc, argv[optind + k], models[k], row++);
     for (int t = 0; t < n_st && !rc; t++) {

@@ -15,6 +15,7 @@
 #include "distill/train_ops.h"
 #include "runtime/kernels.h"
 #include "runtime/refmath.h"
+#include "runtime/sgemm.h"
 #include "runtime/threadpool.h"
 
 #define MAX_THREADS 256
@@ -55,7 +56,7 @@ static void run(cpu_ctx *c, lmp_pool_fn fn, void *arg, double work) {
 // The same for ops made of sgemm calls: when OpenBLAS threads itself (the program did not call
 // lmp_cpu_blas_single_threaded, runtime/backend.h), one call on the whole range lets it use the cores.
 static void run_blas(cpu_ctx *c, lmp_pool_fn fn, void *arg, double work) {
-    if (openblas_get_num_threads() > 1) fn(arg, 0, 1);
+    if (lmp_sgemm_choice()->use_blas && openblas_get_num_threads() > 1) fn(arg, 0, 1);
     else run(c, fn, arg, work);
 }
 
@@ -189,12 +190,12 @@ static void matmul_fwd_worker(void *arg, int ith, int nth) {
     if (j->split_out) {
         lmp_split_range(j->out, ith, nth, 16, &a, &e);
         if (a < e)  // y[:, a:e] = x W[a:e]^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(e - a), j->in, 1.0f, j->x, j->in,
+            lmp_sgemm(0, 1, j->n, (int)(e - a), j->in, 1.0f, j->x, j->in,
                         j->W + (size_t)a * j->in, j->in, 0.0f, j->y + a, j->out);
     } else {
         lmp_split_range(j->n, ith, nth, 4, &a, &e);
         if (a < e)  // y[a:e] = x[a:e] W^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(e - a), j->out, j->in, 1.0f,
+            lmp_sgemm(0, 1, (int)(e - a), j->out, j->in, 1.0f,
                         j->x + (size_t)a * j->in, j->in, j->W, j->in, 0.0f, j->y + (size_t)a * j->out, j->out);
     }
 }
@@ -209,7 +210,7 @@ static void matmul_dx_worker(void *arg, int ith, int nth) {
     long long a, e;
     lmp_split_range(j->n, ith, nth, 4, &a, &e);
     if (a < e)  // dx[a:e] += dy[a:e] W
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(e - a), j->in, j->out, 1.0f,
+        lmp_sgemm(0, 0, (int)(e - a), j->in, j->out, 1.0f,
                     j->dy + (size_t)a * j->out, j->out, j->W, j->in, 1.0f, j->dx + (size_t)a * j->in, j->in);
 }
 
@@ -218,7 +219,7 @@ static void matmul_dw_worker(void *arg, int ith, int nth) {
     long long a, e;
     lmp_split_range(j->out, ith, nth, 16, &a, &e);
     if (a < e)  // dW[a:e] += dy[:, a:e]^T x
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(e - a), j->in, j->n, 1.0f, j->dy + a, j->out,
+        lmp_sgemm(1, 0, (int)(e - a), j->in, j->n, 1.0f, j->dy + a, j->out,
                     j->x, j->in, 1.0f, j->dW + (size_t)a * j->in, j->in);
 }
 
@@ -298,7 +299,7 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
         for (int i0 = 0; i0 < T; i0 += ATT_QB) {
             const int i1 = i0 + ATT_QB < T ? i0 + ATT_QB : T, qb = i1 - i0;
             float *S = P ? P + (size_t)i0 * T : tile;  // rows [i0, i1), stride T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, i1, hd, scale, Q + (size_t)i0 * qs, qs, K, ks,
+            lmp_sgemm(0, 1, qb, i1, hd, scale, Q + (size_t)i0 * qs, qs, K, ks,
                         0.0f, S, T);
             for (int r = 0; r < qb; r++) {
                 float *s = S + (size_t)r * T;
@@ -314,7 +315,7 @@ static void attn_fwd_worker(void *arg, int ith, int nth) {
                 }
                 for (int u = valid; u < i1; u++) s[u] = 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, i1, 1.0f, S, T, V, ks, 0.0f,
+            lmp_sgemm(0, 0, qb, hd, i1, 1.0f, S, T, V, ks, 0.0f,
                         O + (size_t)i0 * qs, qs);
         }
         if (P)  // the part above the last tile's keys, never written by a tile
@@ -369,7 +370,7 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
                     Pb = P + (size_t)i0 * T;
                     ldp = T;
                 } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, i1, hd, scale, Q + (size_t)i0 * qs, qs, K,
+                    lmp_sgemm(0, 1, qb, i1, hd, scale, Q + (size_t)i0 * qs, qs, K,
                                 ks, 0.0f, Pt, i1);
                     for (int r = 0; r < qb; r++) {
                         float *p = Pt + (size_t)r * i1;
@@ -381,7 +382,7 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
                     ldp = i1;
                 }
                 // dP(qb, i1) = dO[i0:i1] V[0:i1]^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, i1, hd, 1.0f, dO + (size_t)i0 * qs, qs, V,
+                lmp_sgemm(0, 1, qb, i1, hd, 1.0f, dO + (size_t)i0 * qs, qs, V,
                             ks, 0.0f, dS, i1);
                 for (int r = 0; r < qb; r++) {
                     float *ds = dS + (size_t)r * i1;
@@ -393,11 +394,11 @@ static void attn_bwd_worker(void *arg, int ith, int nth) {
                     for (int u = valid; u < i1; u++) ds[u] = 0.0f;
                 }
                 // dV[0:i1] += P^T dO;  dQ[i0:i1] += dS K[0:i1];  dK[0:i1] += dS^T Q[i0:i1]
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, qb, 1.0f, Pb, ldp, dO + (size_t)i0 * qs,
+                lmp_sgemm(1, 0, i1, hd, qb, 1.0f, Pb, ldp, dO + (size_t)i0 * qs,
                             qs, 1.0f, dV, ks);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, i1, 1.0f, dS, i1, K, ks, 1.0f,
+                lmp_sgemm(0, 0, qb, hd, i1, 1.0f, dS, i1, K, ks, 1.0f,
                             dQ + (size_t)i0 * qs, qs);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, qb, 1.0f, dS, i1, Q + (size_t)i0 * qs,
+                lmp_sgemm(1, 0, i1, hd, qb, 1.0f, dS, i1, Q + (size_t)i0 * qs,
                             qs, 1.0f, dK, ks);
             }
         }

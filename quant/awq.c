@@ -8,7 +8,6 @@
 // ffn_norm output), down (input: silu(gate) * up, folded into up's rows). The scaled matrices are
 // rounded to nearest (the reference quantizers); it does not combine AWQ with importance-weighted
 // rounding or GPTQ.
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +16,8 @@
 #include "quant/gptq.h"
 #include "format/qtypes.h"
 #include "quant/quant_internal.h"
+#include "runtime/sgemm.h"
+#include "runtime/threadpool.h"
 
 // The weight clipping search is on: on stories260K at 4 bits (q4_0, 16K calibration tokens, first 30
 // chunks of TinyStories valid) it takes AWQ's mean KLD from 0.0705 (scaling alone; RTN 0.0720) to 0.0544.
@@ -111,6 +112,33 @@ static lmp_status check_mats(const lmp_awq_mat *mats, int n, int64_t cols, lmp_e
     return LMP_OK;
 }
 
+// sum over rows [r0, r1) of D .* (D G): G (cols, cols) the full symmetric Gram matrix (runtime/calib.c fills
+// both triangles), one sgemm per thread's rows.
+typedef struct {
+    const float *D;
+    float *DG;
+    const float *G;
+    int64_t rows, cols;
+    double part[256];  // per thread
+} trace_job;
+
+static void trace_worker(void *arg, int ith, int nth) {
+    trace_job *t = arg;
+    long long r0, r1;
+    lmp_split_range(t->rows, ith, nth, 4, &r0, &r1);
+    double acc = 0.0;
+    if (r0 < r1) {
+        const float *D = t->D + (size_t)r0 * t->cols;
+        float *DG = t->DG + (size_t)r0 * t->cols;
+        // DG(r1 - r0, cols) = D(r1 - r0, cols) G(cols, cols)
+        lmp_sgemm(0, 0, (int)(r1 - r0), (int)t->cols, (int)t->cols, 1.0f, D, (int)t->cols, t->G, (int)t->cols, 0.0f, DG,
+                  (int)t->cols);
+        size_t nn = (size_t)(r1 - r0) * t->cols;
+        for (size_t i = 0; i < nn; i++) acc += (double)D[i] * DG[i];
+    }
+    t->part[ith] = acc;
+}
+
 static double group_loss(const lmp_awq_mat *mats, int n, int64_t cols, const float *G, const float *s, lmp_pool *pool,
                          loss_bufs *b) {
     double tot = 0.0;
@@ -120,13 +148,12 @@ static double group_loss(const lmp_awq_mat *mats, int n, int64_t cols, const flo
                       lmp_type_row_size(mats[k].type, cols), b->per_thread};
         if (pool) lmp_pool_run(pool, diff_worker, &j);
         else diff_worker(&j, 0, 1);
-        // tr(D G D^T) = sum(D .* (D G)); G is symmetric.
-        cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, (int)mats[k].rows, (int)cols, 1.0f, G, (int)cols, b->D,
-                    (int)cols, 0.0f, b->DG, (int)cols);
-        size_t nn = (size_t)mats[k].rows * cols;
-        double acc = 0.0;
-        for (size_t i = 0; i < nn; i++) acc += (double)b->D[i] * b->DG[i];
-        tot += acc;
+        // tr(D G D^T) = sum(D .* (D G)); rows split across threads, partial sums added in thread order.
+        trace_job t = {b->D, b->DG, G, mats[k].rows, cols, {0}};
+        int nth = pool && lmp_pool_size(pool) <= 256 ? lmp_pool_size(pool) : 1;
+        if (nth > 1) lmp_pool_run(pool, trace_worker, &t);
+        else trace_worker(&t, 0, 1);
+        for (int i = 0; i < nth; i++) tot += t.part[i];
     }
     return tot;
 }

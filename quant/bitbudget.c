@@ -23,6 +23,7 @@
 #include "quant/quant_internal.h"
 #include "runtime/refmath.h"
 #include "runtime/session.h"
+#include "runtime/sgemm.h"
 
 // Candidate types, cheapest first within the same size (q4_0, iq4_nl, q4_K: 4.5 bpw).
 static const lmp_dtype CAND[] = {LMP_DTYPE_Q4_0, LMP_DTYPE_IQ4_NL, LMP_DTYPE_Q4_K, LMP_DTYPE_Q4_1,
@@ -53,7 +54,7 @@ static void head_logp(const lmp_model *m, const float *h, int n, const float *C,
     const int dim = m->cfg.dim, V = m->cfg.vocab;
     for (int i = 0; i < n; i++)
         lmp_ref_rmsnorm(xn + (size_t)i * dim, h + (size_t)i * dim, (const float *)m->output_norm.data, dim, m->cfg.rms_eps);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, dim, 1.0f, xn, dim, C, dim, 0.0f, logp, V);
+    lmp_sgemm(0, 1, n, V, dim, 1.0f, xn, dim, C, dim, 0.0f, logp, V);
     for (int i = 0; i < n; i++) {
         float *r = logp + (size_t)i * V, mx = -INFINITY;
         for (int v = 0; v < V; v++) mx = fmaxf(mx, r[v]);

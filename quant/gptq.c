@@ -6,7 +6,6 @@
 // It does not choose types (quantize.c) and does not touch 1-D tensors, embeddings or the classifier
 // (the driver rounds those to nearest). Matrices whose planned type is not a quantized one (f16
 // overrides, row-length fallbacks) are left to the driver too.
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "quant/gptq.h"
 #include "format/qtypes.h"
 #include "quant/quant_internal.h"
+#include "runtime/sgemm.h"
 
 // LAPACK (OpenBLAS provides it): Cholesky factorisation and inverse from the factor. The trailing
 // length argument is Fortran's hidden CHARACTER length; passing it is harmless for implementations
@@ -139,7 +139,7 @@ static void static_params_worker(void *arg, int ith, int nth) {
 // Why per row: GPTQ's column sweep is independent across rows (each row only reads its own weights
 // and the shared factor U), so threads take row ranges and run the block's column loop with the
 // rank-1 updates restricted to the block; the trailing update of the columns after the block is one
-// sgemm for all rows afterwards (the "lazy batch" of the paper).
+// sgemm per thread's rows afterwards (the "lazy batch" of the paper, trailing_worker).
 static void block_worker(void *arg, int ith, int nth) {
     gptq_job *j = arg;
     const int G = j->f.G, kind = j->f.kind;
@@ -175,6 +175,18 @@ static void block_worker(void *arg, int ith, int nth) {
         }
         j->row_loss[r] += loss;
     }
+}
+
+// The lazy batch: W[:, i2:] -= E U[i1:i2, i2:], rows split across threads (one sgemm per slice).
+static void trailing_worker(void *arg, int ith, int nth) {
+    gptq_job *j = arg;
+    long long r0, r1;
+    lmp_split_range(j->rows, ith, nth, 4, &r0, &r1);
+    const int64_t rest = j->cols - j->i2, nb = j->i2 - j->i1;
+    if (r0 < r1 && rest > 0)  // W(r1 - r0, rest) -= E(r1 - r0, nb) U(nb, rest)
+        lmp_sgemm(0, 0, (int)(r1 - r0), (int)rest, (int)nb, -1.0f, j->E + (size_t)r0 * j->B, (int)j->B,
+                  j->U + (size_t)j->i1 * j->cols + j->i2, (int)j->cols, 1.0f, j->W + (size_t)r0 * j->cols + j->i2,
+                  (int)j->cols);
 }
 
 static void pack_worker(void *arg, int ith, int nth) {
@@ -351,10 +363,7 @@ lmp_status lmp_gptq_quantize_matrix(const float *W, int64_t rows, int64_t cols, 
         j.i1 = i1;
         j.i2 = i1 + j.B < cols ? i1 + j.B : cols;
         pool_run(pool, block_worker, &j);
-        int64_t rest = cols - j.i2, nb = j.i2 - i1;
-        if (rest > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb, -1.0f, j.E,
-                        (int)j.B, A + (size_t)i1 * cols + j.i2, (int)cols, 1.0f, j.W + j.i2, (int)cols);
+        if (j.i2 < cols) pool_run(pool, trailing_worker, &j);
     }
     for (int64_t r = 0; r < rows && f.kind != Q_BLOCK; r++)
         for (int64_t g = 0; g < j.n_groups; g++) {

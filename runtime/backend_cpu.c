@@ -1,8 +1,9 @@
 // backend_cpu.c - the CPU backend: every op of backend.h on host memory, threaded with lmp_pool.
 //
 // Matrix products go to the fastest kernel table for this CPU (quant/kernels.h): decode (one token)
-// splits the weight rows across threads; batches (prefill, evaluation, calibration) use OpenBLAS sgemm
-// for float32 weights (single-threaded OpenBLAS per slice, so one thread pool owns the cores) and the
+// splits the weight rows across threads; batches (prefill, evaluation, calibration) use lmp_sgemm (sgemm.h:
+// OpenBLAS or the project's tiles, whichever is faster on this machine, single-threaded per slice, so
+// one thread pool owns the cores) for float32 weights and the
 // tiled integer kernels for quantized weights, with activations quantized once per batch.
 // It does not know the model's structure (forward.c) and never allocates per token. Scratch buffers only
 // grow; when one cannot, the op records a sticky error (returned by synchronize) and does nothing.
@@ -17,6 +18,7 @@
 #include "runtime/backend.h"
 #include "runtime/kernels.h"
 #include "runtime/refmath.h"
+#include "runtime/sgemm.h"
 #include "runtime/threadpool.h"
 
 // OpenBLAS's own thread count (openblas_config.h is not on every include path).
@@ -174,8 +176,8 @@ static void sgemm_worker(void *arg, int ith, int nth) {
     if (r0 >= r1) return;
     const float *W = (const float *)j->w->data + (size_t)r0 * j->w->cols;
     // y(n, r0..r1) = x(n, cols) * W[r0..r1]^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(r1 - r0), (int)j->w->cols, 1.0f, j->x,
-                (int)j->w->cols, W, (int)j->w->cols, 0.0f, j->y + r0, (int)j->w->rows);
+    lmp_sgemm(0, 1, j->n, (int)(r1 - r0), (int)j->w->cols, 1.0f, j->x, (int)j->w->cols, W, (int)j->w->cols, 0.0f,
+              j->y + r0, (int)j->w->rows);
 }
 
 static void quantize_rows_worker(void *arg, int ith, int nth) {
@@ -203,7 +205,7 @@ static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const floa
         if (n <= 4) quantize_rows_worker(&j, 0, 1);
         else lmp_pool_run(c->pool, quantize_rows_worker, &j);
     }
-    if (n > 1 && w->type == LMP_DTYPE_F32 && openblas_get_num_threads() > 1) {
+    if (n > 1 && w->type == LMP_DTYPE_F32 && lmp_sgemm_choice()->use_blas && openblas_get_num_threads() > 1) {
         // OpenBLAS threads itself (the program did not call lmp_cpu_blas_single_threaded): one call.
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)w->rows, (int)w->cols, 1.0f, x, (int)w->cols,
                     (const float *)w->data, (int)w->cols, 0.0f, y, (int)w->rows);
@@ -278,8 +280,7 @@ static void attn_tile(attn_job *j, float *S, int h, int i0, int i1) {
     const float *Vh = j->v_cache + (size_t)(h / group) * hd;               // (len, hd), row stride kv_dim
     float *O = j->out + (size_t)i0 * q_dim + (size_t)h * hd;               // (qb, hd), row stride q_dim
     // S(qb, len) = Q K^T / sqrt(hd)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, len, hd, 1.0f / sqrtf((float)hd), Q, q_dim, Kh,
-                kv_dim, 0.0f, S, len);
+    lmp_sgemm(0, 1, qb, len, hd, 1.0f / sqrtf((float)hd), Q, q_dim, Kh, kv_dim, 0.0f, S, len);
     for (int r = 0; r < qb; r++) {
         float *s = S + (size_t)r * len;
         int valid = j->pos0 + i0 + r + 1;  // causal: keys [0, valid)
@@ -287,7 +288,7 @@ static void attn_tile(attn_job *j, float *S, int h, int i0, int i1) {
         for (int t = valid; t < len; t++) s[t] = 0.0f;
     }
     // O(qb, hd) = P(qb, len) V(len, hd)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, len, 1.0f, S, len, Vh, kv_dim, 0.0f, O, q_dim);
+    lmp_sgemm(0, 0, qb, hd, len, 1.0f, S, len, Vh, kv_dim, 0.0f, O, q_dim);
 }
 
 static void attn_batch_worker(void *arg, int ith, int nth) {
@@ -406,6 +407,7 @@ lmp_status lmp_backend_cpu_new(const lmp_backend_opts *opts, lmp_backend **out, 
     }
     c->n_threads = n_threads;
     c->k = lmp_kernels_best();
+    lmp_sgemm_choice();  // the BLAS check and measurement happen here, once per process, not inside a product
     c->pool = shared ? shared : lmp_pool_new(n_threads);
     c->own_pool = !shared;
     if (!c->pool) {

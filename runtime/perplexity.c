@@ -11,6 +11,7 @@
 
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "runtime/threadpool.h"
 
 static lmp_status read_text(const char *path, char **out, size_t *len, lmp_error *err) {
     FILE *f = fopen(path, "rb");
@@ -60,6 +61,44 @@ static void log_softmax(float *row, int n) {
     for (int i = 0; i < n; i++) sum += exp((double)(row[i] - mx));
     float lse = mx + (float)log(sum);
     for (int i = 0; i < n; i++) row[i] -= lse;
+}
+
+// Scoring one model's chunk: per scored row j, log-softmax in place, the NLL of the target, and for the
+// base its log-probabilities and top token, for the others the KL divergence from the base and whether
+// the top tokens agree. Rows are independent, so threads take row ranges; the per-row results are summed
+// afterwards in row order, so the statistics are the same bits for any thread count.
+typedef struct score_job {
+    float *logits;           // (n_scored, vocab) in: logits, out: log-probabilities
+    float *base_lp;          // (n_scored, vocab) the base's log-probabilities (written when is_base)
+    int *base_top;           // (n_scored) the base's top tokens (written when is_base)
+    const int32_t *targets;  // (n_scored) the next tokens
+    double *nll, *kl;        // (n_scored) per-row results
+    int *top1;               // (n_scored) 1: top token agrees with the base's
+    int n_scored, vocab, is_base;
+} score_job;
+
+static void score_worker(void *arg, int ith, int nth) {
+    score_job *s = arg;
+    long long j0, j1;
+    lmp_split_range(s->n_scored, ith, nth, 1, &j0, &j1);
+    const int vocab = s->vocab;
+    for (long long j = j0; j < j1; j++) {
+        float *lp = s->logits + (size_t)j * vocab;
+        log_softmax(lp, vocab);
+        s->nll[j] = -(double)lp[s->targets[j]];
+        if (s->is_base) {
+            memcpy(s->base_lp + (size_t)j * vocab, lp, (size_t)vocab * sizeof(float));
+            s->base_top[j] = lmp_argmax(lp, vocab);
+            s->kl[j] = 0.0;
+            s->top1[j] = 1;
+        } else {
+            const float *bl = s->base_lp + (size_t)j * vocab;
+            double kl = 0.0;
+            for (int v = 0; v < vocab; v++) kl += exp((double)bl[v]) * ((double)bl[v] - (double)lp[v]);
+            s->kl[j] = kl < 0 ? 0 : kl;  // rounding of identical distributions
+            s->top1[j] = lmp_argmax(lp, vocab) == s->base_top[j];
+        }
+    }
 }
 
 typedef struct acc {
@@ -119,13 +158,22 @@ lmp_status lmp_eval_ppl(lmp_model **models, int n_models, const lmp_ppl_params *
     float *base_lp = lmp_malloc((size_t)n_scored * vocab * sizeof(float));        // (n_scored, vocab)
     int *base_top = lmp_malloc((size_t)n_scored * sizeof(int));                    // (n_scored)
     int32_t *chunk = lmp_malloc((size_t)ctx * sizeof(int32_t));                    // (ctx)
-    if (!sess || !a || !logits || !base_lp || !base_top || !chunk) {
+    double *r_nll = lmp_malloc((size_t)n_scored * sizeof(double));                 // (n_scored) per-row results
+    double *r_kl = lmp_malloc((size_t)n_scored * sizeof(double));
+    int *r_top1 = lmp_malloc((size_t)n_scored * sizeof(int));
+    // One pool for every model's session and the scoring (one set of threads owns the cores).
+    lmp_pool *pool = lmp_pool_new(p->n_threads);
+    if (!pool) {
+        st = lmp_err(err, LMP_E_NOMEM, "cannot start %d threads", p->n_threads);
+        goto done;
+    }
+    if (!sess || !a || !logits || !base_lp || !base_top || !chunk || !r_nll || !r_kl || !r_top1) {
         st = lmp_err(err, LMP_E_NOMEM, "out of memory for a %d x %d logits buffer", ctx, vocab);
         goto done;
     }
     for (int k = 0; k < n_models; k++) {
         // exact: a device evaluates in the CPU's arithmetic (statistics comparable with the CPU's digit for digit)
-        lmp_session_opts so = {ctx, ctx, p->n_threads, p->backend ? p->backend : "cpu", NULL, 1};
+        lmp_session_opts so = {ctx, ctx, p->n_threads, p->backend ? p->backend : "cpu", pool, 1};
         if ((st = lmp_session_new(models[k], &so, &sess[k], err))) goto done;
     }
     // On a device backend the log-softmax, NLL, KL and top-1 are computed there (the same formulas as below),
@@ -174,27 +222,17 @@ lmp_status lmp_eval_ppl(lmp_model **models, int n_models, const lmp_ppl_params *
             if ((st = lmp_session_eval(sess[k], chunk, ctx, 0, first, logits, err))) goto done;
             a[k].eval_s += lmp_time_now() - t0;
             a[k].eval_tokens += ctx;
+            score_job sj = {logits, base_lp, base_top, chunk + first + 1, r_nll, r_kl, r_top1, n_scored, vocab, k == 0};
+            lmp_pool_run(pool, score_worker, &sj);
             for (int j = 0; j < n_scored; j++) {
-                float *lp = logits + (size_t)j * vocab;
-                int target = chunk[first + j + 1];
-                log_softmax(lp, vocab);
-                double nll = -(double)lp[target];
-                a[k].nll += nll;
-                a[k].nll2 += nll * nll;
+                a[k].nll += r_nll[j];
+                a[k].nll2 += r_nll[j] * r_nll[j];
                 a[k].count++;
-                if (k == 0) {
-                    memcpy(base_lp + (size_t)j * vocab, lp, (size_t)vocab * sizeof(float));
-                    base_top[j] = lmp_argmax(lp, vocab);
-                    a[k].top1++;
-                } else {
-                    const float *bl = base_lp + (size_t)j * vocab;
-                    double kl = 0.0;
-                    for (int v = 0; v < vocab; v++) kl += exp((double)bl[v]) * ((double)bl[v] - (double)lp[v]);
-                    if (kl < 0) kl = 0;  // rounding of identical distributions
-                    a[k].kl += kl;
-                    a[k].kl2 += kl * kl;
-                    a[k].top1 += lmp_argmax(lp, vocab) == base_top[j];
+                if (k) {
+                    a[k].kl += r_kl[j];
+                    a[k].kl2 += r_kl[j] * r_kl[j];
                 }
+                a[k].top1 += r_top1[j];
             }
             if (p->progress)
                 p->progress(p->progress_user, "eval-ppl", (double)c * n_models + k + 1, (double)n_chunks * n_models);
@@ -244,6 +282,10 @@ done:
     lmp_free(base_lp);
     lmp_free(base_top);
     lmp_free(chunk);
+    lmp_free(r_nll);
+    lmp_free(r_kl);
+    lmp_free(r_top1);
+    lmp_pool_free(pool);
     lmp_free(toks);
     return st;
 }

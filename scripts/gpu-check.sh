@@ -18,6 +18,11 @@
 #                                    bench7b  decode/prefill of the synthetic 7B shape (F16, q8_0, q4_0)
 #                                    eval  eval-ppl --device cuda vs cpu on SmolLM2 (models in
 #                                          $EVAL_MODELS, default /tmp/lmp-models; data under $SHARED)
+#                                    cpu-speed  scripts/cpu-speed-check.sh with build-dev/lmpress: prefill/decode
+#                                          of the 110M shape (f32, q8_0, q4_0) and eval-ppl wall time of
+#                                          SmolLM2 (f32 made from $EVAL_MODELS' q4_1), 2 threads, 2 rounds;
+#                                          llama.cpp's side too when $LLAMA_BIN holds llama-bench and
+#                                          llama-perplexity (built for that machine)
 #                                    Logs go to $OUT (or build-dev/out); a summary is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +50,12 @@ if [ "${1:-}" = --prepare ]; then
         gcc -o "$DEV/lmpress" build/obj/cli/*.o build/liblmpress.a $STATIC $DYN
         gcc -std=c11 -D_GNU_SOURCE -O2 -pthread -I. -DLMP_WITH_CUDA tests/test_cuda.c build/liblmpress.a $STATIC $DYN \
             -o "$DEV/test_cuda"
+    fi
+    if ! command -v "$NVCC" >/dev/null 2>&1; then
+        # without CUDA: a static CPU lmpress for the cpu-speed part
+        make -j"$(nproc)" build/lmpress >/dev/null
+        gcc -o "$DEV/lmpress" build/obj/cli/*.o build/liblmpress.a -static -L"$BLAS" -lopenblas -L"$HDF5" -lhdf5 -lsz \
+            -laec -ldl -lz -lm -pthread
     fi
     echo "gpu-check: binaries in $DEV/: $(ls "$DEV" | tr '\n' ' ')"
     exit 0
@@ -154,6 +165,18 @@ for part in $PARTS; do
             echo "wall $(python3 -c "import time; print(round(time.time() - $te, 2))") s" >>"$OUTDIR/eval_cuda_full.txt"
             echo "-- cuda, whole WikiText-2 test"; cat "$OUTDIR/eval_cuda_full.txt"
         fi
+        ;;
+    cpu-speed)
+        M=${EVAL_MODELS:-/tmp/lmp-models}
+        echo "== cpu-speed (issue 14): lmpress${LLAMA_BIN:+ and llama.cpp ($LLAMA_BIN)}, 2 threads"
+        if [ ! -f "$M/sm-f32.lmp" ] && [ -f "$M/smollm2-135m-q4_1.lmp" ]; then
+            "$DEV/lmpress" quantize "$M/smollm2-135m-q4_1.lmp" --allow-requantize --tensor-type '.*=f32' --embed-type f32 \
+                --output-type f32 -o "$M/sm-f32.lmp" -q || fail=1
+        fi
+        timeout 580 scripts/cpu-speed-check.sh --lmpress "$DEV/lmpress" ${LLAMA_BIN:+--llama "$LLAMA_BIN"} \
+            --smollm "$M/sm-f32.lmp" --data "${SHARED:-shared}/data/wikitext-2-raw/wiki.test.raw" --rounds 2 -t 2 \
+            2>&1 | tee "$OUTDIR/cpu-speed.txt" || fail=1
+        summary+=("cpu-speed: $(grep -c '^| [0-9]' "$OUTDIR/cpu-speed.txt") rows")
         ;;
     *) echo "gpu-check: unknown part '$part'"; fail=1 ;;
     esac

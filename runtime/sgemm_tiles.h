@@ -1,0 +1,118 @@
+// sgemm_tiles.h - the blocked sgemm driver, instantiated once per ISA file (sgemm.c for portable C,
+// sgemm_avx2.c, sgemm_avx512.c). Not a public header: only runtime/sgemm*.c include it.
+//
+// The including file defines
+//   SG_MR, SG_NR          the microkernel's tile: SG_MR rows of C by SG_NR columns
+//   SG_KC, SG_MC, SG_NC   the cache blocks: op(B) is packed SG_KC x SG_NC at a time (L3), op(A) SG_MC x SG_KC
+//                         (L2); one SG_KC x SG_NR micro-panel of B is reused by SG_MC / SG_MR tiles (L1)
+//   SG_KERNEL(kc, a, b, c, ldc, alpha, beta)
+//                         C(SG_MR, SG_NR) = alpha * a b + beta * C (beta == 0: C not read), a: kc x SG_MR
+//                         packed (a[p * SG_MR + i]), b: kc x SG_NR packed (b[p * SG_NR + j]), 64-byte aligned
+//   SG_FUNC               the name of the driver it defines (the signature of lmp_sgemm)
+// and includes this file once. Packed panels are zero-padded at the edges of m and n; edge tiles are
+// computed into a local tile and added into C element by element.
+#include <stddef.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
+// A per-thread buffer of at least `floats` floats (64-byte aligned, grows, freed at thread exit), or NULL
+// when out of memory (sgemm.c).
+float *lmp_sgemm_scratch(size_t floats);
+
+#define SG_ROUND(x, r) (((x) + (r) - 1) / (r) * (r))
+
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (a transposing copy), in 4 x 4 blocks.
+static void sg_copy_t(const float *src, long lds, int rows, int cols, float *dst, int ldd) {
+    int r = 0;
+#if defined(__x86_64__)
+    for (; r + 4 <= rows; r += 4) {
+        const float *s = src + (long)r * lds;
+        int c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            __m128 r0 = _mm_loadu_ps(s + c), r1 = _mm_loadu_ps(s + lds + c), r2 = _mm_loadu_ps(s + 2 * lds + c),
+                   r3 = _mm_loadu_ps(s + 3 * lds + c);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + (long)c * ldd + r, r0);
+            _mm_storeu_ps(dst + (long)(c + 1) * ldd + r, r1);
+            _mm_storeu_ps(dst + (long)(c + 2) * ldd + r, r2);
+            _mm_storeu_ps(dst + (long)(c + 3) * ldd + r, r3);
+        }
+        for (; c < cols; c++)
+            for (int i = 0; i < 4; i++) dst[(long)c * ldd + r + i] = s[(long)i * lds + c];
+    }
+#endif
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(long)c * ldd + r] = src[(long)r * lds + c];
+}
+
+// Packs op(X)(rows r0 .. r0 + nr, cols p0 .. p0 + kc) into panels of W rows: panel q holds rows
+// r0 + q*W .. as dst[q * kc * W + p * W + i]; rows past nr are zero. trans: op(X)(r, p) = X[p * ld + r],
+// else X[r * ld + p].
+static void sg_pack(const float *X, long ld, int trans, int r0, int nr, int p0, int kc, int W, float *dst) {
+    for (int q = 0; q * W < nr; q++) {
+        float *d = dst + (size_t)q * kc * W;
+        int w = nr - q * W < W ? nr - q * W : W;
+        int r = r0 + q * W;
+        if (w < W) memset(d, 0, (size_t)kc * W * sizeof(float));
+        if (trans) {
+            const float *s = X + (long)p0 * ld + r;
+            for (int p = 0; p < kc; p++) memcpy(d + (size_t)p * W, s + (long)p * ld, (size_t)w * sizeof(float));
+        } else {
+            sg_copy_t(X + (long)r * ld + p0, ld, w, kc, d, W);
+        }
+    }
+}
+
+void SG_FUNC(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+        return;
+    }
+    const int kcmax = k < SG_KC ? k : SG_KC;
+    const int ncmax = SG_ROUND(n < SG_NC ? n : SG_NC, SG_NR), mcmax = SG_ROUND(m < SG_MC ? m : SG_MC, SG_MR);
+    const size_t a_floats = (size_t)mcmax * kcmax, b_floats = (size_t)ncmax * kcmax;
+    float *buf = lmp_sgemm_scratch(a_floats + b_floats + 16);
+    if (!buf) {  // out of memory for the panels: the reference still gives the result
+        lmp_sgemm_ref(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    float *Ap = buf, *Bp = buf + SG_ROUND(a_floats, 16);
+    _Alignas(64) float tile[SG_MR * SG_NR];
+    // op(B)(p, j): tb ? B[j * ldb + p] : B[p * ldb + j]; packed as panels of columns = op(B)^T's rows.
+    for (int jc = 0; jc < n; jc += SG_NC) {
+        const int nc = n - jc < SG_NC ? n - jc : SG_NC;
+        for (int pc = 0; pc < k; pc += SG_KC) {
+            const int kc = k - pc < SG_KC ? k - pc : SG_KC;
+            const float bt = pc == 0 ? beta : 1.0f;
+            sg_pack(B, ldb, !tb, jc, nc, pc, kc, SG_NR, Bp);
+            for (int ic = 0; ic < m; ic += SG_MC) {
+                const int mc = m - ic < SG_MC ? m - ic : SG_MC;
+                sg_pack(A, lda, ta, ic, mc, pc, kc, SG_MR, Ap);
+                for (int jr = 0; jr < nc; jr += SG_NR) {
+                    const int nr = nc - jr < SG_NR ? nc - jr : SG_NR;
+                    const float *bp = Bp + (size_t)(jr / SG_NR) * kc * SG_NR;
+                    for (int ir = 0; ir < mc; ir += SG_MR) {
+                        const int mr = mc - ir < SG_MR ? mc - ir : SG_MR;
+                        const float *ap = Ap + (size_t)(ir / SG_MR) * kc * SG_MR;
+                        float *c = C + (long)(ic + ir) * ldc + jc + jr;
+                        if (mr == SG_MR && nr == SG_NR) {
+                            SG_KERNEL(kc, ap, bp, c, ldc, alpha, bt);
+                        } else {
+                            SG_KERNEL(kc, ap, bp, tile, SG_NR, alpha, 0.0f);
+                            for (int i = 0; i < mr; i++)
+                                for (int j = 0; j < nr; j++) {
+                                    float *cij = c + (long)i * ldc + j;
+                                    *cij = bt == 0.0f ? tile[i * SG_NR + j] : tile[i * SG_NR + j] + bt * *cij;
+                                }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

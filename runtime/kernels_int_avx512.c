@@ -13,8 +13,10 @@
 //    row, block and token, and reduce horizontally at the end;
 //  * activations are quantized once per batch by the caller (backend_cpu.c), as for every matmul.
 // Rows outside whole strips and batches of fewer than PANEL_MIN_M tokens go to the table's previous
-// matmul entry (the horizontal tiles). Decode does not use panels (a per-call repack would cost as much
-// as the product); it has 512-bit matvec tiles for q4_0 and q8_0 at the end of this file.
+// matmul entry (the horizontal tiles). Decode (matvec) is not done here: a per-call repack would cost
+// as much as the product. (512-bit matvec tiles, two q4_0 blocks or one q8_0 block per zmm, were tried
+// and measured no faster than the 256-bit ones on the Zen 4 machine, whose zmm ops are double-pumped;
+// docs/benchmarks.md, "Integer tiles (issue 14)".)
 //
 // Arithmetic per block and token (exactly the horizontal tiles' terms, in another order, so the same
 // test tolerances hold; for data where every partial sum is exact the result equals the reference):
@@ -249,118 +251,6 @@ PANEL_ENTRY(q4_0_g128, LMP_DTYPE_Q4_0_G128, 128, 0)
 PANEL_ENTRY(q4_1_g64, LMP_DTYPE_Q4_1_G64, 64, 1)
 PANEL_ENTRY(q4_1_g128, LMP_DTYPE_Q4_1_G128, 128, 1)
 
-// ---- decode: 512-bit matvec tiles for q4_0 and q8_0 ----
-// The horizontal tiles (kernels_int_tiles.h) work on 256 bits, one 32-element block per instruction;
-// here one zmm holds two q4_0 blocks (or one q8_0 block as 32 int16), which halves the instructions per
-// block: per row and pair of q4_0 blocks, unpack (insert, shift, and), one vpdpbusd, one convert, one
-// fmsub (dx, s of both activation blocks, shared by the tile's 4 rows), the two fp16 scales as one
-// vector (insert) and one fma. Same terms as the 256-bit tiles: dw * (dx * isum_u - 8 s) per lane group.
-
-// fp16 scale at p as 8 float lanes, from the table (kernels_internal.h).
-AI __m256 f16_bcast8(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _mm256_broadcast_ss(&lmp_kernels_fp16_lut[h]);
-}
-
-AI __m512 pair_ps(__m256 lo, __m256 hi) { return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1); }
-
-AI float hsum16(__m512 v) {
-    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-// R rows (stride wrb) of nb q4_0 blocks against q8_a x; y[0..R).
-AI void mv_q4_0(const uint8_t *w, size_t wrb, const uint8_t *x, float *y, int64_t nb, int R) {
-    const __m512i m4 = _mm512_set1_epi8(15), sh = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
-    const lmp_block_q8_a *xb = (const lmp_block_q8_a *)x;
-    __m512 acc[4];
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xb[b].qs)),
-                                              _mm256_loadu_si256((const __m256i *)xb[b + 1].qs), 1);
-        const __m512 dx = pair_ps(_mm256_broadcast_ss(&xb[b].d), _mm256_broadcast_ss(&xb[b + 1].d));
-        const __m512 sx = pair_ps(_mm256_broadcast_ss(&xb[b].s), _mm256_broadcast_ss(&xb[b + 1].s));
-        #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            const uint8_t *b0 = w + (size_t)r * wrb + (size_t)b * sizeof(lmp_block_q4_0), *b1 = b0 + sizeof(lmp_block_q4_0);
-            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)))),
-                                           _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b1 + 2))), 1);
-            __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, sh), m4);
-            __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv)), dx, sx);
-            acc[r] = _mm512_fmadd_ps(f, pair_ps(f16_bcast8(b0), f16_bcast8(b1)), acc[r]);
-        }
-    }
-    if (b < nb) {  // odd block count: the last block in the low half, zeros above
-        const __m512i xv = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xb[b].qs));
-        const __m512 dx = _mm512_castps256_ps512(_mm256_broadcast_ss(&xb[b].d));
-        const __m512 sx = _mm512_zextps256_ps512(_mm256_broadcast_ss(&xb[b].s));
-        const __m512i xz = _mm512_zextsi256_si512(_mm512_castsi512_si256(xv));
-        #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            const uint8_t *b0 = w + (size_t)r * wrb + (size_t)b * sizeof(lmp_block_q4_0);
-            __m512i v = _mm512_zextsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))));
-            __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, sh), m4);
-            __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xz)), dx, sx);
-            acc[r] = _mm512_fmadd_ps(f, _mm512_zextps256_ps512(f16_bcast8(b0)), acc[r]);
-        }
-    }
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) y[r] = hsum16(acc[r]);
-}
-
-// R rows of nb q8_0 blocks against q16_a x: the 32 weights sign-extended to one zmm of int16, one
-// vpdpwssd with the activation block's 32 int16, then (dw * dx) * float(lanes).
-AI void mv_q8_0(const uint8_t *w, size_t wrb, const uint8_t *x, float *y, int64_t nb, int R) {
-    const lmp_block_q16_a *xb = (const lmp_block_q16_a *)x;
-    __m512 acc[4];
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const __m512i xv = _mm512_loadu_si512((const void *)xb[b].qs);
-        const __m512 dx = _mm512_set1_ps(xb[b].d);
-        #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            const uint8_t *wb = w + (size_t)r * wrb + (size_t)b * sizeof(lmp_block_q8_0);
-            uint16_t h;
-            memcpy(&h, wb, 2);
-            __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wb + 2)));
-            __m512 f = _mm512_cvtepi32_ps(_mm512_dpwssd_epi32(_mm512_setzero_si512(), wv, xv));
-            acc[r] = _mm512_fmadd_ps(f, _mm512_mul_ps(_mm512_set1_ps(lmp_kernels_fp16_lut[h]), dx), acc[r]);
-        }
-    }
-    #pragma GCC unroll 4
-    for (int r = 0; r < R; r++) y[r] = hsum16(acc[r]);
-}
-
-// Rows i, i + q, i + 2q, i + 3q per 4-row tile: four long sequential streams (MATVEC_STREAMS in
-// kernels_internal.h, the same order as the 256-bit tiles).
-#define MV_ENTRY(name, BLK)                                                                                  \
-    static void mv512_##name(const void *w, size_t wrb, const void *x, float *y, int64_t n, int64_t r0,      \
-                             int64_t r1) {                                                                   \
-        const uint8_t *wb = w;                                                                               \
-        const int64_t nb = n / 32;                                                                           \
-        const int64_t qmax = MATVEC_STREAM_BYTES / (int64_t)wrb > 1 ? MATVEC_STREAM_BYTES / (int64_t)wrb : 1; \
-        float t4[4];                                                                                         \
-        int64_t r = r0;                                                                                      \
-        while (r1 - r >= 4) {                                                                                \
-            const int64_t q = (r1 - r) / 4 < qmax ? (r1 - r) / 4 : qmax;                                     \
-            for (int64_t i = r; i < r + q; i++) {                                                            \
-                mv_##name(wb + (size_t)i * wrb, wrb * (size_t)q, x, t4, nb, 4);                              \
-                y[i] = t4[0], y[i + q] = t4[1], y[i + 2 * q] = t4[2], y[i + 3 * q] = t4[3];                  \
-            }                                                                                                \
-            r += 4 * q;                                                                                      \
-        }                                                                                                    \
-        for (; r < r1; r++) mv_##name(wb + (size_t)r * wrb, wrb, x, y + r, nb, 1);                           \
-    }
-MV_ENTRY(q4_0, lmp_block_q4_0)
-MV_ENTRY(q8_0, lmp_block_q8_0)
-
 void lmp_kernels_init_int_avx512(lmp_kernels *k) {
     static const struct {
         lmp_dtype t;
@@ -373,8 +263,6 @@ void lmp_kernels_init_int_avx512(lmp_kernels *k) {
         g_prev[e[i].t] = k->matmul[e[i].t];
         k->matmul[e[i].t] = e[i].f;
     }
-    k->matvec[LMP_DTYPE_Q4_0] = mv512_q4_0;
-    k->matvec[LMP_DTYPE_Q8_0] = mv512_q8_0;
 }
 
 #endif  // __x86_64__

@@ -267,8 +267,7 @@ static void test_all_types(void) {
     // 4 x MATVEC_STREAM_BYTES, a short one and single rows: 301 rows of 4.6-9 KB.
     const shape fshapes[] = {{1, 1}, {5, 7}, {9, 33}, {7, 172}, {17, 256}, {6, 1000}, {5, 4096}, {301, 2048}};
     // {37, 2304}: the batched panels (kernels_int_avx512.c) see two whole strips of 16 rows and a tail of 5,
-    // and 72 activation blocks: two full chunks of 32 and a partial one. {7, 224}: an odd block count
-    // (7) for the 512-bit q4_0 matvec, which takes blocks in pairs.
+    // and 72 activation blocks: two full chunks of 32 and a partial one. {7, 224}: an odd block count.
     const shape qshapes[] = {{1, 32}, {3, 64}, {9, 128}, {5, 384}, {17, 256}, {6, 1024}, {7, 224}, {37, 2304}, {5, 4096}, {301, 8192}};
     for (int k = 0; k < g_ntables; k++) {
         const lmp_kernels *K = g_tables[k];

@@ -266,13 +266,16 @@ static void test_all_types(void) {
     // The last shape of each (matvec only, see check_type) spans several of matvec's stretches of
     // 4 x MATVEC_STREAM_BYTES, a short one and single rows: 301 rows of 4.6-9 KB.
     const shape fshapes[] = {{1, 1}, {5, 7}, {9, 33}, {7, 172}, {17, 256}, {6, 1000}, {5, 4096}, {301, 2048}};
-    const shape qshapes[] = {{1, 32}, {3, 64}, {9, 128}, {5, 384}, {17, 256}, {6, 1024}, {5, 4096}, {301, 8192}};
+    // {37, 2304}: the batched panels (kernels_int_avx512.c) see two whole strips of 16 rows and a tail of 5,
+    // and 72 activation blocks: two full chunks of 32 and a partial one. {7, 224}: an odd block count.
+    const shape qshapes[] = {{1, 32}, {3, 64}, {9, 128}, {5, 384}, {17, 256}, {6, 1024}, {7, 224}, {37, 2304}, {5, 4096}, {301, 8192}};
     for (int k = 0; k < g_ntables; k++) {
         const lmp_kernels *K = g_tables[k];
         for (int t = 0; t < LMP_DTYPE_Q4_K; t++) {  // the super-block and codebook types: test_kquant.c
             const lmp_type_traits *tt = lmp_type_get((lmp_dtype)t);
             const shape *shs = tt->is_quantized ? qshapes : fshapes;
-            for (int s = 0; s < 8; s++) {
+            const int nsh = tt->is_quantized ? (int)(sizeof qshapes / sizeof qshapes[0]) : (int)(sizeof fshapes / sizeof fshapes[0]);
+            for (int s = 0; s < nsh; s++) {
                 if (shs[s].n % tt->block_size) continue;
                 int exact_ok = !tt->is_quantized || shs[s].n <= 1024;
                 if (exact_ok) check_type(K, (lmp_dtype)t, shs[s], 1, 1);

@@ -8,7 +8,8 @@
 // Which path runs is decided once per process, on first use (lmp_sgemm_choice): OpenBLAS is first
 // checked against the scalar reference on fresh random inputs (every transpose pair, odd shapes); a
 // BLAS that computes wrong results is never used. If it passes, both paths are timed on a short product
-// of the runtime's shape and the faster is kept. LMP_F32_MATMUL=blas|tiles overrides the measurement
+// of the runtime's shape and the faster is kept; BLAS only when 1.25x faster, since a close call would
+// flip between runs and change the rounding. LMP_F32_MATMUL=blas|tiles overrides the measurement
 // (blas still only if it passed the check).
 //
 // The tiles (sgemm_tiles.h): cache-blocked (KC x NC packed panels of op(B), MC x KC of op(A)), a register-

@@ -37,7 +37,7 @@ else
 fi
 
 if [ $HAVE_GPU = 0 ]; then
-    NOCUDA="built without CUDA|no CUDA GPU found|no usable CUDA driver"
+    NOCUDA="this lmpress was built without CUDA|no CUDA GPU found|no usable CUDA driver"
     xfail run-cuda-unavailable "$NOCUDA" run m.lmp -n 2 --device cuda
     xfail eval-ppl-cuda-unavailable "$NOCUDA" eval-ppl m.lmp --data m.txt --ctx 64 --device cuda
     xfail bench-cuda-unavailable "$NOCUDA" bench m.lmp --prefill 8 --decode 4 --reps 1 --device cuda

@@ -16,13 +16,15 @@
 #     --rounds N       interleaved rounds (default 2)   -t N   threads (default 2)
 #     --work DIR       where the models are written (default a temporary directory, removed at the end)
 #     --no-ppl / --no-bench   leave out one part
+#     --raw DIR        also keep every tool's full output there (bench-ROUND-WHO.txt, llama-bench-ROUND-TYPE.csv,
+#                      eval-ppl-ROUND-WHO.txt, llama-perplexity-ROUND.txt)
 # The lmpress bench header (CPU features, kernel table per type, f32 batched path, OpenBLAS core) is printed
 # first. Called on the device host by scripts/gpu-check.sh (part cpu-speed) with build-dev/lmpress.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 L=""; BASE=""; LLAMA=""; SMOL=models/smollm2-135m-f32.lmp
 DATA=${SHARED:-../shared}/data/wikitext-2-raw/wiki.test.raw
-ROUNDS=2; T=2; WORK=""; DO_PPL=1; DO_BENCH=1
+ROUNDS=2; T=2; WORK=""; DO_PPL=1; DO_BENCH=1; RAW=""
 while [ $# -gt 0 ]; do
     case $1 in
     --lmpress) L=$2; shift ;;
@@ -35,7 +37,8 @@ while [ $# -gt 0 ]; do
     --work) WORK=$2; shift ;;
     --no-ppl) DO_PPL=0 ;;
     --no-bench) DO_BENCH=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --raw) RAW=$2; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "cpu-speed-check: unknown option '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -51,6 +54,9 @@ if [ -z "$WORK" ]; then
     WORK=$(mktemp -d /tmp/cpu-speed.XXXXXX); trap 'rm -rf "$WORK"' EXIT
 fi
 mkdir -p "$WORK"
+[ -n "$RAW" ] && mkdir -p "$RAW"
+# keep NAME: stdin to $RAW/NAME when --raw was given
+keep() { if [ -n "$RAW" ]; then cat > "$RAW/$1"; else cat > /dev/null; fi; }
 now() { date +%s.%N; }
 lscpu | grep -E 'Model name|^CPU\(s\)'
 # llama.cpp needs a tokenizer in the GGUF: the Llama-2 one (32000 tokens) when present, carried by a tiny
@@ -89,6 +95,7 @@ for r in $(seq 1 "$ROUNDS"); do
         for who in lmpress ${BASE:+base}; do
             bin=$L; [ $who = base ] && bin=$BASE
             out=$("$bin" bench "$WORK"/s-f32.lmp "$WORK"/s-q8_0.lmp "$WORK"/s-q4_0.lmp --prefill 128 --decode 64 --reps 3 -t "$T" 2>/dev/null)
+            echo "$out" | keep "bench-$r-$who.txt"
             if [ $header_done = 0 ] && [ $who = lmpress ]; then
                 echo "== lmpress bench paths"; echo "$out" | grep -vE '^\|' | grep -v '^read bandwidth' | sed '/^$/d'
                 header_done=1
@@ -102,6 +109,7 @@ for r in $(seq 1 "$ROUNDS"); do
         if [ -n "$LLAMA" ]; then
             for ty in f32 q8_0 q4_0; do
                 out=$("$LLAMA/llama-bench" -m "$WORK/s-$ty.gguf" -p 128 -n 64 -t "$T" -r 3 -o csv 2>/dev/null)
+                echo "$out" | keep "llama-bench-$r-$ty.csv"
                 # csv: the n_prompt / n_gen / avg_ts columns by name
                 vals=$(echo "$out" | python3 -c '
 import csv, sys
@@ -117,13 +125,19 @@ print("%.1f %.1f" % (float(pp[0]) if pp else 0, float(tg[0]) if tg else 0))')
         for who in lmpress ${BASE:+base}; do
             bin=$L; [ $who = base ] && bin=$BASE
             t0=$(now)
-            ppl=$("$bin" eval-ppl "$SMOL" --data "$DATA" --chunks 20 --ctx 512 --decode-tokens 0 -t "$T" -q 2>/dev/null | grep -E '^\| ' | tail -1 | awk -F'|' '{split($6, a, " "); print a[1]}')
-            rows+=("$r|$who|eval-ppl|$(python3 -c "print(round($(now) - $t0, 1))")|ppl $ppl")
+            out=$("$bin" eval-ppl "$SMOL" --data "$DATA" --chunks 20 --ctx 512 --decode-tokens 0 -t "$T" -q 2>/dev/null)
+            t1=$(now)
+            echo "$out" | keep "eval-ppl-$r-$who.txt"
+            ppl=$(echo "$out" | grep -E '^\| ' | tail -1 | awk -F'|' '{split($6, a, " "); print a[1]}')
+            rows+=("$r|$who|eval-ppl|$(python3 -c "print(round($t1 - $t0, 1))")|ppl $ppl")
         done
         if [ -n "$LLAMA" ] && [ -f "$WORK/smol.gguf" ]; then
             t0=$(now)
-            ppl=$("$LLAMA/llama-perplexity" -m "$WORK/smol.gguf" -f "$DATA" -c 512 --chunks 20 -t "$T" 2>&1 | grep -oE 'Final estimate: PPL = [0-9.]+' | awk '{print $NF}')
-            rows+=("$r|llama.cpp|eval-ppl|$(python3 -c "print(round($(now) - $t0, 1))")|ppl $ppl")
+            out=$("$LLAMA/llama-perplexity" -m "$WORK/smol.gguf" -f "$DATA" -c 512 --chunks 20 -t "$T" 2>&1)
+            t1=$(now)
+            echo "$out" | keep "llama-perplexity-$r.txt"
+            ppl=$(echo "$out" | grep -oE 'Final estimate: PPL = [0-9.]+' | awk '{print $NF}')
+            rows+=("$r|llama.cpp|eval-ppl|$(python3 -c "print(round($t1 - $t0, 1))")|ppl $ppl")
         fi
     fi
 done

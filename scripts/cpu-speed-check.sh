@@ -57,6 +57,10 @@ mkdir -p "$WORK"
 [ -n "$RAW" ] && mkdir -p "$RAW"
 # keep NAME: stdin to $RAW/NAME when --raw was given
 keep() { if [ -n "$RAW" ]; then cat > "$RAW/$1"; else cat > /dev/null; fi; }
+# warm FILE...: read the inputs into the page cache right before a tool runs. Why: a VM may reclaim idle page
+# cache (the Intel dev VM runs DAMON 'pageout' on memory idle for 60 s), and then the first run of a round
+# measures the disk instead of the tool (f32 decode 15 tok/s instead of 50 there).
+warm() { cat "$@" > /dev/null 2>&1 || true; }
 now() { date +%s.%N; }
 lscpu | grep -E 'Model name|^CPU\(s\)'
 # llama.cpp needs a tokenizer in the GGUF: the Llama-2 one (32000 tokens) when present, carried by a tiny
@@ -94,6 +98,7 @@ for r in $(seq 1 "$ROUNDS"); do
     if [ $DO_BENCH = 1 ]; then
         for who in lmpress ${BASE:+base}; do
             bin=$L; [ $who = base ] && bin=$BASE
+            warm "$WORK"/s-f32.lmp "$WORK"/s-q8_0.lmp "$WORK"/s-q4_0.lmp
             out=$("$bin" bench "$WORK"/s-f32.lmp "$WORK"/s-q8_0.lmp "$WORK"/s-q4_0.lmp --prefill 128 --decode 64 --reps 3 -t "$T" 2>/dev/null)
             echo "$out" | keep "bench-$r-$who.txt"
             if [ $header_done = 0 ] && [ $who = lmpress ]; then
@@ -108,6 +113,7 @@ for r in $(seq 1 "$ROUNDS"); do
         done
         if [ -n "$LLAMA" ]; then
             for ty in f32 q8_0 q4_0; do
+                warm "$WORK/s-$ty.gguf"
                 out=$("$LLAMA/llama-bench" -m "$WORK/s-$ty.gguf" -p 128 -n 64 -t "$T" -r 3 -o csv 2>/dev/null)
                 echo "$out" | keep "llama-bench-$r-$ty.csv"
                 # csv: the n_prompt / n_gen / avg_ts columns by name
@@ -124,6 +130,7 @@ print("%.1f %.1f" % (float(pp[0]) if pp else 0, float(tg[0]) if tg else 0))')
     if [ $DO_PPL = 1 ] && [ -f "$SMOL" ] && [ -f "$DATA" ]; then
         for who in lmpress ${BASE:+base}; do
             bin=$L; [ $who = base ] && bin=$BASE
+            warm "$SMOL" "$DATA"
             t0=$(now)
             out=$("$bin" eval-ppl "$SMOL" --data "$DATA" --chunks 20 --ctx 512 --decode-tokens 0 -t "$T" -q 2>/dev/null)
             t1=$(now)
@@ -132,6 +139,7 @@ print("%.1f %.1f" % (float(pp[0]) if pp else 0, float(tg[0]) if tg else 0))')
             rows+=("$r|$who|eval-ppl|$(python3 -c "print(round($t1 - $t0, 1))")|ppl $ppl")
         done
         if [ -n "$LLAMA" ] && [ -f "$WORK/smol.gguf" ]; then
+            warm "$WORK/smol.gguf" "$DATA"
             t0=$(now)
             out=$("$LLAMA/llama-perplexity" -m "$WORK/smol.gguf" -f "$DATA" -c 512 --chunks 20 -t "$T" 2>&1)
             t1=$(now)

@@ -41,7 +41,9 @@
 
 #define PANEL_ROWS 8   // rows per strip: one ymm of int32 / float lanes
 #define PANEL_KC 32    // activation blocks per repacked chunk: multiple of every G / 32
-#define PANEL_TT 4     // tokens per microkernel call
+#ifndef PANEL_TT
+#define PANEL_TT 6     // tokens per microkernel call (at most 8): 6 int16 + 6 float accumulators
+#endif
 #define PANEL_MIN_M 4  // fewer tokens: the repack would not pay
 
 // One repacked chunk of a strip. q4: q[j][g][4 r + i] = nibble of element 4 g + i of activation block j,
@@ -131,6 +133,11 @@ AI void repack_q8_0(panel *P, const uint8_t *w, size_t wrb, int64_t j0, int nj) 
     }
 }
 
+// Why: GCC re-associates the integer sums of a block into trees over all 8 groups, which keeps 8 x T
+// products live at once and spills them (measured: q4_0 at 100-120 GFLOP/s with spills). An empty asm
+// that takes and returns the running sum in a register pins each token's sum to one chain.
+#define KEEP_CHAIN(v) __asm__("" : "+x"(v))
+
 // ---- microkernels: 8 rows x T tokens over the chunk's nj activation blocks ----
 // x: the T tokens' activation rows (stride xrb) already advanced to the chunk's first block;
 // y: output of token 0, row 0 of the strip; acc starts from y when !first (a later chunk).
@@ -153,6 +160,7 @@ AI void tile_q4(const panel *P, int asym, const uint8_t *x, size_t xrb, int nj, 
             for (int t = 0; t < T; t++) {
                 const __m256i p = _mm256_maddubs_epi16(wv, _mm256_set1_epi32(ld32(xb[t]->qs + 4 * g)));
                 s16[t] = g ? _mm256_add_epi16(s16[t], p) : p;  // int16, exact (see the header)
+                KEEP_CHAIN(s16[t]);
             }
         }
         const __m256 dw = _mm256_load_ps(P->d[jj]);
@@ -188,6 +196,7 @@ AI void tile_q8_0(const panel *P, const uint8_t *x, size_t xrb, int nj, float *y
             for (int t = 0; t < T; t++) {
                 const __m256i p = _mm256_madd_epi16(wv, _mm256_set1_epi32(ld32(xb[t]->qs + 2 * g)));
                 ia[t] = g ? _mm256_add_epi32(ia[t], p) : p;
+                KEEP_CHAIN(ia[t]);
             }
         }
         const __m256 dw = _mm256_load_ps(P->d[jj]);
@@ -200,12 +209,17 @@ AI void tile_q8_0(const panel *P, const uint8_t *x, size_t xrb, int nj, float *y
 }
 
 // One instantiation per token count, so that the accumulators stay in registers.
-#define PANEL_TILE_SWITCH(CALL)                \
-    switch (T) {                               \
-    case 1: CALL(1); break;                    \
-    case 2: CALL(2); break;                    \
-    case 3: CALL(3); break;                    \
-    default: CALL(4); break;                   \
+// (T_ <= PANEL_TT keeps the cases above PANEL_TT, never taken, from indexing past the arrays.)
+#define PANEL_TILE_SWITCH(CALL)                                    \
+    switch (T) {                                                   \
+    case 1: CALL(1); break;                                        \
+    case 2: if (PANEL_TT >= 2) CALL(2 <= PANEL_TT ? 2 : 1); break; \
+    case 3: if (PANEL_TT >= 3) CALL(3 <= PANEL_TT ? 3 : 1); break; \
+    case 4: if (PANEL_TT >= 4) CALL(4 <= PANEL_TT ? 4 : 1); break; \
+    case 5: if (PANEL_TT >= 5) CALL(5 <= PANEL_TT ? 5 : 1); break; \
+    case 6: if (PANEL_TT >= 6) CALL(6 <= PANEL_TT ? 6 : 1); break; \
+    case 7: if (PANEL_TT >= 7) CALL(7 <= PANEL_TT ? 7 : 1); break; \
+    default: CALL(PANEL_TT); break;                                \
     }
 
 static void tiles_q4_0(const panel *P, const uint8_t *x, size_t xrb, int nj, float *y, int64_t ldy, int first, int T) {

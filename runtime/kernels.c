@@ -116,6 +116,7 @@ static void kernels_init(void) {
     g_tables[ISA_AVX2].isa = "avx2";
     if (g_runs[ISA_AVX2]) {
         lmp_kernels_init_avx2(&g_tables[ISA_AVX2]);
+        lmp_kernels_init_int_avx2(&g_tables[ISA_AVX2]);
         lmp_kernels_init_kq_avx2(&g_tables[ISA_AVX2]);
     }
     g_tables[ISA_AVX512VNNI] = g_tables[ISA_AVX2];

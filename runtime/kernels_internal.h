@@ -26,6 +26,8 @@ void lmp_kernels_init_kq_avx512(lmp_kernels *k);
 // Batched integer matmul as vertical panel tiles (kernels_int_avx512.c): override the matmul entries of
 // q8_0 and the q4_0 / q4_1 families set by the same ISA's main init, which they keep for the edges.
 void lmp_kernels_init_int_avx512(lmp_kernels *k);
+// The same as 8-row panels with vpmaddubsw / vpmaddwd (kernels_int_avx2.c), for the AVX2 table.
+void lmp_kernels_init_int_avx2(lmp_kernels *k);
 #endif
 
 // ---- the tile loops shared by the per-ISA files ----

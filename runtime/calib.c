@@ -1,7 +1,9 @@
 // calib.c - calibration text (tokenize, sample) and the layer-by-layer calibration runner (calib.h).
 #include "runtime/calib.h"
 
-#include <cblas.h>
+#include "runtime/sgemm.h"
+#include "runtime/threadpool.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,6 +106,7 @@ struct lmp_calib_runner {
     double *acc_abs[LMP_HOOK_COUNT]; // (width) sum |x|
     double *acc_sq[LMP_HOOK_COUNT];  // (width) sum x^2
     float *batch;                    // (max width, max width) one batch's x^T x
+    struct lmp_pool *pool;           // the session's borrowed pool (NULL: the Gram on the calling thread)
     int64_t count;
     lmp_hook_fn user_hook;
     void *user;
@@ -112,21 +115,46 @@ struct lmp_calib_runner {
     const char *stage;
 };
 
-// Why float per batch and double across batches: ssyrk on one batch (<= seq_len tokens) in float loses at
-// most ~seq_len ulps, far below what the passes care about, and is the fast path; summing hundreds of
-// batches in float would let small late contributions vanish against the running total.
+// The Gram of one batch, x^T x for x (n, width), in row panels of GRAM_PANEL: panel p (rows a0..a1) computes
+// its part of the upper triangle, batch[a0:a1, a0:width] = x[:, a0:a1]^T x[:, a0:width], with lmp_sgemm (the
+// faster of OpenBLAS and the project's tiles: a misdetected BLAS core must not make calibration slow), and adds
+// its rows b >= a into the double accumulator. Panels go round-robin to the pool's threads, which balances the
+// triangle's shrinking rows; each row of acc is written by one thread only.
+// Why float per batch and double across batches: one batch (<= seq_len tokens) in float loses at most ~seq_len
+// ulps, far below what the passes care about, and is the fast path; summing hundreds of batches in float
+// would let small late contributions vanish against the running total.
+enum { GRAM_PANEL = 32 };
+
+typedef struct {
+    const float *x;  // (n, width)
+    int n, width;
+    float *batch;    // (width, width) upper triangle written
+    double *acc;     // (width, width) upper triangle accumulated
+} gram_job;
+
+static void gram_worker(void *arg, int ith, int nth) {
+    const gram_job *j = arg;
+    const int w = j->width;
+    for (int a0 = ith * GRAM_PANEL; a0 < w; a0 += nth * GRAM_PANEL) {
+        int rows = w - a0 < GRAM_PANEL ? w - a0 : GRAM_PANEL;
+        float *c = j->batch + (size_t)a0 * w + a0;  // (rows, w - a0), row stride w
+        lmp_sgemm(1, 0, rows, w - a0, j->n, 1.0f, j->x + a0, w, j->x + a0, w, 0.0f, c, w);
+        for (int a = a0; a < a0 + rows; a++) {
+            const float *br = j->batch + (size_t)a * w;
+            double *ar = j->acc + (size_t)a * w;
+            for (int b = a; b < w; b++) ar[b] += br[b];
+        }
+    }
+}
+
 static void runner_hook(void *user, int layer, lmp_hook_point where, const float *x, int n, int width) {
     lmp_calib_runner *r = user;
     if (layer != r->collected || width != r->width[where]) return;
     unsigned want = r->want[where];
     if (want & LMP_STAT_GRAM) {
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, width, n, 1.0f, x, width, 0.0f, r->batch, width);
-        double *acc = r->acc[where];
-        for (int a = 0; a < width; a++) {
-            const float *br = r->batch + (size_t)a * width;
-            double *ar = acc + (size_t)a * width;
-            for (int b = a; b < width; b++) ar[b] += br[b];
-        }
+        gram_job j = {x, n, width, r->batch, r->acc[where]};
+        if (r->pool) lmp_pool_run(r->pool, gram_worker, &j);
+        else gram_worker(&j, 0, 1);
     }
     if (want & LMP_STAT_ABSMEAN) {
         double *aa = r->acc_abs[where];
@@ -188,6 +216,7 @@ lmp_status lmp_calib_runner_new(lmp_model *m, const lmp_calib_set *set, const lm
     lmp_session_opts so = opts ? *opts : (lmp_session_opts){0};
     so.n_ctx = set->seq_len;
     so.n_batch = set->seq_len;
+    r->pool = so.pool;
     if ((st = lmp_session_new(m, &so, &r->s, err))) goto fail;
     for (int i = 0; i < set->n_seq; i++) {
         st = lmp_session_embed(r->s, set->tokens + (size_t)i * set->seq_len, set->seq_len,

@@ -11,6 +11,7 @@
 #include "runtime/calib.h"
 #include "runtime/refmath.h"
 #include "runtime/session.h"
+#include "runtime/threadpool.h"
 #include "tests/test_util.h"
 
 // ---- reference math ----
@@ -388,7 +389,8 @@ static void check_block(void *user, int seq, const float *x_in, const float *x_o
     if (!moved) c->bad++;
 }
 
-static void test_calib_runner(void) {
+// pool: NULL (the Gram on the calling thread) or a borrowed pool (the Gram's row panels over its threads).
+static void test_calib_runner(lmp_pool *pool) {
     lmp_model *m = small_model(1);
     if (!m) return;
     lmp_error err = {0};
@@ -398,7 +400,7 @@ static void test_calib_runner(void) {
     set.tokens = lmp_malloc(sizeof(int32_t) * 48);
     for (int i = 0; i < 48; i++) set.tokens[i] = (int32_t)(test_rand_u64() % 100);
     lmp_calib_runner *r = NULL;
-    CHECKF(lmp_calib_runner_new(m, &set, &(lmp_session_opts){0, 0, 2, "cpu", NULL}, &r, &err) == LMP_OK, "%s", err.msg);
+    CHECKF(lmp_calib_runner_new(m, &set, &(lmp_session_opts){0, 0, 2, "cpu", pool}, &r, &err) == LMP_OK, "%s", err.msg);
     if (!r) return;
     unsigned all[LMP_HOOK_COUNT];
     for (int h = 0; h < LMP_HOOK_COUNT; h++) all[h] = LMP_STAT_GRAM | LMP_STAT_ABSMEAN | LMP_STAT_SQMEAN;
@@ -420,7 +422,7 @@ static void test_calib_runner(void) {
             CHECKF(G && A && Q && w == ms.width[h] && ms.count[h] == 48, "layer %d hook %d", l, h);
             if (!G || !A || !Q || w != ms.width[h]) continue;
             // The runner's hidden states come from the same operations, so the inputs are the same floats;
-            // its Gram is a float ssyrk per sequence (16 terms) summed in double: 1e-5 of the scale.
+            // its Gram is a float product per sequence (16 terms) summed in double: 1e-5 of the scale.
             double worst = 0, scale = 0;
             for (int p = 0; p < w * w; p++) scale = fmax(scale, fabs(ms.gram[h][p] / 48));
             for (int p = 0; p < w * w; p++) worst = fmax(worst, fabs(G[p] - ms.gram[h][p] / 48));
@@ -497,6 +499,15 @@ static void test_calib_sample(void) {
     lmp_model_free(m);
 }
 
+static void test_calib_runner_own_thread(void) { test_calib_runner(NULL); }
+
+static void test_calib_runner_pooled(void) {
+    lmp_pool *pool = lmp_pool_new(3);  // more threads than the 64-wide Gram has panels of 32
+    CHECK(pool != NULL);
+    if (pool) test_calib_runner(pool);
+    lmp_pool_free(pool);
+}
+
 int main(void) {
     test_seed();
     RUN(test_refmath_rmsnorm);
@@ -506,7 +517,8 @@ int main(void) {
     RUN(test_weight_set_reupload);
     RUN(test_supports_op_consulted);
     RUN(test_sticky_error);
-    RUN(test_calib_runner);
+    RUN(test_calib_runner_own_thread);
+    RUN(test_calib_runner_pooled);
     RUN(test_calib_sample);
     return test_report();
 }

@@ -518,6 +518,7 @@ static void q4_block_weighted(const float *x, uint8_t *out, const float *imp, in
 
 static float q8_0_sweep_scale(const float *x, const float *imp, float amax) {
     const float id0 = Q8_LO / amax, id1 = Q8_HI / amax, bscale = (float)Q8_NB / (id1 - id0);
+    if (!isfinite(id1) || !(bscale > 0.0f) || !isfinite(bscale)) return 0.0f;  // amax tiny: RTN's block stays
     int start[Q8_NB + 1] = {0}, ns = 0;
     uint8_t bucket[Q8_MAXSTEPS];
     double sxl = 0.0, sll = 0.0;
@@ -532,7 +533,7 @@ static float q8_0_sweep_scale(const float *x, const float *imp, float amax) {
         const float db = bscale / ax;  // buckets per step of element j
         float t = ((float)c0 + 0.5f) * db - id0 * bscale;
         for (int c = c0; c < c1; c++, t += db) {  // step c -> c + 1 at id = (c + 0.5) / |x_j|
-            const int b = t <= 0.0f ? 0 : t >= (float)(Q8_NB - 1) ? Q8_NB - 1 : (int)t;
+            const int b = t > 0.0f ? (t < (float)(Q8_NB - 1) ? (int)t : Q8_NB - 1) : 0;  // NaN: 0
             bucket[ns++] = (uint8_t)b;
             start[b + 1]++;
         }

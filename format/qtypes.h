@@ -48,7 +48,8 @@ size_t lmp_type_row_size(lmp_dtype t, int64_t n);
 double lmp_type_bpw(lmp_dtype t);
 
 // Weighted reference quantizer: like from_float_ref, but chooses each block's scale (and minimum) to
-// minimise sum_i imp[i] * (x[i] - q(x[i]))^2 by a small search (llama.cpp's imatrix idea).
+// minimise sum_i imp[i] * (x[i] - q(x[i]))^2 by a small search (llama.cpp's imatrix idea); for q8_0 a sweep
+// over every set of codes between the inverse scales 96 / amax and 128 / amax.
 // imp may be NULL (uniform weights, still searched). Supported for every quantized storable type;
 // returns 0 on success, -1 if t is not quantized.
 int lmp_quantize_row_weighted(lmp_dtype t, const float *src, void *dst, int64_t n, const float *imp);

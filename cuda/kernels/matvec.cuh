@@ -76,35 +76,12 @@ static inline cudaError_t lmp_cuda_mat_build(lmp_cuda_mat *m, lmp_dtype t, int64
 // x (n, cols) with cols % 32 == 0; outputs as lmp_cuda_act (NULL pointers skip a form).
 __global__ void lmp_quantize_act_kernel(const float *x, int64_t n_blocks, int8_t *q8, float *d8, float *s8,
                                         int *sum8, int16_t *q16, float *d16) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t b = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x % 32;
     if (b >= n_blocks) return;  // whole warps exit together: blockDim.x is a multiple of 32
-    const float v = x[b * 32 + lane];
-    const float amax = lmp_warp_max(fabsf(v));
-    if (q8) {
-        const float d = amax / 127.0f;
-        float r = d != 0.0f ? roundf(v / d) : 0.0f;
-        if (!(r >= -127.0f)) r = r != r ? 0.0f : -127.0f;
-        if (r > 127.0f) r = 127.0f;
-        const int qi = (int)r;
-        q8[b * 32 + lane] = (int8_t)qi;
-        int s = qi;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) {
-            d8[b] = d;
-            s8[b] = d * (float)s;
-            sum8[b] = s;
-        }
-    }
-    if (q16) {
-        const float d = amax / 32767.0f;
-        float r = d != 0.0f ? roundf(v / d) : 0.0f;
-        if (!(r >= -32767.0f)) r = r != r ? 0.0f : -32767.0f;
-        if (r > 32767.0f) r = 32767.0f;
-        q16[b * 32 + lane] = (int16_t)(int)r;
-        if (lane == 0) d16[b] = d;
-    }
+    lmp_quantize_block32(x[b * 32 + lane], lane, b, q8, d8, s8, sum8, q16, d16);
 }
 
 // ---- matvec ----
@@ -134,6 +111,8 @@ typedef struct lmp_mv_args {
     int64_t n_warps;  // total over segments
     lmp_cuda_act x;
     int pair;         // 1: y = silu(W x) * (W2 x)
+    int pdl;          // launch with programmatic dependent launch (common.cuh)
+    lmp_act_out qo;   // if q8 or q16 set: the output also quantized (one segment, rows % 32 == 0, R = 4)
 } lmp_mv_args;
 
 template <int TYPE> struct lmp_mv_traits;
@@ -253,16 +232,18 @@ static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_
     }
 }
 
-template <int TYPE, int R, int U, int PAIR>
+template <int TYPE, int R, int U, int PAIR, int QO>
 __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp_mv_args a) {
     typedef lmp_mv_traits<(TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16 ||
                            TYPE == LMP_DTYPE_Q8_0)
                               ? TYPE
                               : LMP_DTYPE_Q4_0>
         tr;
+    static_assert(!QO || R * LMP_MV_WARPS == 32, "the quantized epilogue needs 32 rows per block");
+    lmp_pdl_trigger();
     const int64_t gw = blockIdx.x * (int64_t)LMP_MV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    if (gw >= a.n_warps) return;
+    if (!QO && gw >= a.n_warps) return;  // QO: the grid tiles the rows exactly (no warp is out of range)
     int s = 0;
     while (s + 1 < a.nseg && gw >= a.seg[s + 1].warp0) s++;
     const lmp_mv_seg &sg = a.seg[s];
@@ -278,9 +259,11 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 #pragma unroll
         for (int i = 0; i < R; i++) acc[k][i] = 0.0f;
     int nr = (int)(w.rows - r0 < R ? w.rows - r0 : R);
+    uint4 wv[NM][R][U][tr::LOADS];
+    uint32_t sc[NM][R][U];
+    // The weights do not depend on the kernel before this one: their first loads are issued before
+    // waiting for it (lmp_pdl_wait), which hides this launch's start behind the other's tail.
     for (int64_t base = 0; base < nch; base += 32 * U) {
-        uint4 wv[NM][R][U][tr::LOADS];
-        uint32_t sc[NM][R][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = base + u * 32 + lane;
@@ -293,6 +276,7 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
                     }
             }
         }
+        if (base == 0) lmp_pdl_wait();
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = base + u * 32 + lane;
@@ -308,6 +292,8 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
             }
         }
     }
+    if (nch == 0) lmp_pdl_wait();
+    __shared__ float yo[QO ? 32 : 1];
 #pragma unroll
     for (int i = 0; i < R; i++) {
         float v = lmp_warp_sum(acc[0][i]);
@@ -320,6 +306,15 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
             }
             if (sg.y) sg.y[o] = v;
             if (sg.res) sg.res[o] += v;
+            if (QO) yo[(threadIdx.x / 32) * R + i] = v;
+        }
+    }
+    if constexpr (QO) {  // the block's 32 consecutive outputs are one q8_a / q16_a block of the next matvec
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            const lmp_act_out &q = a.qo;
+            lmp_quantize_block32(yo[lane], lane, (t * w.rows + blockIdx.x * 32) / 32, q.q8, q.d8, q.s8, q.sum8, q.q16,
+                                 q.d16);
         }
     }
 }
@@ -328,6 +323,8 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 // 172 elements): one warp per row, one element per lane step, the reference's to_float per element.
 template <int TYPE>
 __global__ void lmp_matvec_scalar_kernel(const lmp_mv_args a) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t gw = blockIdx.x * (int64_t)LMP_MV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gw >= a.n_warps) return;
@@ -384,11 +381,20 @@ static cudaError_t lmp_matvec_launch_t(lmp_mv_args *a, int n, cudaStream_t st) {
     }
     a->n_warps = nw;
     dim3 grid((unsigned)((nw + LMP_MV_WARPS - 1) / LMP_MV_WARPS), (unsigned)n);
-    if (fast && a->pair) lmp_matvec_kernel<TYPE, R, U, 1><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
-    else if (fast) lmp_matvec_kernel<TYPE, R, U, 0><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
-    else if constexpr (TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16)
-        lmp_matvec_scalar_kernel<TYPE><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
-    return cudaGetLastError();
+    const dim3 blk(LMP_MV_WARPS * 32);
+    if (a->qo.q8 || a->qo.q16) {  // the quantizing epilogue: R = 4 (32 rows per block), one segment
+        if constexpr (R * LMP_MV_WARPS == 32) {
+            if (!fast || a->nseg != 1 || a->seg[0].w.rows % 32) return cudaErrorInvalidValue;
+            if (a->pair) return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 1, 1>, grid, blk, 0, st, *a);
+            return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 0, 1>, grid, blk, 0, st, *a);
+        }
+        return cudaErrorInvalidValue;
+    }
+    if (fast && a->pair) return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 1, 0>, grid, blk, 0, st, *a);
+    if (fast) return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 0, 0>, grid, blk, 0, st, *a);
+    if constexpr (TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16)
+        return lmp_launch(a->pdl, lmp_matvec_scalar_kernel<TYPE>, grid, blk, 0, st, *a);
+    return cudaErrorInvalidValue;
 }
 
 // Variant table: the lab times every entry; the backend uses lmp_matvec_launch (the choice below).
@@ -418,9 +424,15 @@ static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64
     return &lmp_mv_variants[2];
 }
 
+// The variant with the quantizing epilogue (32 rows per block: R = 4, U = 1).
+#define LMP_MV_QO_VARIANT 5
+
 static inline cudaError_t lmp_matvec_launch(lmp_mv_args *a, int n, cudaStream_t st) {
     const lmp_cuda_mat *w = &a->seg[0].w;
+    if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[LMP_MV_QO_VARIANT].fn[w->type](a, n, st);
     return lmp_mv_pick(w->type, w->rows, w->cols)->fn[w->type](a, n, st);
 }
+// 1 if the output of a launch over w (one segment) can be quantized in its epilogue.
+static inline int lmp_mv_qo_ok(const lmp_cuda_mat *w) { return lmp_mv_fast_ok(w) && w->rows % 32 == 0; }
 
 #endif

@@ -415,6 +415,7 @@ typedef struct lmp_mv_variant {
 
 static const lmp_mv_variant lmp_mv_variants[] = {
     LMP_MV_ROW(1, 1), LMP_MV_ROW(1, 2), LMP_MV_ROW(1, 4), LMP_MV_ROW(2, 1), LMP_MV_ROW(2, 2), LMP_MV_ROW(4, 1),
+    LMP_MV_ROW(1, 8), LMP_MV_ROW(2, 4),
 };
 #define LMP_MV_N_VARIANTS ((int)(sizeof lmp_mv_variants / sizeof lmp_mv_variants[0]))
 

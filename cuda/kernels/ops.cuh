@@ -103,13 +103,14 @@ __global__ void lmp_rmsnorm_kernel(float *out, const float *x, const float *w, i
     for (int j = threadIdx.x; j < dim; j += blockDim.x) ss = fmaf(xr[j], xr[j], ss);
     ss = lmp_block_sum(ss, red);
     const float sc = 1.0f / sqrtf(ss / (float)dim + eps);
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) orow[j] = w[j] * (sc * xr[j]);
-    if ((qa.q8 || qa.q16) && dim % 32 == 0) {
-        __syncthreads();
-        const int lane = threadIdx.x % 32;
-        for (int b = threadIdx.x / 32; b < dim / 32; b += blockDim.x / 32)
-            lmp_quantize_block32(orow[b * 32 + lane], lane, row * (dim / 32) + b, qa.q8, qa.d8, qa.s8, qa.sum8,
-                                 qa.q16, qa.d16);
+    // the 32 lanes of a warp hold 32 consecutive outputs: one quantization block, made from registers
+    const int quant = (qa.q8 || qa.q16) && dim % 32 == 0, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int j0 = 0; j0 + warp * 32 < dim; j0 += blockDim.x) {
+        const int j = j0 + threadIdx.x;
+        float o = 0.0f;
+        if (j < dim) orow[j] = o = w[j] * (sc * xr[j]);
+        if (quant)
+            lmp_quantize_block32(o, lane, (row * dim + j) / 32, qa.q8, qa.d8, qa.s8, qa.sum8, qa.q16, qa.d16);
     }
 }
 

@@ -119,7 +119,8 @@ template <int TYPE> struct lmp_mv_traits;
 template <> struct lmp_mv_traits<LMP_DTYPE_F32> { enum { E = 4, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_F16> { enum { E = 8, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_BF16> { enum { E = 8, LOADS = 1 }; };
-template <> struct lmp_mv_traits<LMP_DTYPE_Q8_0> { enum { E = 32, LOADS = 2 }; };
+// q8_0: a chunk is half a block (16 codes, one load); lanes 2k and 2k + 1 hold the two halves of a block
+template <> struct lmp_mv_traits<LMP_DTYPE_Q8_0> { enum { E = 16, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_Q4_0> { enum { E = 32, LOADS = 1 }; };  // every q4 type
 
 template <int TYPE> __host__ __device__ constexpr int lmp_q4_group() {
@@ -143,10 +144,8 @@ static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_
     } else if constexpr (TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16) {
         out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 8) * 2);
     } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
-        const uint8_t *p = w.q + (size_t)r * w.cols + (size_t)c * 32;
-        out[0] = lmp_ld_stream(p);
-        out[1] = lmp_ld_stream(p + 16);
-        *sc = __ldg((const unsigned short *)w.d + (size_t)r * (size_t)(w.cols / 32) + (size_t)c);
+        out[0] = lmp_ld_stream(w.q + (size_t)r * w.cols + (size_t)c * 16);
+        *sc = __ldg((const unsigned short *)w.d + (size_t)r * (size_t)(w.cols / 32) + (size_t)(c / 2));
     } else {
         constexpr int G = lmp_q4_group<TYPE>();
         out[0] = lmp_ld_stream(w.q + (size_t)r * (size_t)(w.cols / 2) + (size_t)c * 16);
@@ -161,7 +160,8 @@ static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_
 // Partial dot of chunk c (weights wv of row r) with token t's activations; adds to acc.
 template <int TYPE>
 static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_t r, int64_t c, const uint4 *wv,
-                                                   uint32_t sc, const lmp_cuda_act &x, int64_t xoff, float acc) {
+                                                   uint32_t sc, const lmp_cuda_act &x, int64_t xoff, float acc,
+                                                   bool valid = true) {
     if constexpr (TYPE == LMP_DTYPE_F32) {
         const float4 a = *(const float4 *)(x.f + xoff + c * 4);
         acc = fmaf(__uint_as_float(wv[0].x), a.x, acc);
@@ -195,20 +195,25 @@ static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_
         acc = fmaf(f[7], b.w, acc);
         return acc;
     } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
-        const int4 *xq = (const int4 *)(x.q16 + xoff + c * 32);  // 32 int16 = 4 x 16 bytes
-        const int4 x0 = xq[0], x1 = xq[1], x2 = xq[2], x3 = xq[3];
-        const int xw[16] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w,
-                            x2.x, x2.y, x2.z, x2.w, x3.x, x3.y, x3.z, x3.w};
-        const int ww[8] = {(int)wv[0].x, (int)wv[0].y, (int)wv[0].z, (int)wv[0].w,
-                           (int)wv[1].x, (int)wv[1].y, (int)wv[1].z, (int)wv[1].w};
+        // half block c: 16 codes against 16 int16 activations; the block's exact int32 sum is the pair's
+        // (lanes 2k, 2k + 1), added by the even lane. Called by every lane of the warp (the shuffle), with
+        // valid = 0 past the row's end (nch is even, so a pair is valid or not as a whole).
         int isum = 0;
+        if (valid) {
+            const int4 *xq = (const int4 *)(x.q16 + xoff + c * 16);  // 16 int16 = 2 x 16 bytes
+            const int4 x0 = xq[0], x1 = xq[1];
+            const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+            const int ww[4] = {(int)wv[0].x, (int)wv[0].y, (int)wv[0].z, (int)wv[0].w};
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            isum = __dp2a_lo(xw[2 * k], ww[k], isum);
-            isum = __dp2a_hi(xw[2 * k + 1], ww[k], isum);
+            for (int k = 0; k < 4; k++) {
+                isum = __dp2a_lo(xw[2 * k], ww[k], isum);
+                isum = __dp2a_hi(xw[2 * k + 1], ww[k], isum);
+            }
         }
+        isum += __shfl_xor_sync(0xffffffffu, isum, 1);
+        if (!valid || (c & 1)) return acc;
         const float dw = __half2float(__ushort_as_half((unsigned short)(sc & 0xffffu)));
-        return acc + (dw * x.d16[xoff / 32 + c]) * (float)isum;
+        return acc + (dw * x.d16[xoff / 32 + c / 2]) * (float)isum;
     } else {  // q4 family: one 32-element sub-block; scale index c / (G / 32)
         constexpr int G = lmp_q4_group<TYPE>(), ASYM = lmp_q4_asym<TYPE>();
         const int4 *xq = (const int4 *)(x.q8 + xoff + c * 32);
@@ -280,7 +285,16 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = base + u * 32 + lane;
-            if (c < nch) {
+            if constexpr (TYPE == LMP_DTYPE_Q8_0) {  // every lane calls the dot (it shuffles)
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], sc[0][i][u], a.x, xoff, acc[0][i], c < nch);
+                        if constexpr (PAIR)
+                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], sc[NM - 1][i][u], a.x,
+                                                              xoff, acc[NM - 1][i], c < nch);
+                    }
+            } else if (c < nch) {
 #pragma unroll
                 for (int i = 0; i < R; i++)
                     if (i < nr) {

@@ -270,8 +270,9 @@ __global__ void lmp_attn_decode_kernel(float *out, const float *q, const float *
 
 // ---- decode attention, version 2: RoPE and the output's quantization fused, loads issued together ----
 //
-// The same split along the sequence (LMP_ATT_CHUNK positions per block, grid (n_kv, n_split), 128
-// threads) for head dims 32 * EPL (EPL = 2, 4: 64, 128). Differences from lmp_attn_decode_kernel:
+// The same split along the sequence (LMP_ATT_CHUNK positions per split, 128 threads a block) for head dims
+// 32 * EPL (EPL = 2, 4: 64, 128), but grid (n_kv, P) with P = lmp_attn2_blocks: block y takes splits
+// y, y + P, ... in turn. Differences from lmp_attn_decode_kernel:
 //  - if rope.cos_tab is set, q and k arrive unrotated and every block rotates its copy (q of the group,
 //    the token's k) in shared memory with lmp_rope_kernel's arithmetic; the block that holds row pos stores
 //    the rotated k in the cache. q and k in memory are left as they came (only this kernel reads them).
@@ -303,11 +304,10 @@ __global__ void __launch_bounds__(128) lmp_attn_decode2_kernel(const lmp_attn_ar
     extern __shared__ float sm[];
     lmp_pdl_trigger();
     lmp_pdl_wait();
-    const int G = a.n_heads / a.n_kv, kvh = blockIdx.x, split = blockIdx.y, kv_dim = a.n_kv * HD;
+    const int G = a.n_heads / a.n_kv, kvh = blockIdx.x, P = gridDim.y, kv_dim = a.n_kv * HD;
     const int pos = a.pos_dev ? *a.pos_dev : a.pos0, len = pos + 1;
-    const int t0 = split * LMP_ATT_CHUNK, t1 = min(t0 + LMP_ATT_CHUNK, len);
-    if (t0 >= len) return;
-    const int nvalid = (len + LMP_ATT_CHUNK - 1) / LMP_ATT_CHUNK;
+    if ((int)blockIdx.y * LMP_ATT_CHUNK >= len) return;
+    const int nvalid = (len + LMP_ATT_CHUNK - 1) / LMP_ATT_CHUNK, nblk = min(P, nvalid);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float *qs = sm;                          // (G, HD)
     float *ps = qs + G * HD;                 // (G, chunk)
@@ -315,7 +315,7 @@ __global__ void __launch_bounds__(128) lmp_attn_decode2_kernel(const lmp_attn_ar
     float *os = ks + HD;                     // (4, HD) per-warp partial outputs
     __shared__ float mx_s[64], sum_s[64];
     __shared__ int last;
-    const int holds = pos >= t0 && pos < t1;
+    const int holds = (pos / LMP_ATT_CHUNK) % P == (int)blockIdx.y;  // this block's splits include row pos
     for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = a.q[(int64_t)kvh * G * HD + e];
     if (holds)
         for (int d = threadIdx.x; d < HD; d += blockDim.x) ks[d] = a.k[kvh * HD + d];
@@ -340,6 +340,9 @@ __global__ void __launch_bounds__(128) lmp_attn_decode2_kernel(const lmp_attn_ar
         }
         __syncthreads();  // the block reads row pos back below
     }
+    const size_t pstride = (size_t)HD + 2;  // per (head, split): o[HD], max, sum
+    for (int split = blockIdx.y; split < nvalid; split += P) {  // uniform over the block
+    const int t0 = split * LMP_ATT_CHUNK, t1 = min(t0 + LMP_ATT_CHUNK, len);
     // all K and V rows of this warp in flight at once
     float kr[PW][EPL], vr[PW][EPL];
     const int tw = t0 + warp * PW;
@@ -395,7 +398,6 @@ __global__ void __launch_bounds__(128) lmp_attn_decode2_kernel(const lmp_attn_ar
         }
     }
     __syncthreads();
-    const size_t pstride = (size_t)HD + 2;  // per (head, split): o[HD], max, sum
     for (int g = 0; g < G; g++) {
         float o[EPL];
 #pragma unroll
@@ -429,12 +431,13 @@ __global__ void __launch_bounds__(128) lmp_attn_decode2_kernel(const lmp_attn_ar
         }
         __syncthreads();
     }
+    }  // splits
     if (nvalid == 1) return;
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
         const unsigned prev = atomicAdd(&a.counter[kvh], 1u);
-        last = prev == (unsigned)nvalid - 1;
+        last = prev == (unsigned)nblk - 1;
         if (last) a.counter[kvh] = 0;  // ready for the next launch (graph replays)
     }
     __syncthreads();
@@ -466,8 +469,16 @@ static inline int lmp_attn2_ok(int n_heads, int n_kv, int hd) {
     return (hd == 64 || hd == 128) && n_heads % n_kv == 0 && n_heads / n_kv <= 64 &&
            lmp_attn2_smem(n_heads / n_kv, hd) <= 200 * 1024;
 }
+// Blocks per kv head: each takes splits y, y + P, ... (at most ~384 blocks in all, so that the blocks of a
+// graph recorded for the whole context, most of which find no positions at a short one, all fit the SMs
+// at once: 168 registers a thread leave room for 3 blocks of 128 threads per SM).
+static inline int lmp_attn2_blocks(int n_kv, int n_split) {
+    int p = 384 / n_kv;
+    if (p < 1) p = 1;
+    return p < n_split ? p : n_split;
+}
 static inline cudaError_t lmp_attn_decode2_launch(int pdl, const lmp_attn_args *a, int hd, cudaStream_t st) {
-    const dim3 grid((unsigned)a->n_kv, (unsigned)a->n_split);
+    const dim3 grid((unsigned)a->n_kv, (unsigned)lmp_attn2_blocks(a->n_kv, a->n_split));
     const size_t smem = lmp_attn2_smem(a->n_heads / a->n_kv, hd);
     if (hd == 128) return lmp_launch(pdl, lmp_attn_decode2_kernel<4>, grid, dim3(128), smem, st, *a);
     if (hd == 64) return lmp_launch(pdl, lmp_attn_decode2_kernel<2>, grid, dim3(128), smem, st, *a);

@@ -617,7 +617,8 @@ static void check_attention(void) {
         {4, 1, 64, 700, 1}, {9, 3, 64, 0, 100},  {8, 4, 8, 5, 40},   {4, 2, 128, 300, 64},
     };
     struct { int nh, nkv, hd, pos0; } c2[] = {{9, 3, 64, 255}, {9, 3, 64, 256}, {32, 32, 128, 1000}, {4, 1, 64, 700},
-                                              {8, 2, 128, 40}, {4, 4, 64, 0}, {16, 2, 128, 63}, {16, 2, 128, 64}};
+                                              {8, 2, 128, 40}, {4, 4, 64, 0}, {16, 2, 128, 63}, {16, 2, 128, 64},
+                                              {128, 128, 64, 520}, {96, 96, 128, 2000}};  // 3, 5 splits a block
     for (auto &c : c2) check_attention2(c.nh, c.nkv, c.hd, c.pos0);
     for (auto &c : cases) {
         const int kv_dim = c.nkv * c.hd, n_ctx = c.pos0 + c.n + 3, q_dim = c.nh * c.hd;

@@ -434,12 +434,12 @@ static const lmp_mv_variant lmp_mv_variants[] = {
 #define LMP_MV_N_VARIANTS ((int)(sizeof lmp_mv_variants / sizeof lmp_mv_variants[0]))
 
 // The backend's choice (cuda/NOTES.md has the measurements behind it).
-// cudadec run 1 (PDL launches): quantized matrices with at least twice as many rows as columns run best
-// with 4 rows a warp (q4_0 14336 x 4096: 9.5 us against r1u4's 10.3, q8_0 18.5 against 20.6); wide ones
-// and the float types with r1u4 (q4_0 4096 x 14336: 10.3 against 23.6).
+// r1u4 for every type and shape. cudadec run 2 tried r4u1 for quantized matrices with rows >= 2 x cols
+// (q/k/v counted together; the lab's PDL columns had it ahead there: q4_0 14336 x 4096 9.5 against 10.3 us,
+// q8_0 18.5 against 20.6): 7B decode q4_0 490.5 against 489.3 tok/s, q8_0 296.1 against 303.6: no gain.
 static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols) {
-    const int quant = t != LMP_DTYPE_F32 && t != LMP_DTYPE_F16 && t != LMP_DTYPE_BF16;
-    return &lmp_mv_variants[quant && rows >= 2 * cols ? 5 : 2];
+    (void)t; (void)rows; (void)cols;
+    return &lmp_mv_variants[2];
 }
 
 // The variant with the quantizing epilogue (32 rows per block: R = 4, U = 1).

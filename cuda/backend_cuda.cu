@@ -52,6 +52,26 @@ typedef struct pending_mv {
     float *y[LMP_MV_MAXSEG];
 } pending_mv;
 
+// Quantized forms of one float buffer (valid for src, n rows of cols, the forms flagged in has8 / has16).
+typedef struct act_set {
+    size_t cap;  // elements of q8 / q16
+    int8_t *q8;
+    int16_t *q16;
+    float *d8, *s8, *d16;
+    int *sum8;
+    const float *src;
+    int64_t n, cols;
+    int has8, has16;
+} act_set;
+
+// A RoPE of one token held back: the decode attention that follows rotates q and k itself.
+typedef struct pending_rope {
+    int on;
+    float *q, *k;
+    int n_heads, n_kv, pos0;
+    lmp_rope r;
+} pending_rope;
+
 typedef struct step_graph {
     uint64_t key;
     cudaGraphExec_t exec;
@@ -64,21 +84,22 @@ typedef struct cuda_ctx {
     int device;
     int exact;                  // lmp_backend_opts.exact (LMP_CUDA_EXACT=0|1 overrides: diagnosis)
     int no_fuse;                // LMP_CUDA_NO_FUSE=1: every matmul launched alone (diagnosis, A/B)
+    int old_attn;               // LMP_CUDA_OLD_ATTN=1: the first decode attention kernel (A/B)
     uint64_t mem_weights, mem_kv, mem_other;  // bytes allocated now, by category
     cudaStream_t st;
     cublasHandle_t blas;
     lmp_status err_st;          // sticky: first failure since the last synchronize
     char err_msg[LMP_ERROR_MSG_MAX];
     cuda_weight *weights;       // uploaded copies (shared by identical views)
-    // activation quantization of one float buffer (valid for xq_src, xq_n rows of xq_cols)
-    const float *xq_src;
-    int64_t xq_n, xq_cols;
-    int xq_has8, xq_has16;
-    size_t act_cap;             // elements of q8 / q16 below
-    int8_t *q8;
-    int16_t *q16;
-    float *d8, *s8, *d16;
-    int *sum8;
+    // quantized activations: two sets, so that a kernel can read one and write the other (the
+    // silu(gate) * up matvec quantizes its output for the down matvec)
+    act_set xs[2];
+    int xs_next;                // the set claimed next when neither is excluded
+    int pdl;                    // kernels of the decode path launched with programmatic dependent launch
+    pending_rope prope;         // a decode RoPE held back for the attention that follows (fused there)
+    lmp_dtype last_mv_type;     // weight type of the last matvec launched (hint_forms)
+    // LMP_CUDA_PROFILE=file: every launch timed by events (no graphs), totals per op written at destroy
+    struct prof_state *prof;
     // batched path
     lmp_gemm_ws gw;
     size_t gw_cols_cap;         // elements of gw.xh / gw.q8 (n * cols)
@@ -205,66 +226,192 @@ static int ranges_overlap(const void *a, size_t na, const void *b, size_t nb) {
 }
 // An op wrote bytes at p: the quantized copy of an overlapping buffer is stale.
 static void invalidate(cuda_ctx *c, const void *p, size_t bytes) {
-    if (c->xq_src && ranges_overlap(p, bytes, c->xq_src, (size_t)(c->xq_n * c->xq_cols) * 4)) c->xq_src = NULL;
+    for (int i = 0; i < 2; i++) {
+        act_set *x = &c->xs[i];
+        if (x->src && ranges_overlap(p, bytes, x->src, (size_t)(x->n * x->cols) * 4)) x->src = NULL;
+    }
 }
+static void xs_clear(cuda_ctx *c) { c->xs[0].src = c->xs[1].src = NULL; }
 
-static int act_reserve(cuda_ctx *c, size_t elems) {
-    if (c->act_cap >= elems) return 1;
+static int set_reserve(cuda_ctx *c, act_set *x, size_t elems) {
+    if (x->cap >= elems) return 1;
     if (c->recording) {
         c->rec_failed = 1;
         return 0;
     }
-    dev_free(c->q8);
-    dev_free(c->q16);
-    dev_free(c->d8);
-    dev_free(c->s8);
-    dev_free(c->d16);
-    dev_free(c->sum8);
-    c->act_cap = 0;
-    c->q8 = (int8_t *)dev_alloc(c, elems, "quantized activations");
-    c->q16 = (int16_t *)dev_alloc(c, elems * 2, "quantized activations");
-    c->d8 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
-    c->s8 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
-    c->d16 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
-    c->sum8 = (int *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
-    if (!c->q8 || !c->q16 || !c->d8 || !c->s8 || !c->d16 || !c->sum8) return 0;
-    c->act_cap = elems;
+    void *p[] = {x->q8, x->q16, x->d8, x->s8, x->d16, x->sum8};
+    for (void *q : p) dev_free(q);
+    memset(x, 0, sizeof *x);
+    x->q8 = (int8_t *)dev_alloc(c, elems, "quantized activations");
+    x->q16 = (int16_t *)dev_alloc(c, elems * 2, "quantized activations");
+    x->d8 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    x->s8 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    x->d16 = (float *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    x->sum8 = (int *)dev_alloc(c, elems / 32 * 4 + 16, "activation scales");
+    if (!x->q8 || !x->q16 || !x->d8 || !x->s8 || !x->d16 || !x->sum8) return 0;
+    x->cap = elems;
     return 1;
 }
 
+// A set for new quantized forms of elems elements, not the set `keep` (the input of the kernel that will
+// write them; -1: none); NULL on failure. Its previous contents are forgotten.
+static act_set *set_claim(cuda_ctx *c, size_t elems, int keep) {
+    int i = keep >= 0 ? 1 - keep : c->xs_next;
+    c->xs_next = 1 - i;
+    act_set *x = &c->xs[i];
+    x->src = NULL;
+    return set_reserve(c, x, elems) ? x : NULL;
+}
+static void set_mark(act_set *x, const float *src, int64_t n, int64_t cols, int has8, int has16) {
+    x->src = src;
+    x->n = n;
+    x->cols = cols;
+    x->has8 = has8;
+    x->has16 = has16;
+}
+static lmp_act_out set_out(const act_set *x, int has8, int has16) {
+    lmp_act_out o = {};
+    if (has8) o.q8 = x->q8, o.d8 = x->d8, o.s8 = x->s8, o.sum8 = x->sum8;
+    if (has16) o.q16 = x->q16, o.d16 = x->d16;
+    return o;
+}
+// The forms a matvec of weight type t reads.
+static void type_needs(lmp_dtype t, int *need8, int *need16) {
+    const lmp_type_traits *tr = lmp_type_get(t);
+    *need8 = tr->vec_dot_type == LMP_DTYPE_Q8_A;
+    *need16 = tr->vec_dot_type == LMP_DTYPE_Q16_A;
+}
+
+// ---- profiling (LMP_CUDA_PROFILE=file): events around every launch, op by op ----
+#define PROF_EV 2048
+#define PROF_OPS 64
+typedef struct prof_state {
+    char path[512];
+    cudaEvent_t ev[PROF_EV + 1];
+    int name_of[PROF_EV];  // index into names
+    int n_ev;
+    char names[PROF_OPS][64];
+    double ms[PROF_OPS];
+    long count[PROF_OPS];
+    int n_names;
+} prof_state;
+
+static void prof_flush(cuda_ctx *c) {
+    prof_state *P = c->prof;
+    if (!P || P->n_ev == 0) return;
+    cudaEventRecord(P->ev[P->n_ev], c->st);
+    cudaEventSynchronize(P->ev[P->n_ev]);
+    for (int i = 0; i < P->n_ev; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, P->ev[i], P->ev[i + 1]);
+        P->ms[P->name_of[i]] += ms;
+        P->count[P->name_of[i]]++;
+    }
+    P->n_ev = 0;
+}
+// Marks the start of the launch(es) named by fmt; the time until the next mark (or flush) is theirs.
+static void prof_mark(cuda_ctx *c, const char *fmt, ...) {
+    prof_state *P = c->prof;
+    if (!P || c->recording) return;
+    if (P->n_ev == PROF_EV) prof_flush(c);
+    char nm[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nm, sizeof nm, fmt, ap);
+    va_end(ap);
+    int k = 0;
+    while (k < P->n_names && strcmp(P->names[k], nm)) k++;
+    if (k == P->n_names) {
+        if (k == PROF_OPS) k = PROF_OPS - 1;  // overflow: counted under the last name
+        else snprintf(P->names[P->n_names++], 64, "%s", nm);
+    }
+    P->name_of[P->n_ev] = k;
+    cudaEventRecord(P->ev[P->n_ev++], c->st);
+}
+static void prof_write(cuda_ctx *c) {
+    prof_state *P = c->prof;
+    if (!P) return;
+    prof_flush(c);
+    FILE *f = fopen(P->path, "w");
+    if (f) {
+        double tot = 0;
+        for (int i = 0; i < P->n_names; i++) tot += P->ms[i];
+        fprintf(f, "| op (launches until the next mark) | count | total ms | us each | share |\n|---|---:|---:|---:|---:|\n");
+        for (int i = 0; i < P->n_names; i++)
+            fprintf(f, "| %s | %ld | %.3f | %.2f | %.1f %% |\n", P->names[i], P->count[i], P->ms[i],
+                    P->count[i] ? 1000.0 * P->ms[i] / P->count[i] : 0.0, tot > 0 ? 100.0 * P->ms[i] / tot : 0.0);
+        fclose(f);
+    }
+    for (int i = 0; i <= PROF_EV; i++) cudaEventDestroy(P->ev[i]);
+    lmp_free(P);
+    c->prof = NULL;
+}
+
+static const char *prof_n(int n) { return n == 1 ? "n=1" : n <= LMP_CUDA_MV_MAX ? "n<=8" : "batch"; }
+
 // Makes the quantized forms of x (n, cols) that weight type t needs; returns the activations view.
 static int act_quantized(cuda_ctx *c, const float *x, int64_t n, int64_t cols, lmp_dtype t, lmp_cuda_act *a) {
-    const lmp_type_traits *tr = lmp_type_get(t);
-    const int need8 = tr->vec_dot_type == LMP_DTYPE_Q8_A, need16 = tr->vec_dot_type == LMP_DTYPE_Q16_A;
-    *a = (lmp_cuda_act){x, c->q8, c->q16, c->d8, c->s8, c->sum8, c->d16};
+    int need8, need16;
+    type_needs(t, &need8, &need16);
+    *a = (lmp_cuda_act){x, NULL, NULL, NULL, NULL, NULL, NULL};
     if (!need8 && !need16) return 1;
-    if (c->xq_src == x && c->xq_n == n && c->xq_cols == cols && (!need8 || c->xq_has8) && (!need16 || c->xq_has16))
-        return 1;
-    if (!act_reserve(c, (size_t)(n * cols))) return 0;
-    a->q8 = c->q8;
-    a->q16 = c->q16;
-    a->d8 = c->d8;
-    a->s8 = c->s8;
-    a->d16 = c->d16;
-    a->sum8 = c->sum8;
+    for (int i = 0; i < 2; i++) {
+        const act_set *s = &c->xs[i];
+        if (s->src == x && s->n == n && s->cols == cols && (!need8 || s->has8) && (!need16 || s->has16)) {
+            *a = (lmp_cuda_act){x, s->q8, s->q16, s->d8, s->s8, s->sum8, s->d16};
+            return 1;
+        }
+    }
+    act_set *s = set_claim(c, (size_t)(n * cols), -1);
+    if (!s) return 0;
+    *a = (lmp_cuda_act){x, s->q8, s->q16, s->d8, s->s8, s->sum8, s->d16};
     const int64_t nb = n * cols / 32;
     // both forms at once: the next matmul of this input may be of the other family
-    lmp_quantize_act_kernel<<<(unsigned)((nb * 32 + 255) / 256), 256, 0, c->st>>>(x, nb, c->q8, c->d8, c->s8, c->sum8,
-                                                                                   c->q16, c->d16);
-    if (launch_failed(c, "quantize activations")) return 0;
-    c->xq_src = x;
-    c->xq_n = n;
-    c->xq_cols = cols;
-    c->xq_has8 = c->xq_has16 = 1;
+    prof_mark(c, "quantize activations %s", prof_n((int)n));
+    cudaError_t e = lmp_launch(c->pdl, lmp_quantize_act_kernel, dim3((unsigned)((nb * 32 + 255) / 256)), dim3(256), 0,
+                               c->st, x, nb, s->q8, s->d8, s->s8, s->sum8, s->q16, s->d16);
+    if (e != cudaSuccess) {
+        fail(c, LMP_E_STATE, "CUDA quantize activations: %s", cudaGetErrorString(e));
+        return 0;
+    }
+    set_mark(s, x, n, cols, 1, 1);
     return 1;
+}
+// Index of the set holding x's forms (-1: none).
+static int set_of(cuda_ctx *c, const float *x) {
+    for (int i = 0; i < 2; i++)
+        if (c->xs[i].src == x) return i;
+    return -1;
 }
 
 // ---- held-back matmuls ----
 
+// The quantized forms a producer's epilogue writes for a consumer not yet seen: both when the last matvec's
+// weights were quantized (the next one likely is too, of either family), none after float weights (a
+// consumer that needs them quantizes its input itself, as before).
+static void hint_forms(cuda_ctx *c, int *q8, int *q16) {
+    const int quant = c->last_mv_type != LMP_DTYPE_F32 && c->last_mv_type != LMP_DTYPE_F16 &&
+                      c->last_mv_type != LMP_DTYPE_BF16;
+    *q8 = *q16 = quant && !c->no_fuse;
+}
+
+// pair: silu(W x) * (W2 x) into y[0] (W2 x into pair_up), its quantized forms written by the epilogue when
+// hint_forms asks for them; res: the output is added to res.
 static void launch_mv(cuda_ctx *c, pending_mv *p, int pair, float *pair_up, float *res) {
     lmp_cuda_act a;
     if (!act_quantized(c, p->x, p->n, p->w[0].cols, p->w[0].type, &a)) return;
     lmp_mv_args args = {};
+    args.pdl = c->pdl;
+    act_set *qo_set = NULL;
+    int qo8 = 0, qo16 = 0;
+    c->last_mv_type = p->w[0].type;
+    if (pair && p->n <= LMP_CUDA_MV_MAX && lmp_mv_qo_ok(&p->w[0])) {
+        hint_forms(c, &qo8, &qo16);
+        if (qo8 || qo16) {
+            qo_set = set_claim(c, (size_t)p->n * p->w[0].rows, set_of(c, p->x));
+            if (qo_set) args.qo = set_out(qo_set, qo8, qo16);
+        }
+    }
     args.nseg = pair ? 1 : p->nseg;
     for (int s = 0; s < args.nseg; s++) {
         args.seg[s].w = p->w[s];
@@ -277,15 +424,34 @@ static void launch_mv(cuda_ctx *c, pending_mv *p, int pair, float *pair_up, floa
     args.seg[0].res = res;
     args.x = a;
     args.pair = pair;
+    prof_mark(c, "matvec %s %s%s%s%s %s", lmp_type_name(p->w[0].type), pair ? "silu(gate)*up" : args.nseg > 1 ? "3 mats" : "1 mat",
+              res ? " +res" : "", qo_set ? " +quant" : "", "", prof_n(p->n));
     cudaError_t e = lmp_matvec_launch(&args, p->n, c->st);
     if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA matvec: %s", cudaGetErrorString(e));
+    else if (qo_set) set_mark(qo_set, p->y[0], p->n, p->w[0].rows, qo8, qo16);
 }
 
+static void launch_rope(cuda_ctx *c, float *q, float *k, int n, int n_heads, int n_kv, int pos0, const lmp_rope *r) {
+    const int64_t total = (int64_t)n * (n_heads + n_kv) * (r->rope_dim / 2);
+    prof_mark(c, "rope %s", prof_n(n));
+    cudaError_t e = lmp_launch(c->pdl, lmp_rope_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, c->st, q, k,
+                               n, n_heads, n_kv, r->head_dim, r->rope_dim, r->neox, pos0,
+                               (const int *)(c->recording ? c->params_dev : NULL), r->cos_tab, r->sin_tab);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA rope: %s", cudaGetErrorString(e));
+}
+
+// Launches whatever is held back (a matvec, a RoPE), in the order it was issued.
 static void flush(cuda_ctx *c) {
-    if (c->pend.nseg == 0) return;
-    pending_mv p = c->pend;
-    c->pend.nseg = 0;
-    launch_mv(c, &p, 0, NULL, NULL);
+    if (c->pend.nseg) {
+        pending_mv p = c->pend;
+        c->pend.nseg = 0;
+        launch_mv(c, &p, 0, NULL, NULL);
+    }
+    if (c->prope.on) {
+        pending_rope r = c->prope;
+        c->prope.on = 0;
+        launch_rope(c, r.q, r.k, 1, r.n_heads, r.n_kv, r.pos0, &r.r);
+    }
 }
 
 // ---- memory ----
@@ -325,6 +491,7 @@ static void cuda_to_host(lmp_backend *b, void *dst, const void *src, size_t byte
         launch_failed(c, "copy to host");
         return;
     }
+    prof_mark(c, "copy to host");
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->st);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
     if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA copy to host: %s", cudaGetErrorString(e));
@@ -546,8 +713,10 @@ static void cuda_get_rows(lmp_backend *b, float *out, const lmp_weight *emb, con
         cudaMemcpyAsync(c->tok_dev, c->tok_host, (size_t)n * 4, cudaMemcpyHostToDevice, c->st);
         tok = c->tok_dev;
     }
-    lmp_get_rows_kernel<<<dim3((unsigned)((emb->cols + 255) / 256), (unsigned)n), 256, 0, c->st>>>(out, *m, tok);
-    launch_failed(c, "get_rows");
+    prof_mark(c, "get_rows %s", prof_n(n));
+    cudaError_t e = lmp_launch(c->pdl, lmp_get_rows_kernel, dim3((unsigned)((emb->cols + 255) / 256), (unsigned)n),
+                               dim3(256), 0, c->st, out, *m, tok);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA get_rows: %s", cudaGetErrorString(e));
 }
 
 static void cuda_rmsnorm(lmp_backend *b, float *out, const float *x, const lmp_weight *w, int n, int dim, float eps) {
@@ -557,18 +726,19 @@ static void cuda_rmsnorm(lmp_backend *b, float *out, const float *x, const lmp_w
     const lmp_cuda_mat *m = mat_of(c, w);
     if (c->err_st || !m || n <= 0) return;
     lmp_act_out qa = {};
-    // one token: the quantized forms for the matvecs that follow, in the same launch
-    if (n <= LMP_CUDA_MV_MAX && dim % 32 == 0 && act_reserve(c, (size_t)n * dim))
-        qa = (lmp_act_out){c->q8, c->d8, c->s8, c->sum8, c->q16, c->d16};
+    // up to 8 tokens: the quantized forms for the matvecs that follow, in the same launch
+    act_set *qs = NULL;
+    if (n <= LMP_CUDA_MV_MAX && dim % 32 == 0 && (qs = set_claim(c, (size_t)n * dim, set_of(c, x))))
+        qa = set_out(qs, 1, 1);
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 128;
-    lmp_rmsnorm_kernel<<<(unsigned)n, threads, 0, c->st>>>(out, x, (const float *)m->q, dim, eps, qa);
-    if (launch_failed(c, "rmsnorm")) return;
-    if (qa.q8) {
-        c->xq_src = out;
-        c->xq_n = n;
-        c->xq_cols = dim;
-        c->xq_has8 = c->xq_has16 = 1;
+    prof_mark(c, "rmsnorm %s", prof_n(n));
+    cudaError_t e = lmp_launch(c->pdl, lmp_rmsnorm_kernel, dim3((unsigned)n), dim3(threads), 0, c->st, out, x,
+                               (const float *)m->q, dim, eps, qa);
+    if (e != cudaSuccess) {
+        fail(c, LMP_E_STATE, "CUDA rmsnorm: %s", cudaGetErrorString(e));
+        return;
     }
+    if (qs) set_mark(qs, out, n, dim, 1, 1);
 }
 
 static void gemm_ws_free(cuda_ctx *c) {
@@ -588,6 +758,7 @@ static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const flo
     // the CPU's (integer block sums, float32 activations), where the f16 tensor-core path rounds weights and
     // activations to 11 bits; slower (weights re-read per token, from L2 when they fit), comparable digit for digit.
     const int exact_mv = c->exact && m->type != LMP_DTYPE_F32 && n <= 65535;
+    if (c->prope.on) flush(c);  // a held-back RoPE runs before anything issued after it
     if (n <= LMP_CUDA_MV_MAX || exact_mv) {
         pending_mv *p = &c->pend;
         if (p->nseg && (p->x != x || p->n != n || p->w[0].type != m->type || p->w[0].cols != m->cols ||
@@ -625,6 +796,7 @@ static void cuda_matmul(lmp_backend *b, float *y, const lmp_weight *w, const flo
         c->gw_cols_cap = need > c->gw_cols_cap ? need : c->gw_cols_cap;
         c->gw_n_cap = (size_t)n;
     }
+    prof_mark(c, "gemm %s %s", lmp_type_name(m->type), prof_n(n));
     cublasStatus_t s = lmp_gemm(c->blas, c->st, m, x, y, n, 0, &c->gw);
     if (s != CUBLAS_STATUS_SUCCESS) fail(c, LMP_E_STATE, "cuBLAS product (%s): %s", w->name ? w->name : "?", lmp_cublas_name(s));
     launch_failed(c, "batched product");
@@ -636,16 +808,24 @@ static void cuda_rope(lmp_backend *b, float *q, float *k, int n, int n_heads, in
     invalidate(c, q, (size_t)n * n_heads * r->head_dim * 4);
     invalidate(c, k, (size_t)n * n_kv * r->head_dim * 4);
     if (c->err_st || n <= 0) return;
-    const int64_t total = (int64_t)n * (n_heads + n_kv) * (r->rope_dim / 2);
-    lmp_rope_kernel<<<(unsigned)((total + 255) / 256), 256, 0, c->st>>>(q, k, n, n_heads, n_kv, r->head_dim, r->rope_dim,
-                                                                       r->neox, pos0, c->recording ? c->params_dev : NULL,
-                                                                       r->cos_tab, r->sin_tab);
-    launch_failed(c, "rope");
+    if (n == 1 && !c->no_fuse && lmp_attn2_ok(n_heads, n_kv, r->head_dim) && r->rope_dim <= r->head_dim) {
+        // held back: the decode attention that follows rotates q and k itself (flush launches it otherwise)
+        c->prope = (pending_rope){1, q, k, n_heads, n_kv, pos0, *r};
+        return;
+    }
+    launch_rope(c, q, k, n, n_heads, n_kv, pos0, r);
 }
 
 static void cuda_attention(lmp_backend *b, float *out, const float *q, const float *k, const float *v,
                            lmp_kv_cache *kv, int n, int pos0, int n_heads, int n_kv, int hd) {
     cuda_ctx *c = ctx_of(b);
+    // a held-back RoPE of exactly these q and k is done inside the decode attention
+    pending_rope rope = {};
+    if (c->prope.on && n == 1 && c->prope.q == q && c->prope.k == k && c->prope.pos0 == pos0 &&
+        c->prope.n_heads == n_heads && c->prope.n_kv == n_kv && c->prope.r.head_dim == hd && c->pend.nseg == 0) {
+        rope = c->prope;
+        c->prope.on = 0;
+    }
     flush(c);
     invalidate(c, out, (size_t)n * n_heads * hd * 4);
     if (c->err_st || n <= 0) return;
@@ -669,16 +849,52 @@ static void cuda_attention(lmp_backend *b, float *out, const float *q, const flo
             cudaMemsetAsync(c->att_cnt, 0, (size_t)n_kv * 4, c->st);
             c->att_cnt_cap = n_kv;
         }
+        if (lmp_attn2_ok(n_heads, n_kv, hd) && !c->old_attn) {
+            lmp_attn_args a = {};
+            a.out = out;
+            a.q = q;
+            a.k = k;
+            a.v = v;
+            a.k_cache = kv->k;
+            a.v_cache = kv->v;
+            a.n_heads = n_heads;
+            a.n_kv = n_kv;
+            a.pos0 = pos0;
+            a.pos_dev = c->recording ? c->params_dev : NULL;
+            a.part = c->att_part;
+            a.counter = c->att_cnt;
+            a.n_split = n_split;
+            if (rope.on) {
+                a.rope_dim = rope.r.rope_dim;
+                a.neox = rope.r.neox;
+                a.cos_tab = rope.r.cos_tab;
+                a.sin_tab = rope.r.sin_tab;
+            }
+            int q8, q16;
+            hint_forms(c, &q8, &q16);
+            act_set *qs = (q8 || q16) ? set_claim(c, (size_t)n_heads * hd, -1) : NULL;
+            if (qs) a.qa = set_out(qs, q8, q16);
+            prof_mark(c, "attention decode%s%s", rope.on ? " +rope" : "", qs ? " +quant" : "");
+            cudaError_t e = lmp_attn_decode2_launch(c->pdl, &a, hd, c->st);
+            if (e != cudaSuccess) {
+                fail(c, LMP_E_STATE, "CUDA attention (decode): %s", cudaGetErrorString(e));
+                return;
+            }
+            if (qs) set_mark(qs, out, 1, (int64_t)n_heads * hd, q8, q16);
+            return;
+        }
+        if (rope.on) launch_rope(c, rope.q, rope.k, 1, n_heads, n_kv, pos0, &rope.r);
         const size_t smem = (size_t)(n_heads / n_kv) * (hd + LMP_ATT_CHUNK) * 4;
         if (n_heads / n_kv > 64 || smem > 200 * 1024) {
             fail(c, LMP_E_UNSUPPORTED, "CUDA attention: %d query heads per kv head of %d is beyond the decode kernel",
                  n_heads / n_kv, hd);
             return;
         }
-        lmp_attn_decode_kernel<<<dim3((unsigned)n_kv, (unsigned)n_split), 128, smem, c->st>>>(
-            out, q, k, v, kv->k, kv->v, n_heads, n_kv, hd, pos0, c->recording ? c->params_dev : NULL, c->att_part,
-            c->att_cnt, n_split);
-        launch_failed(c, "attention (decode)");
+        prof_mark(c, "attention decode (v1)");
+        cudaError_t e = lmp_launch(c->pdl, lmp_attn_decode_kernel, dim3((unsigned)n_kv, (unsigned)n_split), dim3(128),
+                                   smem, c->st, out, q, k, v, kv->k, kv->v, n_heads, n_kv, hd, pos0,
+                                   (const int *)(c->recording ? c->params_dev : NULL), c->att_part, c->att_cnt, n_split);
+        if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA attention (decode): %s", cudaGetErrorString(e));
         return;
     }
     if (c->recording) {
@@ -686,6 +902,7 @@ static void cuda_attention(lmp_backend *b, float *out, const float *q, const flo
         return;
     }
     const int kv_dim = n_kv * hd;
+    prof_mark(c, "attention batched (kv store, cuBLAS, softmax)");
     lmp_kv_store_kernel<<<(unsigned)(((int64_t)n * kv_dim + 255) / 256), 256, 0, c->st>>>(kv->k, kv->v, k, v, n, kv_dim,
                                                                                           pos0, NULL);
     if (launch_failed(c, "kv store")) return;
@@ -712,8 +929,10 @@ static void cuda_swiglu(lmp_backend *b, float *gate, const float *up, int n, int
     invalidate(c, gate, (size_t)n * ff * 4);
     if (c->err_st) return;
     const int64_t cnt = (int64_t)n * ff;
-    lmp_swiglu_kernel<<<(unsigned)((cnt + 255) / 256), 256, 0, c->st>>>(gate, up, cnt);
-    launch_failed(c, "swiglu");
+    prof_mark(c, "swiglu %s", prof_n(n));
+    cudaError_t e = lmp_launch(c->pdl, lmp_swiglu_kernel, dim3((unsigned)((cnt + 255) / 256)), dim3(256), 0, c->st,
+                               gate, (const float *)up, cnt);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA swiglu: %s", cudaGetErrorString(e));
 }
 
 static void cuda_add(lmp_backend *b, float *x, const float *y, size_t count) {
@@ -730,8 +949,10 @@ static void cuda_add(lmp_backend *b, float *x, const float *y, size_t count) {
     }
     flush(c);
     if (c->err_st) return;
-    lmp_add_kernel<<<(unsigned)((count + 255) / 256), 256, 0, c->st>>>(x, y, (int64_t)count);
-    launch_failed(c, "add");
+    prof_mark(c, "add");
+    cudaError_t e = lmp_launch(c->pdl, lmp_add_kernel, dim3((unsigned)((count + 255) / 256)), dim3(256), 0, c->st, x, y,
+                               (int64_t)count);
+    if (e != cudaSuccess) fail(c, LMP_E_STATE, "CUDA add: %s", cudaGetErrorString(e));
 }
 
 static lmp_status cuda_synchronize(lmp_backend *b, lmp_error *err) {
@@ -757,7 +978,7 @@ static void graphs_drop(cuda_ctx *c) {
 static int cuda_step_record_begin(lmp_backend *b, uint64_t key, int32_t token, int pos) {
     cuda_ctx *c = ctx_of(b);
     flush(c);
-    if (c->err_st || c->recording || getenv("LMP_CUDA_NO_GRAPH")) return 0;
+    if (c->err_st || c->recording || c->prof || getenv("LMP_CUDA_NO_GRAPH")) return 0;
     if (!c->params_dev) {
         c->params_dev = (int *)dev_alloc(c, 16, "step parameters");
         if (!c->params_dev || cudaMallocHost((void **)&c->params_host, 16) != cudaSuccess) return 0;
@@ -770,7 +991,7 @@ static int cuda_step_record_begin(lmp_backend *b, uint64_t key, int32_t token, i
     c->rec_failed = 0;
     c->rec_key = key;
     c->rec_logits_bytes = 0;
-    c->xq_src = NULL;
+    xs_clear(c);
     cudaMemcpyAsync(c->params_dev, c->params_host, 8, cudaMemcpyHostToDevice, c->st);
     (void)token;
     (void)pos;
@@ -783,7 +1004,7 @@ static int cuda_step_record_end(lmp_backend *b) {
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(c->st, &g);
     c->recording = 0;
-    c->xq_src = NULL;
+    xs_clear(c);
     int ok = e == cudaSuccess && !c->rec_failed && !c->err_st && g;
     cudaGraphExec_t ge = NULL;
     if (ok && cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) ok = 0;
@@ -819,7 +1040,7 @@ static int cuda_step_replay(lmp_backend *b, uint64_t key, int32_t token, int pos
             return 1;
         }
         if (g->logits_bytes && logits) memcpy(logits, c->logits_host, g->logits_bytes);
-        c->xq_src = NULL;
+        xs_clear(c);
         return 1;
     }
     return 0;
@@ -865,6 +1086,7 @@ static void cuda_logits_stats(lmp_backend *b, const float *logits, int n, int vo
     }
     cudaMemcpyAsync(c->st_tgt, target, (size_t)n * 4, cudaMemcpyHostToDevice, c->st);
     if (base_top) cudaMemcpyAsync(c->st_btop, base_top, (size_t)n * 4, cudaMemcpyHostToDevice, c->st);
+    prof_mark(c, "eval statistics");
     lmp_eval_stats_kernel<<<(unsigned)n, 512, 0, c->st>>>(logits, vocab, c->st_tgt, base_lp, base_lp ? c->st_btop : NULL,
                                                            lp_out, c->st_nll, c->st_kl, c->st_top, c->st_top1);
     if (launch_failed(c, "evaluation statistics")) return;
@@ -992,6 +1214,9 @@ extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_bac
     c->exact = opts ? opts->exact : 0;
     if (getenv("LMP_CUDA_EXACT") && *getenv("LMP_CUDA_EXACT")) c->exact = atoi(getenv("LMP_CUDA_EXACT"));
     c->no_fuse = getenv("LMP_CUDA_NO_FUSE") && atoi(getenv("LMP_CUDA_NO_FUSE"));
+    c->pdl = !(getenv("LMP_CUDA_NO_PDL") && atoi(getenv("LMP_CUDA_NO_PDL")));
+    c->old_attn = getenv("LMP_CUDA_OLD_ATTN") && atoi(getenv("LMP_CUDA_OLD_ATTN"));
+    c->last_mv_type = LMP_DTYPE_COUNT;
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess) {
         lmp_free(b);
         lmp_free(c);
@@ -1006,6 +1231,13 @@ extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_bac
     }
     cublasSetStream(c->blas, c->st);
     cudaFuncSetAttribute(lmp_attn_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    cudaFuncSetAttribute(lmp_attn_decode2_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    cudaFuncSetAttribute(lmp_attn_decode2_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    const char *pf = getenv("LMP_CUDA_PROFILE");
+    if (pf && *pf && (c->prof = (prof_state *)lmp_calloc(1, sizeof *c->prof))) {
+        snprintf(c->prof->path, sizeof c->prof->path, "%s", pf);
+        for (int i = 0; i <= PROF_EV; i++) cudaEventCreate(&c->prof->ev[i]);
+    }
     b->ops = &cuda_ops;
     b->ctx = c;
     *out = b;
@@ -1014,6 +1246,8 @@ extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_bac
 
 static void cuda_destroy(lmp_backend *b) {
     cuda_ctx *c = ctx_of(b);
+    flush(c);
+    prof_write(c);
     cudaStreamSynchronize(c->st);
     graphs_drop(c);
     while (c->weights) {
@@ -1025,7 +1259,11 @@ static void cuda_destroy(lmp_backend *b) {
     for (size_t i = g_n_allocs; i-- > 0;)  // this backend's leftovers (buffers its user did not free)
         if (g_allocs[i].cat == &c->mem_weights || g_allocs[i].cat == &c->mem_kv || g_allocs[i].cat == &c->mem_other)
             untrack(g_allocs[i].p);
-    void *p[] = {c->q8, c->q16, c->d8, c->s8, c->d16, c->sum8, c->att_S, c->att_part, c->att_cnt, c->tok_dev,
+    for (act_set &x : c->xs) {
+        void *q[] = {x.q8, x.q16, x.d8, x.s8, x.d16, x.sum8};
+        for (void *r : q) dev_free(r);
+    }
+    void *p[] = {c->att_S, c->att_part, c->att_cnt, c->tok_dev,
                  c->params_dev, c->st_tgt, c->st_btop, c->st_top, c->st_top1, c->st_nll, c->st_kl};
     for (void *q : p) dev_free(q);
     gemm_ws_free(c);

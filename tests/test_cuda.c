@@ -257,6 +257,57 @@ static void test_attention(void) {
     attention_case(9, 3, 64, 1, 600);    // SmolLM2's heads, long decode
 }
 
+// Decode steps of rope then attention (the CUDA backend holds the RoPE back and rotates q and k inside its
+// decode attention), against the CPU op by op: the outputs of every step, and (reading q back after a
+// rope, which makes the held-back rotation run on its own) the rotated q itself, bit for bit.
+static void rope_attention_case(int nh, int nkv, int hd, int rope_dim, int neox, int n_dec) {
+    const int kv_dim = nkv * hd, q_dim = nh * hd, n_ctx = n_dec + 1, half = rope_dim / 2;
+    lmp_error err = {0};
+    lmp_kv_cache *kc = NULL, *kg = NULL;
+    CHECK(g_cpu->ops->kv_new(g_cpu, n_ctx, kv_dim, &kc, &err) == LMP_OK);
+    CHECK(g_gpu->ops->kv_new(g_gpu, n_ctx, kv_dim, &kg, &err) == LMP_OK);
+    float *cs = malloc((size_t)n_ctx * half * 4), *sn = malloc((size_t)n_ctx * half * 4);
+    lmp_ref_rope_tables(cs, sn, n_ctx, rope_dim, 10000.0f);
+    float *cd = up(cs, (size_t)n_ctx * half), *sd = up(sn, (size_t)n_ctx * half);
+    lmp_rope rc = {hd, rope_dim, neox, cs, sn}, rg = {hd, rope_dim, neox, cd, sd};
+    float *q = malloc(q_dim * 4), *k = malloc(kv_dim * 4), *v = malloc(kv_dim * 4), *oc = malloc(q_dim * 4),
+          *og = malloc(q_dim * 4), *qg = malloc(q_dim * 4);
+    for (int pos = 0; kc && kg && pos < n_dec; pos++) {
+        fill(q, q_dim, 1.0f);
+        fill(k, kv_dim, 1.0f);
+        fill(v, kv_dim, 1.0f);
+        float *qd = up(q, q_dim), *kd = up(k, kv_dim), *vd = up(v, kv_dim);
+        float *od = g_gpu->ops->alloc(g_gpu, (size_t)q_dim * 4);
+        g_cpu->ops->rope(g_cpu, q, k, 1, nh, nkv, pos, &rc);
+        g_cpu->ops->attention(g_cpu, oc, q, k, v, kc, 1, pos, nh, nkv, hd);
+        g_gpu->ops->rope(g_gpu, qd, kd, 1, nh, nkv, pos, &rg);
+        const int peek = pos % 7 == 3;  // read q back: the rotation must have happened, exactly as the CPU's
+        if (peek) down(qg, qd, q_dim);
+        g_gpu->ops->attention(g_gpu, od, qd, kd, vd, kg, 1, pos, nh, nkv, hd);
+        down(og, od, q_dim);
+        CHECK(gpu_ok());
+        if (peek) CHECKF(memcmp(qg, q, q_dim * 4) == 0, "rope before attention (read back) differs at pos %d", pos);
+        char what[128];
+        snprintf(what, sizeof what, "rope+attention heads %d/%d hd %d rope %d neox %d pos %d", nh, nkv, hd, rope_dim, neox, pos);
+        CHECKF(close_all(what, og, oc, NULL, 4e-5 * sqrt((double)(pos + 1)) + 2e-5, (size_t)q_dim), "%s", what);
+        g_gpu->ops->free(g_gpu, qd);
+        g_gpu->ops->free(g_gpu, kd);
+        g_gpu->ops->free(g_gpu, vd);
+        g_gpu->ops->free(g_gpu, od);
+    }
+    free(q), free(k), free(v), free(oc), free(og), free(qg), free(cs), free(sn);
+    g_gpu->ops->free(g_gpu, cd);
+    g_gpu->ops->free(g_gpu, sd);
+    g_cpu->ops->kv_free(g_cpu, kc);
+    g_gpu->ops->kv_free(g_gpu, kg);
+}
+
+static void test_rope_attention(void) {
+    if (!g_gpu) SKIP("%s", g_why);
+    rope_attention_case(9, 3, 64, 48, 1, 140);   // SmolLM2-like heads, partial NeoX rotation, 3 splits
+    rope_attention_case(8, 8, 128, 128, 0, 70);  // 7B-like heads, interleaved pairs
+}
+
 // The sequences the CUDA backend fuses, against the CPU op by op: norm -> q, k, v -> rope; gate, up ->
 // swiglu; down -> add into the residual. One token (the fused path), quantized and float weights.
 static void test_fused(void) {
@@ -731,6 +782,7 @@ int main(void) {
     RUN(test_get_rows_rmsnorm);
     RUN(test_rope);
     RUN(test_attention);
+    RUN(test_rope_attention);
     RUN(test_fused);
     RUN(test_upload_large);
     RUN(test_stories260k);

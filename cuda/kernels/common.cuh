@@ -8,6 +8,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "format/lmp_types.h"
@@ -57,6 +58,80 @@ static __device__ __forceinline__ uint4 lmp_ld_stream(const void *p) {
 }
 
 static __device__ __forceinline__ float lmp_silu(float g) { return g / (1.0f + expf(-g)); }
+
+// One 32-element block of activations (lane holds v) into q8_a and/or q16_a, as lmp_quantize_act_kernel.
+static __device__ __forceinline__ void lmp_quantize_block32(float v, int lane, int64_t b, int8_t *q8, float *d8,
+                                                            float *s8, int *sum8, int16_t *q16, float *d16) {
+    const float amax = lmp_warp_max(fabsf(v));
+    if (q8) {
+        const float d = amax / 127.0f;
+        float r = d != 0.0f ? roundf(v / d) : 0.0f;
+        if (!(r >= -127.0f)) r = r != r ? 0.0f : -127.0f;
+        if (r > 127.0f) r = 127.0f;
+        const int qi = (int)r;
+        q8[b * 32 + lane] = (int8_t)qi;
+        int s = qi;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) {
+            d8[b] = d;
+            s8[b] = d * (float)s;
+            sum8[b] = s;
+        }
+    }
+    if (q16) {
+        const float d = amax / 32767.0f;
+        float r = d != 0.0f ? roundf(v / d) : 0.0f;
+        if (!(r >= -32767.0f)) r = r != r ? 0.0f : -32767.0f;
+        if (r > 32767.0f) r = 32767.0f;
+        q16[b * 32 + lane] = (int16_t)(int)r;
+        if (lane == 0) d16[b] = d;
+    }
+}
+
+// Quantized forms written by a kernel's epilogue (any pointer NULL: that form is skipped).
+typedef struct lmp_act_out {
+    int8_t *q8;
+    float *d8, *s8;
+    int *sum8;
+    int16_t *q16;
+    float *d16;
+} lmp_act_out;
+
+// ---- programmatic dependent launch (Hopper) ----
+// A kernel launched by lmp_launch with pdl set may start while the kernel before it on the stream is still
+// running (its blocks fill the SMs that the other's tail leaves idle, and its launch latency is hidden).
+// Such a kernel must call lmp_pdl_wait() before it reads or writes anything an earlier kernel reads or
+// writes (activations, caches, counters); only read-only data (weights, tables) may be touched before.
+// lmp_pdl_trigger() lets the next kernel launch now (it still waits in lmp_pdl_wait for this one to
+// finish). Both are no-ops for kernels launched without the attribute.
+static __device__ __forceinline__ void lmp_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void lmp_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// Launches k<<<grid, block, smem, st>>>(args), with the programmatic-serialization attribute when pdl is
+// set (every kernel launched this way calls lmp_pdl_wait first, see above). Returns the launch error.
+template <typename... KArgs, typename... Args>
+static inline cudaError_t lmp_launch(int pdl, void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                     Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k, (KArgs)args...);
+}
 
 // A weight matrix (rows, cols) as the kernels read it; built from the file's bytes by lmp_cuda_repack
 // (cuda/kernels/matvec.cuh). For quantized types the block headers are split from the codes so that

@@ -76,35 +76,12 @@ static inline cudaError_t lmp_cuda_mat_build(lmp_cuda_mat *m, lmp_dtype t, int64
 // x (n, cols) with cols % 32 == 0; outputs as lmp_cuda_act (NULL pointers skip a form).
 __global__ void lmp_quantize_act_kernel(const float *x, int64_t n_blocks, int8_t *q8, float *d8, float *s8,
                                         int *sum8, int16_t *q16, float *d16) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t b = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x % 32;
     if (b >= n_blocks) return;  // whole warps exit together: blockDim.x is a multiple of 32
-    const float v = x[b * 32 + lane];
-    const float amax = lmp_warp_max(fabsf(v));
-    if (q8) {
-        const float d = amax / 127.0f;
-        float r = d != 0.0f ? roundf(v / d) : 0.0f;
-        if (!(r >= -127.0f)) r = r != r ? 0.0f : -127.0f;
-        if (r > 127.0f) r = 127.0f;
-        const int qi = (int)r;
-        q8[b * 32 + lane] = (int8_t)qi;
-        int s = qi;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) {
-            d8[b] = d;
-            s8[b] = d * (float)s;
-            sum8[b] = s;
-        }
-    }
-    if (q16) {
-        const float d = amax / 32767.0f;
-        float r = d != 0.0f ? roundf(v / d) : 0.0f;
-        if (!(r >= -32767.0f)) r = r != r ? 0.0f : -32767.0f;
-        if (r > 32767.0f) r = 32767.0f;
-        q16[b * 32 + lane] = (int16_t)(int)r;
-        if (lane == 0) d16[b] = d;
-    }
+    lmp_quantize_block32(x[b * 32 + lane], lane, b, q8, d8, s8, sum8, q16, d16);
 }
 
 // ---- matvec ----
@@ -134,13 +111,16 @@ typedef struct lmp_mv_args {
     int64_t n_warps;  // total over segments
     lmp_cuda_act x;
     int pair;         // 1: y = silu(W x) * (W2 x)
+    int pdl;          // launch with programmatic dependent launch (common.cuh)
+    lmp_act_out qo;   // if q8 or q16 set: the output also quantized (one segment, rows % 32 == 0, R = 4)
 } lmp_mv_args;
 
 template <int TYPE> struct lmp_mv_traits;
 template <> struct lmp_mv_traits<LMP_DTYPE_F32> { enum { E = 4, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_F16> { enum { E = 8, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_BF16> { enum { E = 8, LOADS = 1 }; };
-template <> struct lmp_mv_traits<LMP_DTYPE_Q8_0> { enum { E = 32, LOADS = 2 }; };
+// q8_0: a chunk is half a block (16 codes, one load); lanes 2k and 2k + 1 hold the two halves of a block
+template <> struct lmp_mv_traits<LMP_DTYPE_Q8_0> { enum { E = 16, LOADS = 1 }; };
 template <> struct lmp_mv_traits<LMP_DTYPE_Q4_0> { enum { E = 32, LOADS = 1 }; };  // every q4 type
 
 template <int TYPE> __host__ __device__ constexpr int lmp_q4_group() {
@@ -164,10 +144,8 @@ static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_
     } else if constexpr (TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16) {
         out[0] = lmp_ld_stream(w.q + ((size_t)r * w.cols + (size_t)c * 8) * 2);
     } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
-        const uint8_t *p = w.q + (size_t)r * w.cols + (size_t)c * 32;
-        out[0] = lmp_ld_stream(p);
-        out[1] = lmp_ld_stream(p + 16);
-        *sc = __ldg((const unsigned short *)w.d + (size_t)r * (size_t)(w.cols / 32) + (size_t)c);
+        out[0] = lmp_ld_stream(w.q + (size_t)r * w.cols + (size_t)c * 16);
+        *sc = __ldg((const unsigned short *)w.d + (size_t)r * (size_t)(w.cols / 32) + (size_t)(c / 2));
     } else {
         constexpr int G = lmp_q4_group<TYPE>();
         out[0] = lmp_ld_stream(w.q + (size_t)r * (size_t)(w.cols / 2) + (size_t)c * 16);
@@ -182,7 +160,8 @@ static __device__ __forceinline__ void lmp_mv_load(const lmp_cuda_mat &w, int64_
 // Partial dot of chunk c (weights wv of row r) with token t's activations; adds to acc.
 template <int TYPE>
 static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_t r, int64_t c, const uint4 *wv,
-                                                   uint32_t sc, const lmp_cuda_act &x, int64_t xoff, float acc) {
+                                                   uint32_t sc, const lmp_cuda_act &x, int64_t xoff, float acc,
+                                                   bool valid = true) {
     if constexpr (TYPE == LMP_DTYPE_F32) {
         const float4 a = *(const float4 *)(x.f + xoff + c * 4);
         acc = fmaf(__uint_as_float(wv[0].x), a.x, acc);
@@ -216,20 +195,25 @@ static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_
         acc = fmaf(f[7], b.w, acc);
         return acc;
     } else if constexpr (TYPE == LMP_DTYPE_Q8_0) {
-        const int4 *xq = (const int4 *)(x.q16 + xoff + c * 32);  // 32 int16 = 4 x 16 bytes
-        const int4 x0 = xq[0], x1 = xq[1], x2 = xq[2], x3 = xq[3];
-        const int xw[16] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w,
-                            x2.x, x2.y, x2.z, x2.w, x3.x, x3.y, x3.z, x3.w};
-        const int ww[8] = {(int)wv[0].x, (int)wv[0].y, (int)wv[0].z, (int)wv[0].w,
-                           (int)wv[1].x, (int)wv[1].y, (int)wv[1].z, (int)wv[1].w};
+        // half block c: 16 codes against 16 int16 activations; the block's exact int32 sum is the pair's
+        // (lanes 2k, 2k + 1), added by the even lane. Called by every lane of the warp (the shuffle), with
+        // valid = 0 past the row's end (nch is even, so a pair is valid or not as a whole).
         int isum = 0;
+        if (valid) {
+            const int4 *xq = (const int4 *)(x.q16 + xoff + c * 16);  // 16 int16 = 2 x 16 bytes
+            const int4 x0 = xq[0], x1 = xq[1];
+            const int xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+            const int ww[4] = {(int)wv[0].x, (int)wv[0].y, (int)wv[0].z, (int)wv[0].w};
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            isum = __dp2a_lo(xw[2 * k], ww[k], isum);
-            isum = __dp2a_hi(xw[2 * k + 1], ww[k], isum);
+            for (int k = 0; k < 4; k++) {
+                isum = __dp2a_lo(xw[2 * k], ww[k], isum);
+                isum = __dp2a_hi(xw[2 * k + 1], ww[k], isum);
+            }
         }
+        isum += __shfl_xor_sync(0xffffffffu, isum, 1);
+        if (!valid || (c & 1)) return acc;
         const float dw = __half2float(__ushort_as_half((unsigned short)(sc & 0xffffu)));
-        return acc + (dw * x.d16[xoff / 32 + c]) * (float)isum;
+        return acc + (dw * x.d16[xoff / 32 + c / 2]) * (float)isum;
     } else {  // q4 family: one 32-element sub-block; scale index c / (G / 32)
         constexpr int G = lmp_q4_group<TYPE>(), ASYM = lmp_q4_asym<TYPE>();
         const int4 *xq = (const int4 *)(x.q8 + xoff + c * 32);
@@ -253,16 +237,18 @@ static __device__ __forceinline__ float lmp_mv_dot(const lmp_cuda_mat &w, int64_
     }
 }
 
-template <int TYPE, int R, int U, int PAIR>
+template <int TYPE, int R, int U, int PAIR, int QO>
 __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp_mv_args a) {
     typedef lmp_mv_traits<(TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16 ||
                            TYPE == LMP_DTYPE_Q8_0)
                               ? TYPE
                               : LMP_DTYPE_Q4_0>
         tr;
+    static_assert(!QO || R * LMP_MV_WARPS == 32, "the quantized epilogue needs 32 rows per block");
+    lmp_pdl_trigger();
     const int64_t gw = blockIdx.x * (int64_t)LMP_MV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    if (gw >= a.n_warps) return;
+    if (!QO && gw >= a.n_warps) return;  // QO: the grid tiles the rows exactly (no warp is out of range)
     int s = 0;
     while (s + 1 < a.nseg && gw >= a.seg[s + 1].warp0) s++;
     const lmp_mv_seg &sg = a.seg[s];
@@ -278,9 +264,11 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 #pragma unroll
         for (int i = 0; i < R; i++) acc[k][i] = 0.0f;
     int nr = (int)(w.rows - r0 < R ? w.rows - r0 : R);
+    uint4 wv[NM][R][U][tr::LOADS];
+    uint32_t sc[NM][R][U];
+    // The weights do not depend on the kernel before this one: their first loads are issued before
+    // waiting for it (lmp_pdl_wait), which hides this launch's start behind the other's tail.
     for (int64_t base = 0; base < nch; base += 32 * U) {
-        uint4 wv[NM][R][U][tr::LOADS];
-        uint32_t sc[NM][R][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = base + u * 32 + lane;
@@ -293,10 +281,20 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
                     }
             }
         }
+        if (base == 0) lmp_pdl_wait();
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = base + u * 32 + lane;
-            if (c < nch) {
+            if constexpr (TYPE == LMP_DTYPE_Q8_0) {  // every lane calls the dot (it shuffles)
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], sc[0][i][u], a.x, xoff, acc[0][i], c < nch);
+                        if constexpr (PAIR)
+                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], sc[NM - 1][i][u], a.x,
+                                                              xoff, acc[NM - 1][i], c < nch);
+                    }
+            } else if (c < nch) {
 #pragma unroll
                 for (int i = 0; i < R; i++)
                     if (i < nr) {
@@ -308,6 +306,8 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
             }
         }
     }
+    if (nch == 0) lmp_pdl_wait();
+    __shared__ float yo[QO ? 32 : 1];
 #pragma unroll
     for (int i = 0; i < R; i++) {
         float v = lmp_warp_sum(acc[0][i]);
@@ -320,6 +320,15 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
             }
             if (sg.y) sg.y[o] = v;
             if (sg.res) sg.res[o] += v;
+            if (QO) yo[(threadIdx.x / 32) * R + i] = v;
+        }
+    }
+    if constexpr (QO) {  // the block's 32 consecutive outputs are one q8_a / q16_a block of the next matvec
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            const lmp_act_out &q = a.qo;
+            lmp_quantize_block32(yo[lane], lane, (t * w.rows + blockIdx.x * 32) / 32, q.q8, q.d8, q.s8, q.sum8, q.q16,
+                                 q.d16);
         }
     }
 }
@@ -328,6 +337,8 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
 // 172 elements): one warp per row, one element per lane step, the reference's to_float per element.
 template <int TYPE>
 __global__ void lmp_matvec_scalar_kernel(const lmp_mv_args a) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t gw = blockIdx.x * (int64_t)LMP_MV_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (gw >= a.n_warps) return;
@@ -384,11 +395,20 @@ static cudaError_t lmp_matvec_launch_t(lmp_mv_args *a, int n, cudaStream_t st) {
     }
     a->n_warps = nw;
     dim3 grid((unsigned)((nw + LMP_MV_WARPS - 1) / LMP_MV_WARPS), (unsigned)n);
-    if (fast && a->pair) lmp_matvec_kernel<TYPE, R, U, 1><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
-    else if (fast) lmp_matvec_kernel<TYPE, R, U, 0><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
-    else if constexpr (TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16)
-        lmp_matvec_scalar_kernel<TYPE><<<grid, LMP_MV_WARPS * 32, 0, st>>>(*a);
-    return cudaGetLastError();
+    const dim3 blk(LMP_MV_WARPS * 32);
+    if (a->qo.q8 || a->qo.q16) {  // the quantizing epilogue: R = 4 (32 rows per block), one segment
+        if constexpr (R * LMP_MV_WARPS == 32) {
+            if (!fast || a->nseg != 1 || a->seg[0].w.rows % 32) return cudaErrorInvalidValue;
+            if (a->pair) return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 1, 1>, grid, blk, 0, st, *a);
+            return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 0, 1>, grid, blk, 0, st, *a);
+        }
+        return cudaErrorInvalidValue;
+    }
+    if (fast && a->pair) return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 1, 0>, grid, blk, 0, st, *a);
+    if (fast) return lmp_launch(a->pdl, lmp_matvec_kernel<TYPE, R, U, 0, 0>, grid, blk, 0, st, *a);
+    if constexpr (TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16)
+        return lmp_launch(a->pdl, lmp_matvec_scalar_kernel<TYPE>, grid, blk, 0, st, *a);
+    return cudaErrorInvalidValue;
 }
 
 // Variant table: the lab times every entry; the backend uses lmp_matvec_launch (the choice below).
@@ -409,18 +429,30 @@ typedef struct lmp_mv_variant {
 
 static const lmp_mv_variant lmp_mv_variants[] = {
     LMP_MV_ROW(1, 1), LMP_MV_ROW(1, 2), LMP_MV_ROW(1, 4), LMP_MV_ROW(2, 1), LMP_MV_ROW(2, 2), LMP_MV_ROW(4, 1),
+    LMP_MV_ROW(1, 8), LMP_MV_ROW(2, 4),
 };
 #define LMP_MV_N_VARIANTS ((int)(sizeof lmp_mv_variants / sizeof lmp_mv_variants[0]))
 
 // The backend's choice (cuda/NOTES.md has the measurements behind it).
+// r1u4 for every type and shape. cudadec run 2 tried r4u1 for quantized matrices with rows >= 2 x cols
+// (q/k/v counted together; the lab's PDL columns had it ahead there: q4_0 14336 x 4096 9.5 against 10.3 us,
+// q8_0 18.5 against 20.6): 7B decode q4_0 490.5 against 489.3 tok/s, q8_0 296.1 against 303.6: no gain.
 static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols) {
     (void)t; (void)rows; (void)cols;
     return &lmp_mv_variants[2];
 }
 
+// The variant with the quantizing epilogue (32 rows per block: R = 4, U = 1).
+#define LMP_MV_QO_VARIANT 5
+
 static inline cudaError_t lmp_matvec_launch(lmp_mv_args *a, int n, cudaStream_t st) {
     const lmp_cuda_mat *w = &a->seg[0].w;
-    return lmp_mv_pick(w->type, w->rows, w->cols)->fn[w->type](a, n, st);
+    if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[LMP_MV_QO_VARIANT].fn[w->type](a, n, st);
+    int64_t rows = 0;  // all segments together (q, k, v: 3 x 4096 rows of 4096 in a 7B layer)
+    for (int s = 0; s < a->nseg; s++) rows += a->seg[s].w.rows;
+    return lmp_mv_pick(w->type, rows, w->cols)->fn[w->type](a, n, st);
 }
+// 1 if the output of a launch over w (one segment) can be quantized in its epilogue.
+static inline int lmp_mv_qo_ok(const lmp_cuda_mat *w) { return lmp_mv_fast_ok(w) && w->rows % 32 == 0; }
 
 #endif

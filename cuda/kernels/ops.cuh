@@ -35,6 +35,8 @@ static __device__ __forceinline__ float lmp_mat_elem(const lmp_cuda_mat &w, int6
 
 // out(n, cols) = rows tok[0..n) of emb; tok in device memory. grid (ceil(cols / 256), n).
 __global__ void lmp_get_rows_kernel(float *out, const lmp_cuda_mat emb, const int32_t *tok) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, i = blockIdx.y;
     if (j < emb.cols) out[i * emb.cols + j] = lmp_mat_elem(emb, tok[i], j);
 }
@@ -87,49 +89,12 @@ __global__ void lmp_dequant_f16_vec_kernel(__half *out, const lmp_cuda_mat w, in
     for (int k = 0; k < 4; k++) o[k] = *(const uint4 *)&h[8 * k];
 }
 
-// One 32-element block of activations (lane holds v) into q8_a and/or q16_a, as lmp_quantize_act_kernel.
-static __device__ __forceinline__ void lmp_quantize_block32(float v, int lane, int64_t b, int8_t *q8, float *d8,
-                                                            float *s8, int *sum8, int16_t *q16, float *d16) {
-    const float amax = lmp_warp_max(fabsf(v));
-    if (q8) {
-        const float d = amax / 127.0f;
-        float r = d != 0.0f ? roundf(v / d) : 0.0f;
-        if (!(r >= -127.0f)) r = r != r ? 0.0f : -127.0f;
-        if (r > 127.0f) r = 127.0f;
-        const int qi = (int)r;
-        q8[b * 32 + lane] = (int8_t)qi;
-        int s = qi;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) {
-            d8[b] = d;
-            s8[b] = d * (float)s;
-            sum8[b] = s;
-        }
-    }
-    if (q16) {
-        const float d = amax / 32767.0f;
-        float r = d != 0.0f ? roundf(v / d) : 0.0f;
-        if (!(r >= -32767.0f)) r = r != r ? 0.0f : -32767.0f;
-        if (r > 32767.0f) r = 32767.0f;
-        q16[b * 32 + lane] = (int16_t)(int)r;
-        if (lane == 0) d16[b] = d;
-    }
-}
-
-// Quantized forms written by a kernel's epilogue (any pointer NULL: that form is skipped).
-typedef struct lmp_act_out {
-    int8_t *q8;
-    float *d8, *s8;
-    int *sum8;
-    int16_t *q16;
-    float *d16;
-} lmp_act_out;
-
 // out(n, dim) = x / rms(x) * w per row; one block per row. If qa.q8 or qa.q16 is set and dim % 32 == 0,
 // the row is also quantized (decode: the next matvec's input without another launch).
 __global__ void lmp_rmsnorm_kernel(float *out, const float *x, const float *w, int dim, float eps,
                                    lmp_act_out qa) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     __shared__ float red[32];
     const int64_t row = blockIdx.x;
     const float *xr = x + row * dim;
@@ -138,13 +103,14 @@ __global__ void lmp_rmsnorm_kernel(float *out, const float *x, const float *w, i
     for (int j = threadIdx.x; j < dim; j += blockDim.x) ss = fmaf(xr[j], xr[j], ss);
     ss = lmp_block_sum(ss, red);
     const float sc = 1.0f / sqrtf(ss / (float)dim + eps);
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) orow[j] = w[j] * (sc * xr[j]);
-    if ((qa.q8 || qa.q16) && dim % 32 == 0) {
-        __syncthreads();
-        const int lane = threadIdx.x % 32;
-        for (int b = threadIdx.x / 32; b < dim / 32; b += blockDim.x / 32)
-            lmp_quantize_block32(orow[b * 32 + lane], lane, row * (dim / 32) + b, qa.q8, qa.d8, qa.s8, qa.sum8,
-                                 qa.q16, qa.d16);
+    // the 32 lanes of a warp hold 32 consecutive outputs: one quantization block, made from registers
+    const int quant = (qa.q8 || qa.q16) && dim % 32 == 0, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int j0 = 0; j0 + warp * 32 < dim; j0 += blockDim.x) {
+        const int j = j0 + threadIdx.x;
+        float o = 0.0f;
+        if (j < dim) orow[j] = o = w[j] * (sc * xr[j]);
+        if (quant)
+            lmp_quantize_block32(o, lane, (row * dim + j) / 32, qa.q8, qa.d8, qa.s8, qa.sum8, qa.q16, qa.d16);
     }
 }
 
@@ -152,6 +118,8 @@ __global__ void lmp_rmsnorm_kernel(float *out, const float *x, const float *w, i
 // cos_tab, sin_tab: (n_ctx, rope_dim / 2) device. One thread per rotated pair.
 __global__ void lmp_rope_kernel(float *q, float *k, int n, int n_heads, int n_kv, int hd, int rope_dim, int neox,
                                 int pos0, const int *pos_dev, const float *cos_tab, const float *sin_tab) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int half = rope_dim / 2;
     const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     const int64_t per_tok = (int64_t)(n_heads + n_kv) * half;
@@ -168,6 +136,8 @@ __global__ void lmp_rope_kernel(float *q, float *k, int n, int n_heads, int n_kv
 
 // gate[i] = silu(gate[i]) * up[i]
 __global__ void lmp_swiglu_kernel(float *gate, const float *up, int64_t count) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i < count) {
         const float g = gate[i];
@@ -176,6 +146,8 @@ __global__ void lmp_swiglu_kernel(float *gate, const float *up, int64_t count) {
 }
 
 __global__ void lmp_add_kernel(float *x, const float *y, int64_t count) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i < count) x[i] += y[i];
 }
@@ -183,6 +155,8 @@ __global__ void lmp_add_kernel(float *x, const float *y, int64_t count) {
 // Stores k, v (n, kv_dim) into the caches (n_ctx, kv_dim) at rows pos0 (or *pos_dev) ...
 __global__ void lmp_kv_store_kernel(float *k_cache, float *v_cache, const float *k, const float *v, int n,
                                     int kv_dim, int pos0, const int *pos_dev) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= (int64_t)n * kv_dim) return;
     const int64_t base = (int64_t)(pos_dev ? *pos_dev : pos0) * kv_dim;
@@ -202,6 +176,8 @@ __global__ void lmp_kv_store_kernel(float *k_cache, float *v_cache, const float 
 __global__ void lmp_attn_decode_kernel(float *out, const float *q, const float *k, const float *v, float *k_cache,
                                        float *v_cache, int n_heads, int n_kv, int hd, int pos0, const int *pos_dev,
                                        float *part, unsigned *counter, int n_split) {
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
     extern __shared__ float sm[];
     const int G = n_heads / n_kv, kvh = blockIdx.x, split = blockIdx.y, kv_dim = n_kv * hd;
     const int pos = pos_dev ? *pos_dev : pos0, len = pos + 1;
@@ -290,6 +266,223 @@ __global__ void lmp_attn_decode_kernel(float *out, const float *q, const float *
         }
         out[(int64_t)h * hd + d] = num / den;
     }
+}
+
+// ---- decode attention, version 2: RoPE and the output's quantization fused, loads issued together ----
+//
+// The same split along the sequence (LMP_ATT_CHUNK positions per split, 128 threads a block) for head dims
+// 32 * EPL (EPL = 2, 4: 64, 128), but grid (n_kv, P) with P = lmp_attn2_blocks: block y takes splits
+// y, y + P, ... in turn. Differences from lmp_attn_decode_kernel:
+//  - if rope.cos_tab is set, q and k arrive unrotated and every block rotates its copy (q of the group,
+//    the token's k) in shared memory with lmp_rope_kernel's arithmetic; the block that holds row pos stores
+//    the rotated k in the cache. q and k in memory are left as they came (only this kernel reads them).
+//  - warp w takes positions t0 + 16 w .. t0 + 16 w + 15 and issues the loads of all 16 K rows and V rows
+//    before any arithmetic (lane l holds elements EPL l .. EPL l + EPL - 1 of each row), where the first
+//    version waited for one row at a time.
+//  - the writer of a head's output (the only split, or the last split of the group to finish) also writes
+//    its q8_a / q16_a forms (qa; NULL pointers skip), the input of the wo matvec.
+// Shared memory (dynamic): G * (HD + LMP_ATT_CHUNK) + HD + 4 * HD floats.
+typedef struct lmp_attn_args {
+    float *out;                 // (n_heads, HD)
+    const float *q, *k, *v;     // (n_heads, HD), (n_kv, HD), (n_kv, HD)
+    float *k_cache, *v_cache;   // (n_ctx, n_kv * HD)
+    int n_heads, n_kv, pos0;
+    const int *pos_dev;         // position in device memory (graph replays), or NULL: pos0
+    float *part;                // (n_heads, n_split, HD + 2)
+    unsigned *counter;          // (n_kv), zero between launches
+    int n_split;
+    int rope_dim, neox;         // RoPE of q and k when cos_tab is set
+    const float *cos_tab, *sin_tab;
+    lmp_act_out qa;
+} lmp_attn_args;
+
+static inline size_t lmp_attn2_smem(int G, int hd) { return (size_t)(G * (hd + LMP_ATT_CHUNK) + hd + 4 * hd) * 4; }
+
+template <int EPL>
+__global__ void __launch_bounds__(128) lmp_attn_decode2_kernel(const lmp_attn_args a) {
+    constexpr int HD = 32 * EPL, PW = LMP_ATT_CHUNK / 4;  // positions per warp
+    extern __shared__ float sm[];
+    lmp_pdl_trigger();
+    lmp_pdl_wait();
+    const int G = a.n_heads / a.n_kv, kvh = blockIdx.x, P = gridDim.y, kv_dim = a.n_kv * HD;
+    const int pos = a.pos_dev ? *a.pos_dev : a.pos0, len = pos + 1;
+    if ((int)blockIdx.y * LMP_ATT_CHUNK >= len) return;
+    const int nvalid = (len + LMP_ATT_CHUNK - 1) / LMP_ATT_CHUNK, nblk = min(P, nvalid);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float *qs = sm;                          // (G, HD)
+    float *ps = qs + G * HD;                 // (G, chunk)
+    float *ks = ps + G * LMP_ATT_CHUNK;      // (HD) the token's k
+    float *os = ks + HD;                     // (4, HD) per-warp partial outputs
+    __shared__ float mx_s[64], sum_s[64];
+    __shared__ int last;
+    const int holds = (pos / LMP_ATT_CHUNK) % P == (int)blockIdx.y;  // this block's splits include row pos
+    for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = a.q[(int64_t)kvh * G * HD + e];
+    if (holds)
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) ks[d] = a.k[kvh * HD + d];
+    if (a.cos_tab) {
+        __syncthreads();
+        const int half = a.rope_dim / 2;
+        for (int e = threadIdx.x; e < (G + holds) * half; e += blockDim.x) {
+            const int h = e / half, p = e % half;
+            float *vv = h < G ? qs + h * HD : ks;
+            const float cs = a.cos_tab[(int64_t)pos * half + p], sn = a.sin_tab[(int64_t)pos * half + p];
+            const int ia = a.neox ? p : 2 * p, ib = a.neox ? p + half : 2 * p + 1;
+            const float x0 = vv[ia], x1 = vv[ib];
+            vv[ia] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+            vv[ib] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+        }
+    }
+    __syncthreads();
+    if (holds) {
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+            a.k_cache[(int64_t)pos * kv_dim + kvh * HD + d] = ks[d];
+            a.v_cache[(int64_t)pos * kv_dim + kvh * HD + d] = a.v[kvh * HD + d];
+        }
+        __syncthreads();  // the block reads row pos back below
+    }
+    const size_t pstride = (size_t)HD + 2;  // per (head, split): o[HD], max, sum
+    for (int split = blockIdx.y; split < nvalid; split += P) {  // uniform over the block
+    const int t0 = split * LMP_ATT_CHUNK, t1 = min(t0 + LMP_ATT_CHUNK, len);
+    // all K and V rows of this warp in flight at once
+    float kr[PW][EPL], vr[PW][EPL];
+    const int tw = t0 + warp * PW;
+#pragma unroll
+    for (int j = 0; j < PW; j++) {
+        const int t = tw + j;
+        const float *kp = a.k_cache + (int64_t)t * kv_dim + kvh * HD + lane * EPL;
+        const float *vp = a.v_cache + (int64_t)t * kv_dim + kvh * HD + lane * EPL;
+        if (t < t1) {
+            if constexpr (EPL == 4) {
+                const float4 k4 = *(const float4 *)kp, v4 = *(const float4 *)vp;
+                kr[j][0] = k4.x; kr[j][1] = k4.y; kr[j][2] = k4.z; kr[j][3] = k4.w;
+                vr[j][0] = v4.x; vr[j][1] = v4.y; vr[j][2] = v4.z; vr[j][3] = v4.w;
+            } else {
+#pragma unroll
+                for (int e = 0; e < EPL; e++) {
+                    kr[j][e] = kp[e];
+                    vr[j][e] = vp[e];
+                }
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < EPL; e++) kr[j][e] = vr[j][e] = 0.0f;
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int g = 0; g < G; g++) {
+        float qv[EPL];
+#pragma unroll
+        for (int e = 0; e < EPL; e++) qv[e] = qs[g * HD + lane * EPL + e];
+#pragma unroll
+        for (int j = 0; j < PW; j++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int e = 0; e < EPL; e++) d = fmaf(qv[e], kr[j][e], d);
+            d = lmp_warp_sum(d);
+            if (lane == 0 && tw + j < t1) ps[g * LMP_ATT_CHUNK + warp * PW + j] = d * scale;
+        }
+    }
+    __syncthreads();
+    const int nt = t1 - t0;
+    for (int g = warp; g < G; g += 4) {  // softmax of head g by one warp (chunk <= 64: two entries per lane)
+        float *pg = ps + g * LMP_ATT_CHUNK;
+        const float s0 = lane < nt ? pg[lane] : -INFINITY, s1 = lane + 32 < nt ? pg[lane + 32] : -INFINITY;
+        const float m = lmp_warp_max(fmaxf(s0, s1));
+        const float e0 = lane < nt ? expf(s0 - m) : 0.0f, e1 = lane + 32 < nt ? expf(s1 - m) : 0.0f;
+        if (lane < nt) pg[lane] = e0;
+        if (lane + 32 < nt) pg[lane + 32] = e1;
+        const float sum = lmp_warp_sum(e0 + e1);
+        if (lane == 0) {
+            mx_s[g] = m;
+            sum_s[g] = sum;
+        }
+    }
+    __syncthreads();
+    for (int g = 0; g < G; g++) {
+        float o[EPL];
+#pragma unroll
+        for (int e = 0; e < EPL; e++) o[e] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < PW; j++) {
+            const float p = tw + j < t1 ? ps[g * LMP_ATT_CHUNK + warp * PW + j] : 0.0f;
+#pragma unroll
+            for (int e = 0; e < EPL; e++) o[e] = fmaf(p, vr[j][e], o[e]);
+        }
+#pragma unroll
+        for (int e = 0; e < EPL; e++) os[warp * HD + lane * EPL + e] = o[e];
+        __syncthreads();
+        if (threadIdx.x < HD) {  // HD <= 128 = blockDim: whole warps
+            const int d = threadIdx.x, h = kvh * G + g;
+            const float acc = (os[d] + os[HD + d]) + (os[2 * HD + d] + os[3 * HD + d]);
+            if (nvalid == 1) {
+                const float r = acc / sum_s[g];
+                a.out[(int64_t)h * HD + d] = r;
+                if (a.qa.q8 || a.qa.q16)
+                    lmp_quantize_block32(r, lane, ((int64_t)h * HD + d) / 32, a.qa.q8, a.qa.d8, a.qa.s8, a.qa.sum8,
+                                         a.qa.q16, a.qa.d16);
+            } else {
+                float *pp = a.part + ((size_t)h * a.n_split + split) * pstride;
+                pp[d] = acc;
+                if (d == 0) {
+                    pp[HD] = mx_s[g];
+                    pp[HD + 1] = sum_s[g];
+                }
+            }
+        }
+        __syncthreads();
+    }
+    }  // splits
+    if (nvalid == 1) return;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned prev = atomicAdd(&a.counter[kvh], 1u);
+        last = prev == (unsigned)nblk - 1;
+        if (last) a.counter[kvh] = 0;  // ready for the next launch (graph replays)
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int e0 = 0; e0 < G * HD; e0 += blockDim.x) {
+        if (e0 + warp * 32 >= G * HD) break;  // whole warps: G * HD is a multiple of 32
+        const int e = e0 + threadIdx.x, g = e / HD, d = e % HD, h = kvh * G + g;
+        const float *pp = a.part + (size_t)h * a.n_split * pstride;
+        float M = -INFINITY;
+        for (int s = 0; s < nvalid; s++) M = fmaxf(M, __ldcg(pp + s * pstride + HD));
+        float num = 0.0f, den = 0.0f;
+#pragma unroll 4
+        for (int s = 0; s < nvalid; s++) {
+            const float f = expf(__ldcg(pp + s * pstride + HD) - M);
+            num = fmaf(f, __ldcg(pp + s * pstride + d), num);
+            den = fmaf(f, __ldcg(pp + s * pstride + HD + 1), den);
+        }
+        const float r = num / den;
+        a.out[(int64_t)h * HD + d] = r;
+        if (a.qa.q8 || a.qa.q16)
+            lmp_quantize_block32(r, lane, ((int64_t)h * HD + d) / 32, a.qa.q8, a.qa.d8, a.qa.s8, a.qa.sum8, a.qa.q16,
+                                 a.qa.d16);
+    }
+}
+
+// 1 if lmp_attn_decode2_kernel takes this shape (head dim 64 or 128, at most 64 query heads per kv head).
+static inline int lmp_attn2_ok(int n_heads, int n_kv, int hd) {
+    return (hd == 64 || hd == 128) && n_heads % n_kv == 0 && n_heads / n_kv <= 64 &&
+           lmp_attn2_smem(n_heads / n_kv, hd) <= 200 * 1024;
+}
+// Blocks per kv head: each takes splits y, y + P, ... (at most ~384 blocks in all, so that the blocks of a
+// graph recorded for the whole context, most of which find no positions at a short one, all fit the SMs
+// at once: 168 registers a thread leave room for 3 blocks of 128 threads per SM).
+static inline int lmp_attn2_blocks(int n_kv, int n_split) {
+    int p = 384 / n_kv;
+    if (p < 1) p = 1;
+    return p < n_split ? p : n_split;
+}
+static inline cudaError_t lmp_attn_decode2_launch(int pdl, const lmp_attn_args *a, int hd, cudaStream_t st) {
+    const dim3 grid((unsigned)a->n_kv, (unsigned)lmp_attn2_blocks(a->n_kv, a->n_split));
+    const size_t smem = lmp_attn2_smem(a->n_heads / a->n_kv, hd);
+    if (hd == 128) return lmp_launch(pdl, lmp_attn_decode2_kernel<4>, grid, dim3(128), smem, st, *a);
+    if (hd == 64) return lmp_launch(pdl, lmp_attn_decode2_kernel<2>, grid, dim3(128), smem, st, *a);
+    return cudaErrorInvalidValue;
 }
 
 // ---- batched attention: causal softmax over S (n, len) per head, in place ----

@@ -262,6 +262,38 @@ static void check_matvec_fused(void) {
         char what[96];
         snprintf(what, sizeof what, "matvec pair silu(gate)*up %s", lmp_type_name(t));
         compare(what, got.data(), ref.data(), tol.data(), rows, 0);
+        // pair with the quantizing epilogue (R = 4): same output, and its q8_a / q16_a forms equal to
+        // quantizing that output with lmp_quantize_act_kernel, bit for bit; with and without PDL
+        for (int pdl = 0; pdl < 2; pdl++) {
+            lab_act Q;
+            std::vector<float> zero((size_t)rows, 0.0f);
+            lab_act_make(Q, zero.data(), 1, rows);
+            CK(cudaMemset(Q.q8, 0x55, rows));
+            CK(cudaMemset(Q.q16, 0x55, rows * 2));
+            CK(cudaMemset(y, 0xff, rows * 4));
+            lmp_mv_args aq = a;
+            aq.pdl = pdl;
+            aq.qo = {Q.q8, Q.d8, Q.s8, Q.sum8, Q.q16, Q.d16};
+            CK(lmp_matvec_launch(&aq, 1, g_st));
+            CK(cudaStreamSynchronize(g_st));
+            auto gq = lab_down(y, rows);
+            snprintf(what, sizeof what, "matvec pair +quantized output %s pdl %d", lmp_type_name(t), pdl);
+            compare(what, gq.data(), ref.data(), tol.data(), rows, 0);
+            lab_act R;
+            lab_act_make(R, gq.data(), 1, rows);
+            auto q8a = lab_down(Q.q8, rows), q8b = lab_down(R.q8, rows);
+            auto q16a = lab_down(Q.q16, rows), q16b = lab_down(R.q16, rows);
+            auto d8a = lab_down(Q.d8, rows / 32), d8b = lab_down(R.d8, rows / 32);
+            auto s8a = lab_down(Q.s8, rows / 32), s8b = lab_down(R.s8, rows / 32);
+            auto su_a = lab_down(Q.sum8, rows / 32), su_b = lab_down(R.sum8, rows / 32);
+            auto d16a = lab_down(Q.d16, rows / 32), d16b = lab_down(R.d16, rows / 32);
+            const int same = q8a == q8b && q16a == q16b && !memcmp(d8a.data(), d8b.data(), rows / 8) &&
+                             !memcmp(s8a.data(), s8b.data(), rows / 8) && su_a == su_b &&
+                             !memcmp(d16a.data(), d16b.data(), rows / 8);
+            lab_check(same, what, "quantized forms differ from quantizing the output");
+            lab_act_free(Q);
+            lab_act_free(R);
+        }
         // three segments: G -> y, U -> y2, K -> y3
         CK(cudaMemset(y, 0xff, rows * 4));
         CK(cudaMemset(y2, 0xff, rows * 4));
@@ -486,11 +518,108 @@ static void ref_attention(std::vector<float> &out, const std::vector<float> &q, 
         }
 }
 
+// Decode attention version 2 (ops.cuh) against the scalar reference: plain, with RoPE fused (q and the
+// token's k rotated on the host as the rope check does; the cache row must hold the rotated k), and its
+// quantized output equal to quantizing its float output. Twice per case (the counters reset), with PDL.
+static void check_attention2(int nh, int nkv, int hd, int pos0) {
+    const int kv_dim = nkv * hd, n_ctx = pos0 + 4, q_dim = nh * hd, n_split = (n_ctx + LMP_ATT_CHUNK - 1) / LMP_ATT_CHUNK;
+    for (int rope = 0; rope < 2; rope++) {
+        const int rope_dim = hd == 64 ? 48 : hd, half = rope_dim / 2, neox = hd == 64;
+        std::vector<float> q(q_dim), kc((size_t)n_ctx * kv_dim), vc((size_t)n_ctx * kv_dim);
+        lab_fill(q.data(), q.size(), 1.0f);
+        lab_fill(kc.data(), kc.size(), 1.0f);
+        lab_fill(vc.data(), vc.size(), 1.0f);
+        std::vector<float> cs((size_t)n_ctx * half), sn((size_t)n_ctx * half);
+        for (int p = 0; p < n_ctx; p++)
+            for (int i = 0; i < half; i++) {
+                float f = 1.0f / powf(10000.0f, (float)(2 * i) / rope_dim), v = p * f;
+                cs[p * half + i] = cosf(v);
+                sn[p * half + i] = sinf(v);
+            }
+        std::vector<float> knew(kc.begin() + (size_t)pos0 * kv_dim, kc.begin() + (size_t)(pos0 + 1) * kv_dim);
+        std::vector<float> vnew(vc.begin() + (size_t)pos0 * kv_dim, vc.begin() + (size_t)(pos0 + 1) * kv_dim);
+        std::vector<float> kc0 = kc, vc0 = vc;
+        for (size_t i = (size_t)pos0 * kv_dim; i < kc0.size(); i++) kc0[i] = vc0[i] = NAN;
+        float *qd = lab_up(q.data(), q.size()), *kd = lab_up(knew.data(), knew.size()), *vd = lab_up(vnew.data(), vnew.size());
+        float *kcd = lab_up(kc0.data(), kc0.size()), *vcd = lab_up(vc0.data(), vc0.size());
+        float *cd = lab_up(cs.data(), cs.size()), *sd = lab_up(sn.data(), sn.size());
+        float *od = lab_dev<float>(q.size());
+        CK(cudaMemset(od, 0xff, q.size() * 4));
+        if (rope) {  // the reference rotates on the host
+            auto rot = [&](float *v) {
+                for (int i = 0; i < half; i++) {
+                    int ia = neox ? i : 2 * i, ib = neox ? i + half : 2 * i + 1;
+                    float a = v[ia], b = v[ib], c = cs[pos0 * half + i], s = sn[pos0 * half + i];
+                    v[ia] = a * c - b * s;
+                    v[ib] = a * s + b * c;
+                }
+            };
+            for (int h = 0; h < nh; h++) rot(&q[(size_t)h * hd]);
+            for (int h = 0; h < nkv; h++) rot(&kc[(size_t)pos0 * kv_dim + (size_t)h * hd]);
+        }
+        std::vector<float> ref;
+        ref_attention(ref, q, kc, vc, 1, pos0, nh, nkv, hd);
+        lab_act Q;
+        std::vector<float> zero((size_t)q_dim, 0.0f);
+        lab_act_make(Q, zero.data(), 1, q_dim);
+        float *part = lab_dev<float>((size_t)nh * n_split * (hd + 2));
+        unsigned *cnt = lab_dev<unsigned>(nkv);
+        CK(cudaMemset(cnt, 0, nkv * 4));
+        lmp_attn_args a = {};
+        a.out = od;
+        a.q = qd;
+        a.k = kd;
+        a.v = vd;
+        a.k_cache = kcd;
+        a.v_cache = vcd;
+        a.n_heads = nh;
+        a.n_kv = nkv;
+        a.pos0 = pos0;
+        a.part = part;
+        a.counter = cnt;
+        a.n_split = n_split;
+        if (rope) {
+            a.rope_dim = rope_dim;
+            a.neox = neox;
+            a.cos_tab = cd;
+            a.sin_tab = sd;
+        }
+        a.qa = {Q.q8, Q.d8, Q.s8, Q.sum8, Q.q16, Q.d16};
+        for (int rep = 0; rep < 2; rep++) CK(lmp_attn_decode2_launch(rep, &a, hd, g_st));
+        CK(cudaStreamSynchronize(g_st));
+        char what[128];
+        snprintf(what, sizeof what, "attention decode v2%s heads %d/%d hd %d pos %d", rope ? " +rope" : "", nh, nkv, hd, pos0);
+        auto got = lab_down(od, q.size());
+        compare(what, got.data(), ref.data(), NULL, got.size(), 2e-5 * sqrt((double)(pos0 + 1)) + 1e-5);
+        auto kcg = lab_down(kcd, kc.size());
+        lab_check(memcmp(kcg.data(), kc.data(), (size_t)(pos0 + 1) * kv_dim * 4) == 0, what,
+                  "k cache rows not stored (or not rotated as the rope kernel does)");
+        lab_act R;
+        lab_act_make(R, got.data(), 1, q_dim);
+        auto q8a = lab_down(Q.q8, q_dim), q8b = lab_down(R.q8, q_dim);
+        auto q16a = lab_down(Q.q16, q_dim), q16b = lab_down(R.q16, q_dim);
+        auto d8a = lab_down(Q.d8, q_dim / 32), d8b = lab_down(R.d8, q_dim / 32);
+        auto su_a = lab_down(Q.sum8, q_dim / 32), su_b = lab_down(R.sum8, q_dim / 32);
+        auto d16a = lab_down(Q.d16, q_dim / 32), d16b = lab_down(R.d16, q_dim / 32);
+        lab_check(q8a == q8b && q16a == q16b && !memcmp(d8a.data(), d8b.data(), q_dim / 8) && su_a == su_b &&
+                      !memcmp(d16a.data(), d16b.data(), q_dim / 8),
+                  what, "quantized output differs from quantizing the float output");
+        lab_act_free(Q);
+        lab_act_free(R);
+        for (float *p : {qd, kd, vd, kcd, vcd, od, cd, sd, part}) CK(cudaFree(p));
+        CK(cudaFree(cnt));
+    }
+}
+
 static void check_attention(void) {
     struct { int nh, nkv, hd, pos0, n; } cases[] = {
         {8, 4, 8, 0, 1},    {8, 4, 8, 37, 1},    {9, 3, 64, 255, 1}, {9, 3, 64, 256, 1}, {32, 32, 128, 1000, 1},
         {4, 1, 64, 700, 1}, {9, 3, 64, 0, 100},  {8, 4, 8, 5, 40},   {4, 2, 128, 300, 64},
     };
+    struct { int nh, nkv, hd, pos0; } c2[] = {{9, 3, 64, 255}, {9, 3, 64, 256}, {32, 32, 128, 1000}, {4, 1, 64, 700},
+                                              {8, 2, 128, 40}, {4, 4, 64, 0}, {16, 2, 128, 63}, {16, 2, 128, 64},
+                                              {128, 128, 64, 520}, {96, 96, 128, 2000}};  // 3, 5 splits a block
+    for (auto &c : c2) check_attention2(c.nh, c.nkv, c.hd, c.pos0);
     for (auto &c : cases) {
         const int kv_dim = c.nkv * c.hd, n_ctx = c.pos0 + c.n + 3, q_dim = c.nh * c.hd;
         std::vector<float> q((size_t)c.n * q_dim), kc((size_t)n_ctx * kv_dim), vc((size_t)n_ctx * kv_dim);
@@ -747,8 +876,8 @@ static void bench_matvec(void) {
     printf("\nmatvec (batch 1), weights rotated over buffers of > 256 MB (L2 60 MB); effective weight TB/s\n");
     printf("| type | rows x cols | MB |");
     for (int v = 0; v < LMP_MV_N_VARIANTS; v++) printf(" %s |", lmp_mv_variants[v].name);
-    printf(" best TB/s | %% of read bw | cuBLAS f16 TB/s |\n|---|---|---:|");
-    for (int v = 0; v < LMP_MV_N_VARIANTS; v++) printf("---:|");
+    printf(" r1u4 PDL | r4u1 PDL | best TB/s | %% of read bw | cuBLAS f16 TB/s |\n|---|---|---:|");
+    for (int v = 0; v < LMP_MV_N_VARIANTS + 2; v++) printf("---:|");
     printf("---:|---:|---:|\n");
     for (int si = 0; si < n_shapes; si++) {
         const int64_t rows = shapes[si].rows, cols = shapes[si].cols;
@@ -779,6 +908,20 @@ static void bench_matvec(void) {
                 });
                 best = std::min(best, res.us[v]);
             }
+            double pdl_us[2];  // back-to-back launches with programmatic dependent launch (the backend's default)
+            for (int k = 0; k < 2; k++) {
+                const int v = k ? 5 : 2;
+                pdl_us[k] = lab_time_graph(g_st, nl, 15, [&](int i) {
+                    lmp_mv_args a = {};
+                    a.nseg = 1;
+                    a.seg[0].w = m[i % nbuf];
+                    a.seg[0].y = y;
+                    a.x = A.a;
+                    a.pdl = 1;
+                    CK(lmp_mv_variants[v].fn[t](&a, 1, g_st));
+                });
+                best = std::min(best, pdl_us[k]);
+            }
             if (t == LMP_DTYPE_F16) {  // the cuBLAS peer on the same f16 buffers
                 __half *xh = lab_dev<__half>(cols);
                 float *one1 = lab_dev<float>(1);
@@ -797,6 +940,7 @@ static void bench_matvec(void) {
             res.cublas_us = t == LMP_DTYPE_F16 ? f16_us : 0;
             printf("| %s | %lld x %lld | %.1f |", lmp_type_name(t), (long long)rows, (long long)cols, bytes / 1e6);
             for (int v = 0; v < LMP_MV_N_VARIANTS; v++) printf(" %.1f us |", res.us[v]);
+            printf(" %.1f us | %.1f us |", pdl_us[0], pdl_us[1]);
             printf(" %.2f | %.0f%% | |\n", bytes / (best * 1e-6) / 1e12, 100.0 * bytes / (best * 1e-6) / g_read_bw);
             if (t == LMP_DTYPE_F16) printf("|   cuBLAS f16 GemmEx n=1 | | | %.1f us = %.2f TB/s |\n", f16_us, bytes / (f16_us * 1e-6) / 1e12);
             g_mv.push_back(res);
@@ -848,6 +992,13 @@ static void bench_attention(void) {
     float *part = lab_dev<float>((size_t)nh * n_split * (hd + 2));
     unsigned *cnt = lab_dev<unsigned>(nkv);
     CK(cudaMemset(cnt, 0, nkv * 4));
+    float *v0 = v;
+    float *tabc = lab_dev<float>((size_t)n_ctx * hd / 2), *tabs = lab_dev<float>((size_t)n_ctx * hd / 2);
+    lab_fill_vals_kernel<<<256, 256, 0, g_st>>>(tabc, (size_t)n_ctx * hd / 2, 0, -1, 1, 4);
+    lab_fill_vals_kernel<<<256, 256, 0, g_st>>>(tabs, (size_t)n_ctx * hd / 2, 0, -1, 1, 5);
+    std::vector<float> zq((size_t)nh * hd, 0.0f);
+    lab_act A8;
+    lab_act_make(A8, zq.data(), 1, nh * hd);
     for (int pos : {127, 1023, 4095}) {
         size_t smem = (size_t)(hd + LMP_ATT_CHUNK) * 4;
         double us = lab_time_graph(g_st, 50, 15, [&](int i) {
@@ -855,10 +1006,25 @@ static void bench_attention(void) {
                                                                            part, cnt, n_split);
         });
         printf("| decode, position %d | %.1f | %.0f |\n", pos, us, 2.0 * (pos + 1) * kv_dim * 4 / (us * 1e-6) / 1e9);
+        for (int v = 0; v < 3; v++) {  // version 2: plain; + RoPE and quantized output; the same with PDL
+            lmp_attn_args a = {};
+            a.out = o; a.q = q; a.k = k; a.v = v ? k : v0; a.k_cache = kc; a.v_cache = vc;
+            a.n_heads = nh; a.n_kv = nkv; a.pos0 = pos; a.part = part; a.counter = cnt; a.n_split = n_split;
+            if (v) {
+                a.rope_dim = hd; a.cos_tab = tabc; a.sin_tab = tabs;
+                a.qa = {A8.q8, A8.d8, A8.s8, A8.sum8, A8.q16, A8.d16};
+            }
+            double us2 = lab_time_graph(g_st, 50, 15, [&](int i) { CK(lmp_attn_decode2_launch(v == 2, &a, hd, g_st)); });
+            printf("| decode v2%s, position %d | %.1f | %.0f |\n", v == 0 ? "" : v == 1 ? " +rope +quant" : " +rope +quant, PDL",
+                   pos, us2, 2.0 * (pos + 1) * kv_dim * 4 / (us2 * 1e-6) / 1e9);
+        }
     }
     float *S = lab_dev<float>((size_t)nkv * 512 * 512);
     double us = lab_time_graph(g_st, 5, 7, [&](int i) { CKB(lmp_attn_batched(g_blas, g_st, o, q, kc, vc, 512, 0, nh, nkv, hd, S)); });
     printf("| prefill 512 tokens (cuBLAS S = QK^T, softmax, PV), one layer | %.1f | |\n", us);
+    lab_act_free(A8);
+    CK(cudaFree(tabc));
+    CK(cudaFree(tabs));
     for (void *p : {(void *)kc, (void *)vc, (void *)q, (void *)k, (void *)v, (void *)o, (void *)part, (void *)cnt, (void *)S})
         CK(cudaFree(p));
 }
@@ -889,6 +1055,8 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreate(&g_st));
     CKB(cublasCreate(&g_blas));
     CK(cudaFuncSetAttribute(lmp_attn_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+    CK(cudaFuncSetAttribute(lmp_attn_decode2_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    CK(cudaFuncSetAttribute(lmp_attn_decode2_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
     check_quantize_act();
     check_matvec();
     check_matvec_fused();

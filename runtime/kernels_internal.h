@@ -26,6 +26,8 @@ void lmp_kernels_init_kq_avx512(lmp_kernels *k);
 // Batched integer matmul as vertical panel tiles (kernels_int_avx512.c): override the matmul entries of
 // q8_0 and the q4_0 / q4_1 families set by the same ISA's main init, which they keep for the edges.
 void lmp_kernels_init_int_avx512(lmp_kernels *k);
+// 512-bit decode matvec (kernels_mv_avx512.c): overrides the q4_0 matvec entry set by the main init.
+void lmp_kernels_init_mv_avx512(lmp_kernels *k);
 #endif
 
 // ---- the tile loops shared by the per-ISA files ----

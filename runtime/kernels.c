@@ -124,6 +124,7 @@ static void kernels_init(void) {
     if (g_runs[ISA_AVX512VNNI]) {
         lmp_kernels_init_avx512(&g_tables[ISA_AVX512VNNI]);
         lmp_kernels_init_int_avx512(&g_tables[ISA_AVX512VNNI]);
+        lmp_kernels_init_mv_avx512(&g_tables[ISA_AVX512VNNI]);
         lmp_kernels_init_kq_avx512(&g_tables[ISA_AVX512VNNI]);
     }
 #endif

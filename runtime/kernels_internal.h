@@ -28,6 +28,8 @@ void lmp_kernels_init_kq_avx512(lmp_kernels *k);
 void lmp_kernels_init_int_avx512(lmp_kernels *k);
 // The same as 8-row panels with vpmaddubsw / vpmaddwd (kernels_int_avx2.c), for the AVX2 table.
 void lmp_kernels_init_int_avx2(lmp_kernels *k);
+// 512-bit decode matvec (kernels_mv_avx512.c): overrides the q4_0 matvec entry set by the main init.
+void lmp_kernels_init_mv_avx512(lmp_kernels *k);
 #endif
 
 // ---- the tile loops shared by the per-ISA files ----

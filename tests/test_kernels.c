@@ -444,6 +444,30 @@ static void test_act_quantizer(void) {
     free(x), free(wd), lmp_free(q), lmp_free(r), lmp_free(w);
 }
 
+// The AVX-512 q4_0 decode matvec (kernels_mv_avx512.c, two rows per zmm) keeps the per-lane float
+// operations of the 256-bit tile that the AVX2 table runs, so on random data the two give the same bits
+// for every row, whatever the range split (odd ranges end in its one-row tail).
+static void test_q4_0_matvec_512_bits(void) {
+    const lmp_kernels *a2 = lmp_kernels_by_isa("avx2"), *a5 = lmp_kernels_by_isa("avx512vnni");
+    if (!a2 || !a5) return;  // the CPU lacks one of the tables
+    const int64_t rows = 53, n = 1536;
+    const size_t wrb = lmp_type_row_size(LMP_DTYPE_Q4_0, n), xrb = lmp_type_row_size(LMP_DTYPE_Q8_A, n);
+    uint8_t *w = lmp_malloc(wrb * (size_t)rows), *x = lmp_malloc(xrb);
+    float *xf = malloc(sizeof(float) * (size_t)n), *y2 = malloc(sizeof(float) * rows), *y5 = malloc(sizeof(float) * rows);
+    for (int64_t r = 0; r < rows; r++) fill_row(LMP_DTYPE_Q4_0, w + (size_t)r * wrb, n, 0, 1.0f, 0);
+    fill_x(LMP_DTYPE_Q4_0, x, xf, n, 0, 1.0f);
+    const int64_t cuts[][2] = {{0, 53}, {0, 16}, {16, 53}, {3, 50}, {7, 8}};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        int64_t r0 = cuts[c][0], r1 = cuts[c][1];
+        a2->matvec[LMP_DTYPE_Q4_0](w, wrb, x, y2, n, r0, r1);
+        a5->matvec[LMP_DTYPE_Q4_0](w, wrb, x, y5, n, r0, r1);
+        for (int64_t r = r0; r < r1; r++)
+            CHECKF(memcmp(&y2[r], &y5[r], sizeof(float)) == 0, "q4_0 matvec rows [%lld, %lld), row %lld: avx2 %.9g, avx512vnni %.9g",
+                   (long long)r0, (long long)r1, (long long)r, y2[r], y5[r]);
+    }
+    lmp_free(w), lmp_free(x), free(xf), free(y2), free(y5);
+}
+
 static void test_isa_env(void) {
     const char *old = getenv("LMP_ISA");
     char *saved = old ? strdup(old) : NULL;
@@ -472,5 +496,6 @@ int main(void) {
     RUN(test_quantize_q16a);
     RUN(test_act_quantizer);
     RUN(test_isa_env);
+    RUN(test_q4_0_matvec_512_bits);
     return test_report();
 }

@@ -65,6 +65,25 @@ static void sg_pack(const float *X, long ld, int trans, int r0, int nr, int p0, 
     }
 }
 
+// Prefetches (into L2) part `part` of `parts` of the source lines that sg_pack(X, ld, trans, r0, nr, p0, kc, ...)
+// reads: while one packed panel is multiplied, the next panel's weights arrive from memory, instead of
+// packing every panel up front with the cores waiting on DRAM.
+static inline void sg_prefetch_src(const float *X, long ld, int trans, int r0, int nr, int p0, int kc, int part,
+                                   int parts) {
+#if defined(__x86_64__)
+    // rows of the source: trans ? kc rows (p) of nr floats : nr rows (r) of kc floats
+    const int rows = trans ? kc : nr, len = trans ? nr : kc;
+    const int a = (int)((long)rows * part / parts), b = (int)((long)rows * (part + 1) / parts);
+    for (int q = a; q < b; q++) {
+        const char *s = (const char *)(trans ? X + (long)(p0 + q) * ld + r0 : X + (long)(r0 + q) * ld + p0);
+        for (int off = 0; off < len * (int)sizeof(float); off += 64) _mm_prefetch(s + off, _MM_HINT_T1);
+        _mm_prefetch(s + len * (int)sizeof(float) - 1, _MM_HINT_T1);
+    }
+#else
+    (void)X, (void)ld, (void)trans, (void)r0, (void)nr, (void)p0, (void)kc, (void)part, (void)parts;
+#endif
+}
+
 void SG_FUNC(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc) {
     if (m <= 0 || n <= 0) return;
@@ -89,15 +108,22 @@ void SG_FUNC(int ta, int tb, int m, int n, int k, float alpha, const float *A, i
         for (int pc = 0; pc < k; pc += SG_KC) {
             const int kc = k - pc < SG_KC ? k - pc : SG_KC;
             const float bt = pc == 0 ? beta : 1.0f;
-            sg_pack(B, ldb, !tb, jc, nc, pc, kc, SG_NR, Bp);
             for (int ic = 0; ic < m; ic += SG_MC) {
-                const int mc = m - ic < SG_MC ? m - ic : SG_MC;
+                const int mc = m - ic < SG_MC ? m - ic : SG_MC, n_ir = (mc + SG_MR - 1) / SG_MR;
                 sg_pack(A, lda, ta, ic, mc, pc, kc, SG_MR, Ap);
                 for (int jr = 0; jr < nc; jr += SG_NR) {
                     const int nr = nc - jr < SG_NR ? nc - jr : SG_NR;
-                    const float *bp = Bp + (size_t)(jr / SG_NR) * kc * SG_NR;
+                    float *bp = Bp + (size_t)(jr / SG_NR) * kc * SG_NR;
+                    // op(B)'s micro-panel jr is packed when the first row block (ic == 0) reaches it, the same
+                    // panels as one pack of the whole block, then reused by the later row blocks
+                    if (ic == 0) {
+                        if (jr == 0) sg_prefetch_src(B, ldb, !tb, jc, nr, pc, kc, 0, 1);
+                        sg_pack(B, ldb, !tb, jc + jr, nr, pc, kc, SG_NR, bp);
+                    }
+                    const int jn = jr + SG_NR, nrn = nc - jn < SG_NR ? nc - jn : SG_NR;
                     for (int ir = 0; ir < mc; ir += SG_MR) {
                         const int mr = mc - ir < SG_MR ? mc - ir : SG_MR;
+                        if (ic == 0 && jn < nc) sg_prefetch_src(B, ldb, !tb, jc + jn, nrn, pc, kc, ir / SG_MR, n_ir);
                         const float *ap = Ap + (size_t)(ir / SG_MR) * kc * SG_MR;
                         float *c = C + (long)(ic + ir) * ldc + jc + jr;
                         if (mr == SG_MR && nr == SG_NR) {

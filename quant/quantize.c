@@ -93,14 +93,14 @@ lmp_dtype lmp_quant_fit_type(lmp_dtype t, int64_t cols) {
 
 const lmp_quant_preset lmp_quant_presets[] = {
     {"k4s", "q4_K matrices, classifier (and a tied embedding) q6_K: the role of llama.cpp's Q4_K_S",
-     "SmolLM2: 91.73 MB, dPPL +12.2 %, KLD 0.132 (rows of 576: iq4_nl and q8_0 fallbacks)"},
+     "SmolLM2: 91.73 MB, dPPL +12.3 %, KLD 0.131 (rows of 576: iq4_nl and q8_0 fallbacks)"},
     {"k4m", "as k4s, and attn_v, ffn_down q6_K in the first and last eighth of the layers and every third "
             "between: the role of Q4_K_M",
-     "SmolLM2: 95.98 MB, dPPL +11.3 %, KLD 0.107 (same fallbacks)"},
+     "SmolLM2: 95.98 MB, dPPL +11.3 %, KLD 0.108 (same fallbacks)"},
     {"k5m", "as k4m with q5_K matrices: the role of Q5_K_M",
-     "SmolLM2: 136.62 MB, dPPL +0.38 %, KLD 0.0041 (rows of 576: q8_0 fallback)"},
+     "SmolLM2: 136.62 MB, dPPL +0.26 %, KLD 0.0037 (rows of 576: q8_0 fallback)"},
     {"k6", "q6_K everywhere, classifier q8_0",
-     "SmolLM2: 138.39 MB, dPPL +0.21 %, KLD 0.0050 (same fallback)"},
+     "SmolLM2: 138.39 MB, dPPL +0.15 %, KLD 0.0046 (same fallback)"},
 };
 const int lmp_quant_n_presets = (int)(sizeof lmp_quant_presets / sizeof lmp_quant_presets[0]);
 

@@ -1177,6 +1177,7 @@ static const lmp_backend_ops cuda_ops = {
     /*logits_stats*/ cuda_logits_stats,
     /*read_bandwidth*/ cuda_read_bandwidth,
     /*memory_used*/ cuda_memory_used,
+    /*matmul_multi*/ NULL,  // q, k, v and gate, up are fused by holding matmuls back (see the file comment)
 };
 
 extern "C" lmp_status lmp_backend_cuda_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {

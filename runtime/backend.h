@@ -114,7 +114,16 @@ typedef struct lmp_backend_ops {
     double (*read_bandwidth)(lmp_backend *b);
     // Bytes of backend memory in use now: weights, KV caches, everything else (activations, workspaces).
     void (*memory_used)(lmp_backend *b, uint64_t *weights, uint64_t *kv, uint64_t *other);
+    // y[i](n, w[i].rows) = x(n, cols) w[i]^T for i < count (1..LMP_MATMUL_MULTI_MAX), one x of the same cols
+    // for every weight (q, k, v; gate, up): a backend can quantize x once and run the products in one pass
+    // over its threads. With LMP_MULTI_SWIGLU (count 2, equal rows) y[0] = silu(y[0]) * y[1] afterwards, as
+    // swiglu would. Results equal those of the single ops. NULL: the caller issues matmul (and swiglu).
+    void (*matmul_multi)(lmp_backend *b, float *const *y, const lmp_weight *const *w, int count, const float *x,
+                         int n, int flags);
 } lmp_backend_ops;
+
+#define LMP_MATMUL_MULTI_MAX 4
+#define LMP_MULTI_SWIGLU 1
 
 struct lmp_backend {
     const lmp_backend_ops *ops;

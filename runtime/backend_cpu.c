@@ -188,6 +188,8 @@ static void quantize_rows_worker(void *arg, int ith, int nth) {
         j->quantize(j->x + (size_t)i * j->w->cols, (char *)j->xq + (size_t)i * j->xq_row_bytes, j->w->cols);
 }
 
+static void cpu_swiglu(lmp_backend *b, float *gate, const float *up, int n, int ff);
+
 static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
     cpu_ctx *c = ctx_of(b);
     if (c->st) return;
@@ -215,6 +217,77 @@ static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const floa
     // Why: waking the other threads costs a few microseconds; below ~64K multiply-adds one thread is faster.
     if ((double)w->rows * (double)w->cols * n < 65536.0) fn(&j, 0, 1);
     else lmp_pool_run(c->pool, fn, &j);
+}
+
+// ---- several products of one input ----
+// q, k, v (or gate, up) in one pool run: x quantized once, each thread takes its row slice of every weight,
+// then (swiglu) applies silu(gate) * up to its own slice, which is the same rows of both outputs. Per row the
+// kernels are those of cpu_matmul, so the results are bit-identical to the single ops.
+typedef struct {
+    matmul_job j[LMP_MATMUL_MULTI_MAX];
+    lmp_pool_fn fn;
+    int count, swiglu;
+} multi_job;
+
+static void multi_worker(void *arg, int ith, int nth) {
+    multi_job *m = arg;
+    for (int i = 0; i < m->count; i++) m->fn(&m->j[i], ith, nth);
+    if (!m->swiglu) return;
+    const matmul_job *g = &m->j[0];
+    const long long rows = g->w->rows;
+    long long r0, r1;
+    lmp_split_range(rows, ith, nth, ROW_ALIGN, &r0, &r1);
+    for (int t = 0; t < g->n; t++) {
+        float *gt = g->y + (size_t)t * rows;                // (rows) of token t
+        const float *ut = m->j[1].y + (size_t)t * rows;     // (rows)
+        for (long long r = r0; r < r1; r++) gt[r] = lmp_ref_silu(gt[r]) * ut[r];
+    }
+}
+
+static void cpu_matmul_multi(lmp_backend *b, float *const *y, const lmp_weight *const *w, int count, const float *x,
+                             int n, int flags) {
+    cpu_ctx *c = ctx_of(b);
+    if (c->st) return;
+    const int swiglu = (flags & LMP_MULTI_SWIGLU) != 0;
+    if (count < 1 || count > LMP_MATMUL_MULTI_MAX || (swiglu && (count != 2 || w[0]->rows != w[1]->rows))) {
+        cpu_fail(c, LMP_E_ARG, "matmul_multi: %d weights%s", count, swiglu ? " for swiglu (needs 2 of equal rows)" : "");
+        return;
+    }
+    const lmp_type_traits *tr = lmp_type_get(w[0]->type);
+    int same = 1;
+    double work = 0;
+    for (int i = 0; i < count; i++) {
+        const lmp_type_traits *ti = lmp_type_get(w[i]->type);
+        same &= w[i]->cols == w[0]->cols && ti->vec_dot_type == tr->vec_dot_type &&
+                (w[i]->type == LMP_DTYPE_F32) == (w[0]->type == LMP_DTYPE_F32);
+        work += (double)w[i]->rows * (double)w[i]->cols * n;
+    }
+    // OpenBLAS threading itself takes one call per product; mixed input types need their own quantizations.
+    if (!same || (n > 1 && w[0]->type == LMP_DTYPE_F32 && lmp_sgemm_choice()->use_blas && openblas_get_num_threads() > 1)) {
+        for (int i = 0; i < count; i++) cpu_matmul(b, y[i], w[i], x, n);
+        if (swiglu) cpu_swiglu(b, y[0], y[1], n, (int)w[0]->rows);
+        return;
+    }
+    multi_job m = {.count = count, .swiglu = swiglu};
+    for (int i = 0; i < count; i++)
+        m.j[i] = (matmul_job){c, y[i], w[i], x, x, (size_t)w[0]->cols * sizeof(float), n, NULL};
+    if (tr->vec_dot_type != LMP_DTYPE_F32) {
+        matmul_job *j = &m.j[0];
+        j->quantize = lmp_kernels_act_quantizer(c->k, tr->vec_dot_type);
+        j->xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, w[0]->cols);
+        if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j->xq_row_bytes * (size_t)n)) {
+            cpu_fail(c, LMP_E_NOMEM, "out of memory for %zu bytes of quantized activations (%s)",
+                     j->xq_row_bytes * (size_t)n, w[0]->name ? w[0]->name : "matmul");
+            return;
+        }
+        j->xq = c->act_q;
+        if (n <= 4) quantize_rows_worker(j, 0, 1);
+        else lmp_pool_run(c->pool, quantize_rows_worker, j);
+        for (int i = 1; i < count; i++) m.j[i].xq = j->xq, m.j[i].xq_row_bytes = j->xq_row_bytes;
+    }
+    m.fn = n == 1 ? matvec_worker : w[0]->type == LMP_DTYPE_F32 ? sgemm_worker : matmul_q_worker;
+    if (work < 65536.0) multi_worker(&m, 0, 1);  // as in cpu_matmul: a wake-up costs more than this
+    else lmp_pool_run(c->pool, multi_worker, &m);
 }
 
 // ---- rope ----
@@ -391,6 +464,7 @@ static const lmp_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .swiglu = cpu_swiglu,
     .add = cpu_add,
+    .matmul_multi = cpu_matmul_multi,
 };
 
 lmp_status lmp_backend_cpu_new(const lmp_backend_opts *opts, lmp_backend **out, lmp_error *err) {

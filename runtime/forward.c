@@ -216,9 +216,15 @@ static void block_forward(lmp_session *s, int l, int n, int pos) {
 
     op->rmsnorm(be, s->xb, s->x, &L->attn_norm, n, c->dim, c->rms_eps);
     call_hook(s, l, LMP_HOOK_ATTN_IN, s->xb, n, c->dim);
-    op->matmul(be, s->q, &L->wq, s->xb, n);  // (n, n_heads * hd)
-    op->matmul(be, s->k, &L->wk, s->xb, n);  // (n, n_kv * hd)
-    op->matmul(be, s->v, &L->wv, s->xb, n);  // (n, n_kv * hd)
+    if (op->matmul_multi) {
+        float *ys[3] = {s->q, s->k, s->v};
+        const lmp_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+        op->matmul_multi(be, ys, ws, 3, s->xb, n, 0);
+    } else {
+        op->matmul(be, s->q, &L->wq, s->xb, n);  // (n, n_heads * hd)
+        op->matmul(be, s->k, &L->wk, s->xb, n);  // (n, n_kv * hd)
+        op->matmul(be, s->v, &L->wv, s->xb, n);  // (n, n_kv * hd)
+    }
     op->rope(be, s->q, s->k, n, L->n_heads, L->n_kv_heads, pos, &s->rope);
     op->attention(be, s->att, s->q, s->k, s->v, s->kv[l], n, pos, L->n_heads, L->n_kv_heads, hd);
     call_hook(s, l, LMP_HOOK_ATTN_OUT_IN, s->att, n, L->n_heads * hd);
@@ -227,9 +233,15 @@ static void block_forward(lmp_session *s, int l, int n, int pos) {
 
     op->rmsnorm(be, s->xb, s->x, &L->ffn_norm, n, c->dim, c->rms_eps);
     call_hook(s, l, LMP_HOOK_FFN_IN, s->xb, n, c->dim);
-    op->matmul(be, s->hb, &L->w_gate, s->xb, n);  // (n, ffn)
-    op->matmul(be, s->hb2, &L->w_up, s->xb, n);   // (n, ffn)
-    op->swiglu(be, s->hb, s->hb2, n, L->ffn);
+    if (op->matmul_multi) {
+        float *ys[2] = {s->hb, s->hb2};
+        const lmp_weight *ws[2] = {&L->w_gate, &L->w_up};
+        op->matmul_multi(be, ys, ws, 2, s->xb, n, LMP_MULTI_SWIGLU);  // hb = silu(x W_gate^T) * (x W_up^T)
+    } else {
+        op->matmul(be, s->hb, &L->w_gate, s->xb, n);  // (n, ffn)
+        op->matmul(be, s->hb2, &L->w_up, s->xb, n);   // (n, ffn)
+        op->swiglu(be, s->hb, s->hb2, n, L->ffn);
+    }
     call_hook(s, l, LMP_HOOK_DOWN_IN, s->hb, n, L->ffn);
     op->matmul(be, s->xb2, &L->w_down, s->hb, n);  // (n, dim)
     op->add(be, s->x, s->xb2, (size_t)n * c->dim);

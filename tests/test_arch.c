@@ -346,6 +346,84 @@ static void test_sticky_error(void) {
     lmp_model_free(m);
 }
 
+// ---- matmul_multi: one pass over several weights of one input equals the single ops, bit for bit ----
+
+static void fill_weight(lmp_weight *w, lmp_dtype t, int64_t rows, int64_t cols, void **buf) {
+    float *f = malloc(sizeof(float) * (size_t)(rows * cols));
+    for (int64_t i = 0; i < rows * cols; i++) f[i] = (float)test_rand_normal() * 0.1f;
+    w->type = t;
+    w->rows = rows;
+    w->cols = cols;
+    w->row_bytes = lmp_type_row_size(t, cols);
+    w->name = "multi";
+    *buf = malloc(w->row_bytes * (size_t)rows);
+    if (t == LMP_DTYPE_F32) memcpy(*buf, f, sizeof(float) * (size_t)(rows * cols));
+    else lmp_type_get(t)->from_float_ref(f, *buf, rows * cols);
+    w->data = *buf;
+    free(f);
+}
+
+static void test_matmul_multi(void) {
+    lmp_error err = {0};
+    lmp_backend *be = NULL;
+    CHECKF(lmp_backend_new("cpu", &(lmp_backend_opts){2, NULL, 0}, &be, &err) == LMP_OK, "%s", err.msg);
+    if (!be) return;
+    const lmp_backend_ops *op = be->ops;
+    CHECK(op->matmul_multi != NULL);
+    if (!op->matmul_multi) return lmp_backend_free(be);
+    // the last row mixes types, which the backend runs as single products
+    const lmp_dtype types[][3] = {{LMP_DTYPE_F32, LMP_DTYPE_F32, LMP_DTYPE_F32},
+                                  {LMP_DTYPE_Q8_0, LMP_DTYPE_Q8_0, LMP_DTYPE_Q8_0},
+                                  {LMP_DTYPE_Q4_0, LMP_DTYPE_Q4_0, LMP_DTYPE_Q4_0},
+                                  {LMP_DTYPE_Q4_1, LMP_DTYPE_Q4_1, LMP_DTYPE_Q4_1},
+                                  {LMP_DTYPE_Q4_K, LMP_DTYPE_Q4_K, LMP_DTYPE_Q4_K},
+                                  {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0, LMP_DTYPE_F32}};
+    const int64_t cols = 512, rows[3] = {272, 80, 80};  // 272 x 512 x 7 tokens crosses the one-thread cut
+    const int ns[] = {1, 3, 7};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (int mode = 0; mode < 2; mode++) {  // 0: three products; 1: two of equal rows with swiglu
+                const int n = ns[ni], count = mode ? 2 : 3;
+                lmp_weight w[3] = {0};
+                void *buf[3] = {0};
+                float *x = malloc(sizeof(float) * (size_t)(n * cols)), *ya[3], *yb[3];
+                for (int64_t i = 0; i < n * cols; i++) x[i] = (float)test_rand_normal();
+                for (int i = 0; i < count; i++) {
+                    fill_weight(&w[i], types[ti][i], mode ? rows[0] : rows[i], cols, &buf[i]);
+                    ya[i] = malloc(sizeof(float) * (size_t)(n * w[i].rows));
+                    yb[i] = malloc(sizeof(float) * (size_t)(n * w[i].rows));
+                }
+                const lmp_weight *wp[3] = {&w[0], &w[1], &w[2]};
+                for (int i = 0; i < count; i++) op->matmul(be, ya[i], wp[i], x, n);
+                if (mode) op->swiglu(be, ya[0], ya[1], n, (int)w[0].rows);
+                op->matmul_multi(be, yb, wp, count, x, n, mode ? LMP_MULTI_SWIGLU : 0);
+                CHECKF(op->synchronize(be, &err) == LMP_OK, "%s", err.msg);
+                for (int i = 0; i < count; i++)
+                    CHECKF(memcmp(ya[i], yb[i], sizeof(float) * (size_t)(n * w[i].rows)) == 0,
+                           "%s + %s + %s, n %d, %s: output %d differs from the single ops",
+                           lmp_type_name(types[ti][0]), lmp_type_name(types[ti][1]), lmp_type_name(types[ti][2]), n,
+                           mode ? "swiglu" : "three", i);
+                for (int i = 0; i < count; i++) free(buf[i]), free(ya[i]), free(yb[i]);
+                free(x);
+            }
+    // bad calls are sticky errors, not crashes
+    float y[4];
+    lmp_weight w1 = {0}, w2 = {0};
+    void *b1, *b2;
+    fill_weight(&w1, LMP_DTYPE_F32, 4, 32, &b1);
+    fill_weight(&w2, LMP_DTYPE_F32, 2, 32, &b2);
+    const lmp_weight *pair[2] = {&w1, &w2};
+    float *ys[2] = {y, y};
+    float x[32] = {0};
+    op->matmul_multi(be, ys, pair, 2, x, 1, LMP_MULTI_SWIGLU);
+    CHECK(op->synchronize(be, &err) == LMP_E_ARG && strstr(err.msg, "equal rows"));
+    op->matmul_multi(be, ys, pair, LMP_MATMUL_MULTI_MAX + 1, x, 1, 0);
+    CHECK(op->synchronize(be, &err) == LMP_E_ARG);
+    free(b1);
+    free(b2);
+    lmp_backend_free(be);
+}
+
 // ---- calibration runner against a full forward pass with an independent accumulating hook ----
 
 typedef struct {
@@ -517,6 +595,7 @@ int main(void) {
     RUN(test_weight_set_reupload);
     RUN(test_supports_op_consulted);
     RUN(test_sticky_error);
+    RUN(test_matmul_multi);
     RUN(test_calib_runner_own_thread);
     RUN(test_calib_runner_pooled);
     RUN(test_calib_sample);

@@ -627,19 +627,33 @@ static const lmp_mv_variant lmp_mv_variants[] = {
 };
 #define LMP_MV_N_VARIANTS ((int)(sizeof lmp_mv_variants / sizeof lmp_mv_variants[0]))
 
-// The backend's choice (cuda/NOTES.md has the measurements behind it), by shape class of the launch (rows of
-// all segments together: q, k, v are 3 x 4096 rows of 4096 in a 7B layer): tall (rows >= 2 cols: q/k/v,
-// classifier), wide (cols >= 2 rows: down), square (the rest: wo), qo (the pair with the quantizing
-// epilogue, 32 rows per block), for the quantized types; float types keep r1u4 (key f).
-// cudadec: r1u4 everywhere (run 2 tried r4u1 for tall quantized matrices in the model: no gain), r4u1 for qo.
-// LMP_CUDA_MV overrides it for A/B runs: "old" (the cudadec choice), or a comma list of class=variant name,
-// e.g. LMP_CUDA_MV=tall=v2r2u1w1,wide=v2r1u2w4 (an unknown name is ignored).
+// The backend's choice (cuda/NOTES.md has the measurements behind it), per type family (float, q8_0, q4) and
+// shape class of the launch (rows of all segments together: q, k, v are 3 x 4096 rows of 4096 in a 7B layer):
+// vtall (rows >= 6 cols: the classifier), tall (rows >= 2 cols: q/k/v), wide (cols >= 2 rows: down), square
+// (the rest: wo), pair (silu(gate) * up without the quantizing epilogue), qo (the pair with it, 32 rows per
+// block). cudadec: r1u4 everywhere, r4u1 for qo (cudadec run 2 tried r4u1 for tall quantized matrices in the
+// model: no gain). cudamv run 1 (lab decode-step table, PDL chain): v2 only where it won there: q4 q/k/v
+// v2r4u1w1 (9.6 -> 9.1 us), q8_0 q/k/v v2r1u1w2 (17.5 -> 17.2), wo and down v2r1u2w1 (7.3 -> 7.0,
+// 18.3 -> 17.2), f16 q/k/v v2r4u1w1 (25.7 -> 24.2); everything else stays on the old kernel.
+// LMP_CUDA_MV overrides it for A/B runs, for every family: "old" (the cudadec choice), or a comma list of
+// class=variant name, e.g. LMP_CUDA_MV=tall=v2r2u1w1,wide=v2r1u2w4 (an unknown name is ignored).
 typedef struct lmp_mv_choice {
-    int tall, square, wide, qo, f;  // indices into lmp_mv_variants
+    int vtall, tall, square, wide, pair, qo;  // indices into lmp_mv_variants
 } lmp_mv_choice;
 #define LMP_MV_QO_VARIANT 5  // old: r4u1, 32 rows per block
-static const lmp_mv_choice lmp_mv_choice_old = {2, 2, 2, LMP_MV_QO_VARIANT, 2};
-static const lmp_mv_choice lmp_mv_choice_default = {8, 10, 10, 15, 2};
+enum { LMP_MV_FAM_FLOAT, LMP_MV_FAM_Q8, LMP_MV_FAM_Q4, LMP_MV_N_FAM };
+static inline int lmp_mv_family(lmp_dtype t) {
+    return (t == LMP_DTYPE_F32 || t == LMP_DTYPE_F16 || t == LMP_DTYPE_BF16) ? LMP_MV_FAM_FLOAT
+           : t == LMP_DTYPE_Q8_0                                           ? LMP_MV_FAM_Q8
+                                                                           : LMP_MV_FAM_Q4;
+}
+static const lmp_mv_choice lmp_mv_choice_old = {2, 2, 2, 2, 2, LMP_MV_QO_VARIANT};
+// indices: 2 r1u4, 5 r4u1, 8 v2r1u2w1, 15 v2r4u1w1, 16 v2r1u1w2 (the table above)
+static const lmp_mv_choice lmp_mv_choice_default[LMP_MV_N_FAM] = {
+    {2, 15, 2, 2, 2, LMP_MV_QO_VARIANT},  // float
+    {2, 16, 8, 8, 2, LMP_MV_QO_VARIANT},  // q8_0
+    {2, 15, 2, 2, 2, LMP_MV_QO_VARIANT},  // q4 family
+};
 
 static inline int lmp_mv_variant_find(const char *name, size_t len) {
     for (int v = 0; v < LMP_MV_N_VARIANTS; v++)
@@ -659,11 +673,12 @@ static inline void lmp_mv_choice_parse(lmp_mv_choice *c, const char *e) {
         if (eq && eq < end) {
             const int v = lmp_mv_variant_find(eq + 1, (size_t)(end - eq - 1));
             const size_t kl = (size_t)(eq - e);
-            int *slot = kl == 4 && !strncmp(e, "tall", 4)     ? &c->tall
+            int *slot = kl == 5 && !strncmp(e, "vtall", 5)    ? &c->vtall
+                        : kl == 4 && !strncmp(e, "tall", 4)   ? &c->tall
                         : kl == 6 && !strncmp(e, "square", 6) ? &c->square
                         : kl == 4 && !strncmp(e, "wide", 4)   ? &c->wide
+                        : kl == 4 && !strncmp(e, "pair", 4)   ? &c->pair
                         : kl == 2 && !strncmp(e, "qo", 2)     ? &c->qo
-                        : kl == 1 && e[0] == 'f'              ? &c->f
                                                               : NULL;
             // qo needs 32 rows per block
             if (slot && v >= 0 && (slot != &c->qo || lmp_mv_variants[v].R * LMP_MV_WARPS / lmp_mv_variants[v].W == 32))
@@ -672,28 +687,37 @@ static inline void lmp_mv_choice_parse(lmp_mv_choice *c, const char *e) {
         e = *end ? end + 1 : end;
     }
 }
-// The choice in force: the default, overridden once by LMP_CUDA_MV; the lab may change lmp_mv_choice_now.
-static lmp_mv_choice lmp_mv_choice_now = lmp_mv_choice_default;
-static inline const lmp_mv_choice *lmp_mv_choice_get(void) {
+// The choice in force: the defaults, overridden once by LMP_CUDA_MV; the lab may change lmp_mv_choice_now.
+static lmp_mv_choice lmp_mv_choice_now[LMP_MV_N_FAM] = {lmp_mv_choice_default[0], lmp_mv_choice_default[1],
+                                                        lmp_mv_choice_default[2]};
+static inline const lmp_mv_choice *lmp_mv_choice_get(lmp_dtype t) {
     static int read;
     if (!read) {
         read = 1;
-        lmp_mv_choice_parse(&lmp_mv_choice_now, getenv("LMP_CUDA_MV"));
+        for (int f = 0; f < LMP_MV_N_FAM; f++) lmp_mv_choice_parse(&lmp_mv_choice_now[f], getenv("LMP_CUDA_MV"));
     }
-    return &lmp_mv_choice_now;
+    return &lmp_mv_choice_now[lmp_mv_family(t)];
 }
-static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols) {
-    const lmp_mv_choice *c = lmp_mv_choice_get();
-    if (t == LMP_DTYPE_F32 || t == LMP_DTYPE_F16 || t == LMP_DTYPE_BF16) return &lmp_mv_variants[c->f];
-    return &lmp_mv_variants[rows >= 2 * cols ? c->tall : cols >= 2 * rows ? c->wide : c->square];
+// Sets every family's choice (the lab).
+static inline void lmp_mv_choice_set_all(const lmp_mv_choice *c) {
+    (void)lmp_mv_choice_get(LMP_DTYPE_F32);  // the environment read first, so that it does not override c later
+    for (int f = 0; f < LMP_MV_N_FAM; f++) lmp_mv_choice_now[f] = c ? *c : lmp_mv_choice_default[f];
+}
+static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols, int pair) {
+    const lmp_mv_choice *c = lmp_mv_choice_get(t);
+    if (pair) return &lmp_mv_variants[c->pair];
+    return &lmp_mv_variants[rows >= 6 * cols   ? c->vtall
+                            : rows >= 2 * cols ? c->tall
+                            : cols >= 2 * rows ? c->wide
+                                               : c->square];
 }
 
 static inline cudaError_t lmp_matvec_launch(lmp_mv_args *a, int n, cudaStream_t st) {
     const lmp_cuda_mat *w = &a->seg[0].w;
-    if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[lmp_mv_choice_get()->qo].fn[w->type](a, n, st);
+    if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[lmp_mv_choice_get(w->type)->qo].fn[w->type](a, n, st);
     int64_t rows = 0;  // all segments together (q, k, v: 3 x 4096 rows of 4096 in a 7B layer)
     for (int s = 0; s < a->nseg; s++) rows += a->seg[s].w.rows;
-    return lmp_mv_pick(w->type, rows, w->cols)->fn[w->type](a, n, st);
+    return lmp_mv_pick(w->type, rows, w->cols, a->pair)->fn[w->type](a, n, st);
 }
 // 1 if the output of a launch over w (one segment) can be quantized in its epilogue.
 static inline int lmp_mv_qo_ok(const lmp_cuda_mat *w) { return lmp_mv_fast_ok(w) && w->rows % 32 == 0; }

@@ -4,7 +4,7 @@
 #   cuda/lab/decode_check.sh BIN_DIR [PART...]     parts: lab test bench ab prof mvab ncu (default: the first 5)
 # mvab (branch cudamv): the 7B decode with the matvec choice of cudadec (LMP_CUDA_MV=old), then for each of
 # q4_0, q8_0 (MV_TYPES) with the per-class best of the lab's decode-step table (needs the lab part first),
-# f16 with the best v2 variant for the float slot; extra choices to try in $MV_EXTRA (';'-separated).
+# f16 likewise; extra choices to try in $MV_EXTRA (';'-separated).
 # BIN_DIR holds lab, lmpress, test_cuda (built by the dev machine, stripped); logs go to $OUT.
 set -uo pipefail
 B=$1; shift
@@ -39,18 +39,18 @@ for p in $PARTS; do
                 --prefill 512 --decode 128 --reps 3 >"$O/mv.tmp" 2>&1; echo "-- LMP_CUDA_MV=$v rc $?"
             grep -E "^\| synth" "$O/mv.tmp" | sed "s/^/mv=$v /" | tee -a "$O/mvab.txt"
         done
-        # the lab's best per launch class (q/k/v -> tall, wo -> square, down -> wide, gate/up -> qo)
+        # the lab's best per launch class (q/k/v -> tall, wo -> square, down -> wide, gate/up -> qo, classifier -> vtall)
         for t in ${MV_TYPES:-q8_0,q4_0} f16; do for tt in $(echo $t | tr ',' ' '); do
             c=$(awk -F'|' -v T=" $tt " '
                 /^\| type \| launch \| old \|/ { for (i = 4; i < NF; i++) { n = $i; gsub(/ /, "", n); name[i] = n } next }
-                $2 == T && $3 ~ /(q\/k\/v|wo|down|gate)/ {
-                    best = 1e30; bi = 0; delete fsum
-                    for (i = 4; i < NF - 2; i++) { split($i, a, " "); if (a[1] != "") { fsum[name[i]] += a[1]; if (a[1] + 0 < best) { best = a[1] + 0; bi = i } } }
-                    k = $3 ~ /q\/k\/v/ ? "tall" : $3 ~ /wo/ ? "square" : $3 ~ /down/ ? "wide" : "qo"
+                $2 == T && $3 ~ /(q\/k\/v|wo|down|gate|classifier)/ {
+                    best = 1e30; bi = 0
+                    for (i = 4; i < NF - 2; i++) { split($i, a, " "); if (a[1] != "" && name[i] != "default" && a[1] + 0 < best) { best = a[1] + 0; bi = i } }
+                    k = $3 ~ /q\/k\/v/ ? "tall" : $3 ~ /wo/ ? "square" : $3 ~ /down/ ? "wide" : $3 ~ /classifier/ ? "vtall" : "qo"
                     v = name[bi]; if (v == "old") v = (k == "qo") ? "r4u1" : "r1u4"
-                    if (T == " f16 ") { if (k != "qo") for (n in fsum) fs[n] += fsum[n] } else out = out (out ? "," : "") k "=" v
+                    out = out (out ? "," : "") k "=" v
                 }
-                END { if (T == " f16 ") { b = 1e30; for (v in fs) if (fs[v] < b) { b = fs[v]; bv = v }; if (bv == "old") bv = "r1u4"; print "f=" bv } else print out }
+                END { print out }
             ' "$O/lab.txt")
             echo "lab-best for $tt: $c"
             LMP_CUDA_MV=$c timeout 150 "$B/lmpress" bench --device cuda --synth $SYN --synth-types $tt \

@@ -235,17 +235,21 @@ static void check_matvec_fused(void) {
         ref_matvec(K, x.data(), k, tk);
         float *y = lab_dev<float>(rows), *y2 = lab_dev<float>(rows), *y3 = lab_dev<float>(32);
         // every fused form through each choice of the backend: the old one (cudadec), the default (v2), and
-        // each v2 variant for all non-quantizing launches (lmp_mv_choice_now; the qo slot: old, then v2r4u1w1)
-        std::vector<lmp_mv_choice> choices = {lmp_mv_choice_old, lmp_mv_choice_default};
+        // each v2 variant for every slot (lmp_mv_choice_set_all; the qo slot only with the 32-row v2r4u1w1)
+        const lmp_mv_choice &def = lmp_mv_choice_default[lmp_mv_family(t)];
+        std::vector<lmp_mv_choice> choices = {lmp_mv_choice_old, def};
         for (int v = 0; v < LMP_MV_N_VARIANTS; v++)
             if (lmp_mv_variants[v].v2) {
-                lmp_mv_choice c = lmp_mv_choice_default;
-                c.tall = c.square = c.wide = c.f = v;
+                lmp_mv_choice c = def;
+                c.vtall = c.tall = c.square = c.wide = c.pair = v;
+                if (lmp_mv_variants[v].R * LMP_MV_WARPS / lmp_mv_variants[v].W == 32) c.qo = v;
                 choices.push_back(c);
             }
         for (const lmp_mv_choice &ch : choices) {
-        lmp_mv_choice_now = ch;
-        const char *cn = lmp_mv_variants[ch.tall].name;
+        lmp_mv_choice_set_all(&ch);
+        // the lab's shapes are all wide (96 x 1024, 3 segments of 224 rows, 32 x 1024): name the wide slot
+        char cn[64];
+        snprintf(cn, sizeof cn, "%s/%s", lmp_mv_variants[ch.pair].name, lmp_mv_variants[ch.wide].name);
         const char *qn = lmp_mv_variants[ch.qo].name;
         // pair
         char what0[128];
@@ -348,7 +352,7 @@ static void check_matvec_fused(void) {
         snprintf(what, sizeof what, "matvec accumulate %s %s", lmp_type_name(t), cn);
         compare(what, o3.data(), r3.data(), tk.data(), 32, 0);
         }
-        lmp_mv_choice_now = lmp_mv_choice_default;
+        lmp_mv_choice_set_all(NULL);
         CK(cudaFree(y));
         CK(cudaFree(y2));
         CK(cudaFree(y3));
@@ -967,7 +971,7 @@ static void bench_matvec(void) {
 }
 
 // The matvec launches of one 7B decode step as the backend makes them (PDL on, back to back in a graph,
-// weights rotated over > 256 MB): the old choice (cudadec) beside every v2 variant, each through
+// weights rotated over > 256 MB): the old choice (cudadec), the default, and every v2 variant, each through
 // lmp_matvec_launch with lmp_mv_choice_now set to it. The quantizing pair takes only 32-row variants.
 static void bench_decode_mv(void) {
     struct shape { const char *name; int64_t rows, cols; int nmat, pair, res, qo; } shapes[] = {
@@ -976,12 +980,12 @@ static void bench_decode_mv(void) {
         {"4096x14336", 4096, 14336, 1, 0, 0, 0}, {"14336x4096", 14336, 4096, 1, 0, 0, 0},
         {"classifier 32000x4096", 32000, 4096, 1, 0, 0, 0}};
     const lmp_dtype ts[] = {LMP_DTYPE_Q4_0, LMP_DTYPE_Q8_0, LMP_DTYPE_F16};
-    std::vector<int> cand = {-1};  // -1: the old choice
+    std::vector<int> cand = {-1, -2};  // -1: the old choice, -2: the default (per type family)
     for (int v = 0; v < LMP_MV_N_VARIANTS; v++)
         if (lmp_mv_variants[v].v2) cand.push_back(v);
     printf("\ndecode-step matvecs (7B shapes, PDL, through lmp_matvec_launch): us per launch (weight TB/s)\n");
-    printf("| type | launch | old |");
-    for (size_t k = 1; k < cand.size(); k++) printf(" %s |", lmp_mv_variants[cand[k]].name);
+    printf("| type | launch | old | default |");
+    for (size_t k = 2; k < cand.size(); k++) printf(" %s |", lmp_mv_variants[cand[k]].name);
     printf(" best | old -> best TB/s |\n|---|---|");
     for (size_t k = 0; k < cand.size() + 2; k++) printf("---:|");
     printf("\n");
@@ -1010,17 +1014,17 @@ static void bench_decode_mv(void) {
             printf("| %s | %s |", lmp_type_name(t), sh.name);
             double old_us = 0, best = 1e30;
             for (size_t k = 0; k < cand.size(); k++) {
-                lmp_mv_choice ch = lmp_mv_choice_old;
+                lmp_mv_choice ch = cand[k] == -2 ? lmp_mv_choice_default[lmp_mv_family(t)] : lmp_mv_choice_old;
                 if (cand[k] >= 0) {
                     const lmp_mv_variant &vv = lmp_mv_variants[cand[k]];
                     if (sh.qo && vv.R * LMP_MV_WARPS / vv.W != 32) {
                         printf(" |");
                         continue;
                     }
-                    ch.tall = ch.square = ch.wide = ch.f = cand[k];
+                    ch.vtall = ch.tall = ch.square = ch.wide = ch.pair = cand[k];
                     if (sh.qo) ch.qo = cand[k];
                 }
-                lmp_mv_choice_now = ch;
+                lmp_mv_choice_set_all(&ch);
                 const double us = lab_time_graph(g_st, nl, 15, [&](int i) {
                     lmp_mv_args a = {};
                     const int b0 = (i % sets) * sh.nmat;
@@ -1048,7 +1052,7 @@ static void bench_decode_mv(void) {
                 best = std::min(best, us);
                 printf(" %.1f (%.2f) |", us, tb / (us * 1e-6) / 1e12);
             }
-            lmp_mv_choice_now = lmp_mv_choice_default;
+            lmp_mv_choice_set_all(NULL);
             printf(" %.1f | %.2f -> %.2f |\n", best, tb / (old_us * 1e-6) / 1e12, tb / (best * 1e-6) / 1e12);
             for (int j = 0; j < 3; j++) CK(cudaFree(y[j]));
             CK(cudaFree(res));

@@ -629,7 +629,9 @@ static const lmp_mv_variant lmp_mv_variants[] = {
 
 // The backend's choice (cuda/NOTES.md has the measurements behind it), per type family (float, q8_0, q4) and
 // shape class of the launch (rows of all segments together: q, k, v are 3 x 4096 rows of 4096 in a 7B layer):
-// vtall (rows >= 6 cols: the classifier), tall (rows >= 2 cols: q/k/v), wide (cols >= 2 rows: down), square
+// tall (rows >= 2 cols over several segments: q/k/v), vtall (rows >= 2 cols in one matrix: the classifier,
+// unfused gate or up; cudamv run 2: v2r4u1w1 took 14.9 us there at 14336 x 4096 against r1u4's 10.3 while it
+// gained on q/k/v), wide (cols >= 2 rows: down), square
 // (the rest: wo), pair (silu(gate) * up without the quantizing epilogue), qo (the pair with it, 32 rows per
 // block). cudadec: r1u4 everywhere, r4u1 for qo (cudadec run 2 tried r4u1 for tall quantized matrices in the
 // model: no gain). cudamv run 1 (lab decode-step table, PDL chain): v2 only where it won there: q4 q/k/v
@@ -703,11 +705,10 @@ static inline void lmp_mv_choice_set_all(const lmp_mv_choice *c) {
     (void)lmp_mv_choice_get(LMP_DTYPE_F32);  // the environment read first, so that it does not override c later
     for (int f = 0; f < LMP_MV_N_FAM; f++) lmp_mv_choice_now[f] = c ? *c : lmp_mv_choice_default[f];
 }
-static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols, int pair) {
+static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols, int pair, int nseg) {
     const lmp_mv_choice *c = lmp_mv_choice_get(t);
     if (pair) return &lmp_mv_variants[c->pair];
-    return &lmp_mv_variants[rows >= 6 * cols   ? c->vtall
-                            : rows >= 2 * cols ? c->tall
+    return &lmp_mv_variants[rows >= 2 * cols   ? (nseg > 1 ? c->tall : c->vtall)
                             : cols >= 2 * rows ? c->wide
                                                : c->square];
 }
@@ -717,7 +718,7 @@ static inline cudaError_t lmp_matvec_launch(lmp_mv_args *a, int n, cudaStream_t 
     if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[lmp_mv_choice_get(w->type)->qo].fn[w->type](a, n, st);
     int64_t rows = 0;  // all segments together (q, k, v: 3 x 4096 rows of 4096 in a 7B layer)
     for (int s = 0; s < a->nseg; s++) rows += a->seg[s].w.rows;
-    return lmp_mv_pick(w->type, rows, w->cols, a->pair)->fn[w->type](a, n, st);
+    return lmp_mv_pick(w->type, rows, w->cols, a->pair, a->nseg)->fn[w->type](a, n, st);
 }
 // 1 if the output of a launch over w (one segment) can be quantized in its epilogue.
 static inline int lmp_mv_qo_ok(const lmp_cuda_mat *w) { return lmp_mv_fast_ok(w) && w->rows % 32 == 0; }

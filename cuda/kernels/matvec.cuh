@@ -10,6 +10,9 @@
 #ifndef LMP_CUDA_MATVEC_CUH
 #define LMP_CUDA_MATVEC_CUH
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "cuda/kernels/common.cuh"
 
 // ---- repack: file blocks (raw, rows of row_bytes) -> lmp_cuda_mat layout; one thread per block ----
@@ -333,6 +336,160 @@ __global__ void __launch_bounds__(LMP_MV_WARPS * 32) lmp_matvec_kernel(const lmp
     }
 }
 
+// ---- matvec v2 (branch cudamv, issue 12): double-buffered, several warps per row ----
+//
+// The same loads and dot products as lmp_matvec_kernel (lmp_mv_load / lmp_mv_dot), arranged for more bytes
+// in flight per SM at fewer registers:
+//   - a block of 8 warps takes RPB = 8 / W * R consecutive rows; the W warps of a row split its chunks
+//     (warp k of the row takes chunks k * 32 + lane, then every 32 * W), and add their partial sums through
+//     shared memory before the epilogue (split-K inside the block: no atomics, no zeroed output, the
+//     +residual and quantized epilogues unchanged, nothing extra to capture in a graph);
+//   - double-buffered: the loads of the next step (U chunks per lane per row and matrix) are issued before
+//     the products of the current one, so a warp keeps weights in flight while it does its arithmetic and
+//     while it waits for its activations (the old loop issued, waited, computed, then issued again);
+//   - __launch_bounds__ with a minimum of blocks per SM picked from the number of loads a lane holds (the
+//     compiler keeps to 40 registers for up to 2 loads in flight, 64 for 4, 80 for 8, 128 beyond), 32-bit
+//     chunk indices.
+// The segments of a launch start on block boundaries (seg[].warp0 holds the segment's first block here).
+template <int TYPE, int R, int U, int W>
+struct lmp_mv2_cfg {
+    enum { NLOAD = R * U * 2, MINB = NLOAD <= 2 ? 6 : NLOAD <= 4 ? 4 : NLOAD <= 8 ? 3 : 2 };
+};
+
+template <int TYPE, int R, int U, int W, int PAIR, int QO>
+__global__ void __launch_bounds__(LMP_MV_WARPS * 32, lmp_mv2_cfg<TYPE, R, U * (PAIR ? 2 : 1), W>::MINB)
+    lmp_matvec2_kernel(const lmp_mv_args a) {
+    typedef lmp_mv_traits<(TYPE == LMP_DTYPE_F32 || TYPE == LMP_DTYPE_F16 || TYPE == LMP_DTYPE_BF16 ||
+                           TYPE == LMP_DTYPE_Q8_0)
+                              ? TYPE
+                              : LMP_DTYPE_Q4_0>
+        tr;
+    constexpr int RPB = LMP_MV_WARPS / W * R;  // rows per block
+    static_assert(LMP_MV_WARPS % W == 0, "W divides the block's warps");
+    static_assert(!QO || RPB == 32, "the quantized epilogue needs 32 rows per block");
+    constexpr int NM = PAIR ? 2 : 1;
+    constexpr int STEP = 32 * U * W;  // chunks of a row per step (all warps of the row)
+    lmp_pdl_trigger();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int slot = warp / W, ks = warp % W;
+    int s = 0;
+    while (s + 1 < a.nseg && (int64_t)blockIdx.x >= a.seg[s + 1].warp0) s++;
+    const lmp_mv_seg &sg = a.seg[s];
+    const lmp_cuda_mat &w = sg.w;
+    const int64_t r0 = ((int64_t)blockIdx.x - sg.warp0) * RPB + slot * R;
+    const int nch = (int)(w.cols / tr::E);
+    const int64_t t = blockIdx.y;
+    const int64_t xoff = t * w.cols;
+    int nr = (int)(w.rows - r0 < R ? w.rows - r0 : R);
+    if (nr < 0) nr = 0;
+    float acc[NM][R];
+#pragma unroll
+    for (int k = 0; k < NM; k++)
+#pragma unroll
+        for (int i = 0; i < R; i++) acc[k][i] = 0.0f;
+    uint4 wa[NM][R][U][tr::LOADS], wb[NM][R][U][tr::LOADS];
+    uint32_t sa[NM][R][U], sb[NM][R][U];
+    const int c0 = ks * 32 + lane;  // this lane's first chunk; chunk of (step base, u): base + c0 + u * 32 * W
+    auto load = [&](int base, uint4 (&wv)[NM][R][U][tr::LOADS], uint32_t (&sc)[NM][R][U]) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = base + c0 + u * 32 * W;
+            if (c < nch) {
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        lmp_mv_load<TYPE>(w, r0 + i, c, wv[0][i][u], &sc[0][i][u]);
+                        if constexpr (PAIR) lmp_mv_load<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], &sc[NM - 1][i][u]);
+                    }
+            }
+        }
+    };
+    auto dot = [&](int base, const uint4 (&wv)[NM][R][U][tr::LOADS], const uint32_t (&sc)[NM][R][U]) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = base + c0 + u * 32 * W;
+            if constexpr (TYPE == LMP_DTYPE_Q8_0) {  // every lane calls the dot (it shuffles)
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], sc[0][i][u], a.x, xoff, acc[0][i],
+                                                     c < nch);
+                        if constexpr (PAIR)
+                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], sc[NM - 1][i][u],
+                                                              a.x, xoff, acc[NM - 1][i], c < nch);
+                    }
+            } else if (c < nch) {
+#pragma unroll
+                for (int i = 0; i < R; i++)
+                    if (i < nr) {
+                        acc[0][i] = lmp_mv_dot<TYPE>(w, r0 + i, c, wv[0][i][u], sc[0][i][u], a.x, xoff, acc[0][i]);
+                        if constexpr (PAIR)
+                            acc[NM - 1][i] = lmp_mv_dot<TYPE>(sg.w2, r0 + i, c, wv[NM - 1][i][u], sc[NM - 1][i][u],
+                                                              a.x, xoff, acc[NM - 1][i]);
+                    }
+            }
+        }
+    };
+    // Weights do not depend on the kernel before this one: the first step's loads go out before lmp_pdl_wait.
+    load(0, wa, sa);
+    lmp_pdl_wait();
+    for (int base = 0; base < nch; base += 2 * STEP) {
+        if (base + STEP < nch) load(base + STEP, wb, sb);
+        dot(base, wa, sa);
+        if (base + STEP >= nch) break;
+        if (base + 2 * STEP < nch) load(base + 2 * STEP, wa, sa);
+        dot(base + STEP, wb, sb);
+    }
+    float v[NM][R];
+#pragma unroll
+    for (int k = 0; k < NM; k++)
+#pragma unroll
+        for (int i = 0; i < R; i++) v[k][i] = lmp_warp_sum(acc[k][i]);
+    if constexpr (W > 1) {  // the row's W partial sums, through shared memory
+        __shared__ float red[LMP_MV_WARPS][NM * R];
+        if (lane == 0)
+#pragma unroll
+            for (int k = 0; k < NM; k++)
+#pragma unroll
+                for (int i = 0; i < R; i++) red[warp][k * R + i] = v[k][i];
+        __syncthreads();
+        if (ks == 0)
+#pragma unroll
+            for (int k = 0; k < NM; k++)
+#pragma unroll
+                for (int i = 0; i < R; i++) {
+                    float sum = red[warp][k * R + i];
+#pragma unroll
+                    for (int j = 1; j < W; j++) sum += red[warp + j][k * R + i];
+                    v[k][i] = sum;
+                }
+    }
+    __shared__ float yo[QO ? 32 : 1];
+    if (ks == 0 && lane == 0) {
+#pragma unroll
+        for (int i = 0; i < R; i++)
+            if (i < nr) {
+                const int64_t o = t * w.rows + r0 + i;
+                float y = v[0][i];
+                if (PAIR) {
+                    if (sg.y2) sg.y2[o] = v[NM - 1][i];
+                    y = lmp_silu(y) * v[NM - 1][i];
+                }
+                if (sg.y) sg.y[o] = y;
+                if (sg.res) sg.res[o] += y;
+                if (QO) yo[slot * R + i] = y;
+            }
+    }
+    if constexpr (QO) {  // the block's 32 consecutive outputs are one q8_a / q16_a block of the next matvec
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            const lmp_act_out &q = a.qo;
+            lmp_quantize_block32(yo[lane], lane, (t * w.rows + (r0 - slot * R)) / 32, q.q8, q.d8, q.s8, q.sum8,
+                                 q.q16, q.d16);
+        }
+    }
+}
+
 // Fallback for float rows whose length or alignment the 16-byte path cannot take (e.g. f16 rows of
 // 172 elements): one warp per row, one element per lane step, the reference's to_float per element.
 template <int TYPE>
@@ -411,46 +568,157 @@ static cudaError_t lmp_matvec_launch_t(lmp_mv_args *a, int n, cudaStream_t st) {
     return cudaErrorInvalidValue;
 }
 
+// v2 (lmp_matvec2_kernel): R rows per warp, U chunks per lane and step (double-buffered), W warps per row.
+// Float rows the 16-byte path cannot take go to the scalar kernel as in lmp_matvec_launch_t.
+template <int TYPE, int R, int U, int W>
+static cudaError_t lmp_matvec2_launch_t(lmp_mv_args *a, int n, cudaStream_t st) {
+    if (!lmp_mv_fast_ok(&a->seg[0].w)) return lmp_matvec_launch_t<TYPE, 1, 1>(a, n, st);
+    constexpr int RPB = LMP_MV_WARPS / W * R;
+    int64_t nb = 0;
+    for (int s = 0; s < a->nseg; s++) {
+        a->seg[s].warp0 = nb;  // v2: the segment's first block
+        nb += (a->seg[s].w.rows + RPB - 1) / RPB;
+    }
+    a->n_warps = nb * LMP_MV_WARPS;
+    const dim3 grid((unsigned)nb, (unsigned)n), blk(LMP_MV_WARPS * 32);
+    if (a->qo.q8 || a->qo.q16) {
+        if constexpr (RPB == 32) {
+            if (a->nseg != 1 || a->seg[0].w.rows % 32) return cudaErrorInvalidValue;
+            if (a->pair) return lmp_launch(a->pdl, lmp_matvec2_kernel<TYPE, R, U, W, 1, 1>, grid, blk, 0, st, *a);
+            return lmp_launch(a->pdl, lmp_matvec2_kernel<TYPE, R, U, W, 0, 1>, grid, blk, 0, st, *a);
+        }
+        return cudaErrorInvalidValue;
+    }
+    if (a->pair) return lmp_launch(a->pdl, lmp_matvec2_kernel<TYPE, R, U, W, 1, 0>, grid, blk, 0, st, *a);
+    return lmp_launch(a->pdl, lmp_matvec2_kernel<TYPE, R, U, W, 0, 0>, grid, blk, 0, st, *a);
+}
+
 // Variant table: the lab times every entry; the backend uses lmp_matvec_launch (the choice below).
 typedef cudaError_t (*lmp_mv_launch_fn)(lmp_mv_args *a, int n, cudaStream_t st);
 typedef struct lmp_mv_variant {
     const char *name;
-    int R, U;
+    int R, U, W;  // W: warps per row (v2)
+    int v2;       // 1: lmp_matvec2_kernel
     lmp_mv_launch_fn fn[LMP_DTYPE_COUNT];
 } lmp_mv_variant;
 
 #define LMP_MV_ROW(R, U)                                                                                       \
-    {"r" #R "u" #U, R, U,                                                                                      \
+    {"r" #R "u" #U, R, U, 1, 0,                                                                                \
      {lmp_matvec_launch_t<LMP_DTYPE_F32, R, U>, lmp_matvec_launch_t<LMP_DTYPE_F16, R, U>,                      \
       lmp_matvec_launch_t<LMP_DTYPE_BF16, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q8_0, R, U>,                    \
       lmp_matvec_launch_t<LMP_DTYPE_Q4_0, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q4_1, R, U>,                    \
       lmp_matvec_launch_t<LMP_DTYPE_Q4_0_G64, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q4_0_G128, R, U>,           \
       lmp_matvec_launch_t<LMP_DTYPE_Q4_1_G64, R, U>, lmp_matvec_launch_t<LMP_DTYPE_Q4_1_G128, R, U>}}
 
+#define LMP_MV2_ROW(R, U, W)                                                                                   \
+    {"v2r" #R "u" #U "w" #W, R, U, W, 1,                                                                       \
+     {lmp_matvec2_launch_t<LMP_DTYPE_F32, R, U, W>, lmp_matvec2_launch_t<LMP_DTYPE_F16, R, U, W>,              \
+      lmp_matvec2_launch_t<LMP_DTYPE_BF16, R, U, W>, lmp_matvec2_launch_t<LMP_DTYPE_Q8_0, R, U, W>,            \
+      lmp_matvec2_launch_t<LMP_DTYPE_Q4_0, R, U, W>, lmp_matvec2_launch_t<LMP_DTYPE_Q4_1, R, U, W>,            \
+      lmp_matvec2_launch_t<LMP_DTYPE_Q4_0_G64, R, U, W>, lmp_matvec2_launch_t<LMP_DTYPE_Q4_0_G128, R, U, W>,   \
+      lmp_matvec2_launch_t<LMP_DTYPE_Q4_1_G64, R, U, W>, lmp_matvec2_launch_t<LMP_DTYPE_Q4_1_G128, R, U, W>}}
+
+// The first 8 are the old kernel (cudadec), the rest v2 (cudamv); the lab checks and times them all.
 static const lmp_mv_variant lmp_mv_variants[] = {
     LMP_MV_ROW(1, 1), LMP_MV_ROW(1, 2), LMP_MV_ROW(1, 4), LMP_MV_ROW(2, 1), LMP_MV_ROW(2, 2), LMP_MV_ROW(4, 1),
     LMP_MV_ROW(1, 8), LMP_MV_ROW(2, 4),
+    LMP_MV2_ROW(1, 2, 1), LMP_MV2_ROW(1, 4, 1), LMP_MV2_ROW(1, 2, 2), LMP_MV2_ROW(1, 2, 4), LMP_MV2_ROW(1, 1, 4),
+    LMP_MV2_ROW(2, 1, 1), LMP_MV2_ROW(2, 2, 2), LMP_MV2_ROW(4, 1, 1), LMP_MV2_ROW(1, 1, 2), LMP_MV2_ROW(1, 2, 8),
 };
 #define LMP_MV_N_VARIANTS ((int)(sizeof lmp_mv_variants / sizeof lmp_mv_variants[0]))
 
-// The backend's choice (cuda/NOTES.md has the measurements behind it).
-// r1u4 for every type and shape. cudadec run 2 tried r4u1 for quantized matrices with rows >= 2 x cols
-// (q/k/v counted together; the lab's PDL columns had it ahead there: q4_0 14336 x 4096 9.5 against 10.3 us,
-// q8_0 18.5 against 20.6): 7B decode q4_0 490.5 against 489.3 tok/s, q8_0 296.1 against 303.6: no gain.
-static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols) {
-    (void)t; (void)rows; (void)cols;
-    return &lmp_mv_variants[2];
+// The backend's choice (cuda/NOTES.md has the measurements behind it), per type family (float, q8_0, q4) and
+// shape class of the launch (rows of all segments together: q, k, v are 3 x 4096 rows of 4096 in a 7B layer):
+// tall (rows >= 2 cols over several segments: q/k/v), vtall (rows >= 2 cols in one matrix: the classifier,
+// unfused gate or up; cudamv run 2: v2r4u1w1 took 14.9 us there at 14336 x 4096 against r1u4's 10.3 while it
+// gained on q/k/v), wide (cols >= 2 rows: down), square
+// (the rest: wo), pair (silu(gate) * up without the quantizing epilogue), qo (the pair with it, 32 rows per
+// block). cudadec: r1u4 everywhere, r4u1 for qo (cudadec run 2 tried r4u1 for tall quantized matrices in the
+// model: no gain). cudamv run 1 (lab decode-step table, PDL chain): v2 only where it won there: q4 q/k/v
+// v2r4u1w1 (9.6 -> 9.1 us), q8_0 q/k/v v2r1u1w2 (17.5 -> 17.2), wo and down v2r1u2w1 (7.3 -> 7.0,
+// 18.3 -> 17.2), f16 q/k/v v2r4u1w1 (25.7 -> 24.2); everything else stays on the old kernel.
+// LMP_CUDA_MV overrides it for A/B runs, for every family: "old" (the cudadec choice), or a comma list of
+// class=variant name, e.g. LMP_CUDA_MV=tall=v2r2u1w1,wide=v2r1u2w4 (an unknown name is ignored).
+typedef struct lmp_mv_choice {
+    int vtall, tall, square, wide, pair, qo;  // indices into lmp_mv_variants
+} lmp_mv_choice;
+#define LMP_MV_QO_VARIANT 5  // old: r4u1, 32 rows per block
+enum { LMP_MV_FAM_FLOAT, LMP_MV_FAM_Q8, LMP_MV_FAM_Q4, LMP_MV_N_FAM };
+static inline int lmp_mv_family(lmp_dtype t) {
+    return (t == LMP_DTYPE_F32 || t == LMP_DTYPE_F16 || t == LMP_DTYPE_BF16) ? LMP_MV_FAM_FLOAT
+           : t == LMP_DTYPE_Q8_0                                           ? LMP_MV_FAM_Q8
+                                                                           : LMP_MV_FAM_Q4;
 }
+static const lmp_mv_choice lmp_mv_choice_old = {2, 2, 2, 2, 2, LMP_MV_QO_VARIANT};
+// indices: 2 r1u4, 5 r4u1, 8 v2r1u2w1, 15 v2r4u1w1, 16 v2r1u1w2 (the table above)
+static const lmp_mv_choice lmp_mv_choice_default[LMP_MV_N_FAM] = {
+    {2, 15, 2, 2, 2, LMP_MV_QO_VARIANT},  // float
+    {2, 16, 8, 8, 2, LMP_MV_QO_VARIANT},  // q8_0
+    {2, 15, 2, 2, 2, LMP_MV_QO_VARIANT},  // q4 family
+};
 
-// The variant with the quantizing epilogue (32 rows per block: R = 4, U = 1).
-#define LMP_MV_QO_VARIANT 5
+static inline int lmp_mv_variant_find(const char *name, size_t len) {
+    for (int v = 0; v < LMP_MV_N_VARIANTS; v++)
+        if (strlen(lmp_mv_variants[v].name) == len && !strncmp(lmp_mv_variants[v].name, name, len)) return v;
+    return -1;
+}
+// Parses an LMP_CUDA_MV value over c (see above).
+static inline void lmp_mv_choice_parse(lmp_mv_choice *c, const char *e) {
+    if (!e || !*e) return;
+    if (!strcmp(e, "old")) {
+        *c = lmp_mv_choice_old;
+        return;
+    }
+    while (*e) {
+        const char *eq = strchr(e, '='), *end = strchr(e, ',');
+        if (!end) end = e + strlen(e);
+        if (eq && eq < end) {
+            const int v = lmp_mv_variant_find(eq + 1, (size_t)(end - eq - 1));
+            const size_t kl = (size_t)(eq - e);
+            int *slot = kl == 5 && !strncmp(e, "vtall", 5)    ? &c->vtall
+                        : kl == 4 && !strncmp(e, "tall", 4)   ? &c->tall
+                        : kl == 6 && !strncmp(e, "square", 6) ? &c->square
+                        : kl == 4 && !strncmp(e, "wide", 4)   ? &c->wide
+                        : kl == 4 && !strncmp(e, "pair", 4)   ? &c->pair
+                        : kl == 2 && !strncmp(e, "qo", 2)     ? &c->qo
+                                                              : NULL;
+            // qo needs 32 rows per block
+            if (slot && v >= 0 && (slot != &c->qo || lmp_mv_variants[v].R * LMP_MV_WARPS / lmp_mv_variants[v].W == 32))
+                *slot = v;
+        }
+        e = *end ? end + 1 : end;
+    }
+}
+// The choice in force: the defaults, overridden once by LMP_CUDA_MV; the lab may change lmp_mv_choice_now.
+static lmp_mv_choice lmp_mv_choice_now[LMP_MV_N_FAM] = {lmp_mv_choice_default[0], lmp_mv_choice_default[1],
+                                                        lmp_mv_choice_default[2]};
+static inline const lmp_mv_choice *lmp_mv_choice_get(lmp_dtype t) {
+    static int read;
+    if (!read) {
+        read = 1;
+        for (int f = 0; f < LMP_MV_N_FAM; f++) lmp_mv_choice_parse(&lmp_mv_choice_now[f], getenv("LMP_CUDA_MV"));
+    }
+    return &lmp_mv_choice_now[lmp_mv_family(t)];
+}
+// Sets every family's choice (the lab).
+static inline void lmp_mv_choice_set_all(const lmp_mv_choice *c) {
+    (void)lmp_mv_choice_get(LMP_DTYPE_F32);  // the environment read first, so that it does not override c later
+    for (int f = 0; f < LMP_MV_N_FAM; f++) lmp_mv_choice_now[f] = c ? *c : lmp_mv_choice_default[f];
+}
+static inline const lmp_mv_variant *lmp_mv_pick(lmp_dtype t, int64_t rows, int64_t cols, int pair, int nseg) {
+    const lmp_mv_choice *c = lmp_mv_choice_get(t);
+    if (pair) return &lmp_mv_variants[c->pair];
+    return &lmp_mv_variants[rows >= 2 * cols   ? (nseg > 1 ? c->tall : c->vtall)
+                            : cols >= 2 * rows ? c->wide
+                                               : c->square];
+}
 
 static inline cudaError_t lmp_matvec_launch(lmp_mv_args *a, int n, cudaStream_t st) {
     const lmp_cuda_mat *w = &a->seg[0].w;
-    if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[LMP_MV_QO_VARIANT].fn[w->type](a, n, st);
+    if (a->qo.q8 || a->qo.q16) return lmp_mv_variants[lmp_mv_choice_get(w->type)->qo].fn[w->type](a, n, st);
     int64_t rows = 0;  // all segments together (q, k, v: 3 x 4096 rows of 4096 in a 7B layer)
     for (int s = 0; s < a->nseg; s++) rows += a->seg[s].w.rows;
-    return lmp_mv_pick(w->type, rows, w->cols)->fn[w->type](a, n, st);
+    return lmp_mv_pick(w->type, rows, w->cols, a->pair, a->nseg)->fn[w->type](a, n, st);
 }
 // 1 if the output of a launch over w (one segment) can be quantized in its epilogue.
 static inline int lmp_mv_qo_ok(const lmp_cuda_mat *w) { return lmp_mv_fast_ok(w) && w->rows % 32 == 0; }

@@ -234,8 +234,25 @@ static void check_matvec_fused(void) {
         ref_matvec(U, x.data(), u, tu);
         ref_matvec(K, x.data(), k, tk);
         float *y = lab_dev<float>(rows), *y2 = lab_dev<float>(rows), *y3 = lab_dev<float>(32);
+        // every fused form through each choice of the backend: the old one (cudadec), the default (v2), and
+        // each v2 variant for every slot (lmp_mv_choice_set_all; the qo slot only with the 32-row v2r4u1w1)
+        const lmp_mv_choice &def = lmp_mv_choice_default[lmp_mv_family(t)];
+        std::vector<lmp_mv_choice> choices = {lmp_mv_choice_old, def};
+        for (int v = 0; v < LMP_MV_N_VARIANTS; v++)
+            if (lmp_mv_variants[v].v2) {
+                lmp_mv_choice c = def;
+                c.vtall = c.tall = c.square = c.wide = c.pair = v;
+                if (lmp_mv_variants[v].R * LMP_MV_WARPS / lmp_mv_variants[v].W == 32) c.qo = v;
+                choices.push_back(c);
+            }
+        for (const lmp_mv_choice &ch : choices) {
+        lmp_mv_choice_set_all(&ch);
+        // the lab's shapes are all wide (96 x 1024, 3 segments of 224 rows, 32 x 1024): name the wide slot
+        char cn[64];
+        snprintf(cn, sizeof cn, "%s/%s", lmp_mv_variants[ch.pair].name, lmp_mv_variants[ch.wide].name);
+        const char *qn = lmp_mv_variants[ch.qo].name;
         // pair
-        char what0[96];
+        char what0[128];
         CK(cudaMemset(y, 0xff, rows * 4));
         lmp_mv_args a = {};
         a.nseg = 1;
@@ -249,7 +266,7 @@ static void check_matvec_fused(void) {
         CK(lmp_matvec_launch(&a, 1, g_st));
         auto got = lab_down(y, rows);
         auto gup = lab_down(y2, rows);
-        snprintf(what0, sizeof what0, "matvec pair's up output %s", lmp_type_name(t));
+        snprintf(what0, sizeof what0, "matvec pair's up output %s %s", lmp_type_name(t), cn);
         compare(what0, gup.data(), u.data(), tu.data(), rows, 0);
         std::vector<float> ref((size_t)rows);
         std::vector<double> tol((size_t)rows);
@@ -259,8 +276,8 @@ static void check_matvec_fused(void) {
             // |d(silu(g) u)| <= |u| * 1.1 * dg + |silu(g)| * du, plus float rounding of the product
             tol[i] = 1.1 * fabs(u[i]) * tg[i] + fabs(sg) * tu[i] + 4e-7 * fabs(ref[i]) + 1e-30;
         }
-        char what[96];
-        snprintf(what, sizeof what, "matvec pair silu(gate)*up %s", lmp_type_name(t));
+        char what[128];
+        snprintf(what, sizeof what, "matvec pair silu(gate)*up %s %s", lmp_type_name(t), cn);
         compare(what, got.data(), ref.data(), tol.data(), rows, 0);
         // pair with the quantizing epilogue (R = 4): same output, and its q8_a / q16_a forms equal to
         // quantizing that output with lmp_quantize_act_kernel, bit for bit; with and without PDL
@@ -277,7 +294,7 @@ static void check_matvec_fused(void) {
             CK(lmp_matvec_launch(&aq, 1, g_st));
             CK(cudaStreamSynchronize(g_st));
             auto gq = lab_down(y, rows);
-            snprintf(what, sizeof what, "matvec pair +quantized output %s pdl %d", lmp_type_name(t), pdl);
+            snprintf(what, sizeof what, "matvec pair +quantized output %s %s pdl %d", lmp_type_name(t), qn, pdl);
             compare(what, gq.data(), ref.data(), tol.data(), rows, 0);
             lab_act R;
             lab_act_make(R, gq.data(), 1, rows);
@@ -309,7 +326,7 @@ static void check_matvec_fused(void) {
         a.x = A.a;
         CK(lmp_matvec_launch(&a, 1, g_st));
         auto o1 = lab_down(y, rows), o2 = lab_down(y2, rows), o3 = lab_down(y3, 32);
-        snprintf(what, sizeof what, "matvec 3 segments %s", lmp_type_name(t));
+        snprintf(what, sizeof what, "matvec 3 segments %s %s", lmp_type_name(t), cn);
         compare(what, o1.data(), g.data(), tg.data(), rows, 0);
         compare(what, o2.data(), u.data(), tu.data(), rows, 0);
         compare(what, o3.data(), k.data(), tk.data(), 32, 0);
@@ -326,14 +343,16 @@ static void check_matvec_fused(void) {
         CK(lmp_matvec_launch(&a, 1, g_st));
         o3 = lab_down(y3, 32);
         auto o4 = lab_down(y, 32);
-        snprintf(what, sizeof what, "matvec residual's product %s", lmp_type_name(t));
+        snprintf(what, sizeof what, "matvec residual's product %s %s", lmp_type_name(t), cn);
         compare(what, o4.data(), k.data(), tk.data(), 32, 0);
         for (int i = 0; i < 32; i++) {
             r3[i] = 1.0f + k[i];
             tk[i] += 1.2e-7 * fabs(r3[i]);
         }
-        snprintf(what, sizeof what, "matvec accumulate %s", lmp_type_name(t));
+        snprintf(what, sizeof what, "matvec accumulate %s %s", lmp_type_name(t), cn);
         compare(what, o3.data(), r3.data(), tk.data(), 32, 0);
+        }
+        lmp_mv_choice_set_all(NULL);
         CK(cudaFree(y));
         CK(cudaFree(y2));
         CK(cudaFree(y3));
@@ -951,6 +970,99 @@ static void bench_matvec(void) {
     }
 }
 
+// The matvec launches of one 7B decode step as the backend makes them (PDL on, back to back in a graph,
+// weights rotated over > 256 MB): the old choice (cudadec), the default, and every v2 variant, each through
+// lmp_matvec_launch with lmp_mv_choice_now set to it. The quantizing pair takes only 32-row variants.
+static void bench_decode_mv(void) {
+    struct shape { const char *name; int64_t rows, cols; int nmat, pair, res, qo; } shapes[] = {
+        {"q/k/v 3 x 4096x4096", 4096, 4096, 3, 0, 0, 0}, {"wo 4096x4096 +res", 4096, 4096, 1, 0, 1, 0},
+        {"gate/up 11008x4096 +quant", 11008, 4096, 2, 1, 0, 1}, {"down 4096x11008 +res", 4096, 11008, 1, 0, 1, 0},
+        {"4096x14336", 4096, 14336, 1, 0, 0, 0}, {"14336x4096", 14336, 4096, 1, 0, 0, 0},
+        {"classifier 32000x4096", 32000, 4096, 1, 0, 0, 0}};
+    const lmp_dtype ts[] = {LMP_DTYPE_Q4_0, LMP_DTYPE_Q8_0, LMP_DTYPE_F16};
+    std::vector<int> cand = {-1, -2};  // -1: the old choice, -2: the default (per type family)
+    for (int v = 0; v < LMP_MV_N_VARIANTS; v++)
+        if (lmp_mv_variants[v].v2) cand.push_back(v);
+    printf("\ndecode-step matvecs (7B shapes, PDL, through lmp_matvec_launch): us per launch (weight TB/s)\n");
+    printf("| type | launch | old | default |");
+    for (size_t k = 2; k < cand.size(); k++) printf(" %s |", lmp_mv_variants[cand[k]].name);
+    printf(" best | old -> best TB/s |\n|---|---|");
+    for (size_t k = 0; k < cand.size() + 2; k++) printf("---:|");
+    printf("\n");
+    for (lmp_dtype t : ts) {
+        for (const shape &sh : shapes) {
+            const int64_t rows = sh.rows, cols = sh.cols;
+            const size_t bytes = lmp_cuda_mat_bytes(t, rows, cols);
+            int nbuf = (int)((size_t)(256 << 20) / bytes) + 1;
+            if (nbuf < 2 * sh.nmat) nbuf = 2 * sh.nmat;
+            nbuf = (nbuf + sh.nmat - 1) / sh.nmat * sh.nmat;
+            std::vector<lmp_cuda_mat> m(nbuf);
+            std::vector<void *> base(nbuf);
+            for (int b = 0; b < nbuf; b++) lab_rand_mat(&m[b], &base[b], t, rows, cols, 500 + b);
+            const int sets = nbuf / sh.nmat;
+            const int nl = sets * (sets < 20 ? 40 / sets + 1 : 1);
+            std::vector<float> x((size_t)cols);
+            lab_fill(x.data(), x.size(), 1.0f);
+            lab_act A, Q;
+            lab_act_make(A, x.data(), 1, cols);
+            std::vector<float> zero((size_t)rows, 0.0f);
+            lab_act_make(Q, zero.data(), 1, rows);
+            float *y[3] = {lab_dev<float>(rows), lab_dev<float>(rows), lab_dev<float>(rows)};
+            float *res = lab_dev<float>(rows);
+            CK(cudaMemset(res, 0, rows * 4));
+            const double tb = (double)bytes * sh.nmat;
+            printf("| %s | %s |", lmp_type_name(t), sh.name);
+            double old_us = 0, best = 1e30;
+            for (size_t k = 0; k < cand.size(); k++) {
+                lmp_mv_choice ch = cand[k] == -2 ? lmp_mv_choice_default[lmp_mv_family(t)] : lmp_mv_choice_old;
+                if (cand[k] >= 0) {
+                    const lmp_mv_variant &vv = lmp_mv_variants[cand[k]];
+                    if (sh.qo && vv.R * LMP_MV_WARPS / vv.W != 32) {
+                        printf(" |");
+                        continue;
+                    }
+                    ch.vtall = ch.tall = ch.square = ch.wide = ch.pair = cand[k];
+                    if (sh.qo) ch.qo = cand[k];
+                }
+                lmp_mv_choice_set_all(&ch);
+                const double us = lab_time_graph(g_st, nl, 15, [&](int i) {
+                    lmp_mv_args a = {};
+                    const int b0 = (i % sets) * sh.nmat;
+                    a.pdl = 1;
+                    a.x = A.a;
+                    if (sh.pair) {
+                        a.nseg = 1;
+                        a.pair = 1;
+                        a.seg[0].w = m[b0];
+                        a.seg[0].w2 = m[b0 + 1];
+                        a.seg[0].y = y[0];
+                        a.seg[0].y2 = y[1];
+                    } else {
+                        a.nseg = sh.nmat;
+                        for (int j = 0; j < sh.nmat; j++) {
+                            a.seg[j].w = m[b0 + j];
+                            a.seg[j].y = y[j];
+                        }
+                        if (sh.res) a.seg[0].res = res;
+                    }
+                    if (sh.qo) a.qo = {Q.q8, Q.d8, Q.s8, Q.sum8, Q.q16, Q.d16};
+                    CK(lmp_matvec_launch(&a, 1, g_st));
+                });
+                if (k == 0) old_us = us;
+                best = std::min(best, us);
+                printf(" %.1f (%.2f) |", us, tb / (us * 1e-6) / 1e12);
+            }
+            lmp_mv_choice_set_all(NULL);
+            printf(" %.1f | %.2f -> %.2f |\n", best, tb / (old_us * 1e-6) / 1e12, tb / (best * 1e-6) / 1e12);
+            for (int j = 0; j < 3; j++) CK(cudaFree(y[j]));
+            CK(cudaFree(res));
+            lab_act_free(A);
+            lab_act_free(Q);
+            for (int b = 0; b < nbuf; b++) CK(cudaFree(base[b]));
+        }
+    }
+}
+
 static void bench_gemm(void) {
     struct { int64_t rows, cols; } shapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
     const int n = 512;
@@ -1069,6 +1181,7 @@ int main(int argc, char **argv) {
     printf("checks: %d passed, %d failed\n", lab_passed, lab_failed);
     if (bench) {
         bench_ceilings();
+        bench_decode_mv();
         bench_matvec();
         bench_gemm();
         bench_attention();

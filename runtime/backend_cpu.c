@@ -188,25 +188,31 @@ static void quantize_rows_worker(void *arg, int ith, int nth) {
         j->quantize(j->x + (size_t)i * j->w->cols, (char *)j->xq + (size_t)i * j->xq_row_bytes, j->w->cols);
 }
 
+// Quantizes j's input to the weight type's vec_dot_type into the context's scratch (j->xq), when that type is
+// not f32. Returns 0 (and records the error) when the scratch cannot grow.
+static int quantize_input(cpu_ctx *c, matmul_job *j) {
+    const lmp_type_traits *tr = lmp_type_get(j->w->type);
+    if (tr->vec_dot_type == LMP_DTYPE_F32) return 1;
+    j->quantize = lmp_kernels_act_quantizer(c->k, tr->vec_dot_type);
+    j->xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, j->w->cols);
+    if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j->xq_row_bytes * (size_t)j->n)) {
+        cpu_fail(c, LMP_E_NOMEM, "out of memory for %zu bytes of quantized activations (%s)",
+                 j->xq_row_bytes * (size_t)j->n, j->w->name ? j->w->name : "matmul");
+        return 0;
+    }
+    j->xq = c->act_q;
+    if (j->n <= 4) quantize_rows_worker(j, 0, 1);
+    else lmp_pool_run(c->pool, quantize_rows_worker, j);
+    return 1;
+}
+
 static void cpu_swiglu(lmp_backend *b, float *gate, const float *up, int n, int ff);
 
 static void cpu_matmul(lmp_backend *b, float *y, const lmp_weight *w, const float *x, int n) {
     cpu_ctx *c = ctx_of(b);
     if (c->st) return;
-    const lmp_type_traits *tr = lmp_type_get(w->type);
     matmul_job j = {c, y, w, x, x, (size_t)w->cols * sizeof(float), n, NULL};
-    if (tr->vec_dot_type != LMP_DTYPE_F32) {
-        j.quantize = lmp_kernels_act_quantizer(c->k, tr->vec_dot_type);
-        j.xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, w->cols);
-        if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j.xq_row_bytes * (size_t)n)) {
-            cpu_fail(c, LMP_E_NOMEM, "out of memory for %zu bytes of quantized activations (%s)",
-                     j.xq_row_bytes * (size_t)n, w->name ? w->name : "matmul");
-            return;
-        }
-        j.xq = c->act_q;
-        if (n <= 4) quantize_rows_worker(&j, 0, 1);
-        else lmp_pool_run(c->pool, quantize_rows_worker, &j);
-    }
+    if (!quantize_input(c, &j)) return;
     if (n > 1 && w->type == LMP_DTYPE_F32 && lmp_sgemm_choice()->use_blas && openblas_get_num_threads() > 1) {
         // OpenBLAS threads itself (the program did not call lmp_cpu_blas_single_threaded): one call.
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)w->rows, (int)w->cols, 1.0f, x, (int)w->cols,
@@ -271,20 +277,8 @@ static void cpu_matmul_multi(lmp_backend *b, float *const *y, const lmp_weight *
     multi_job m = {.count = count, .swiglu = swiglu};
     for (int i = 0; i < count; i++)
         m.j[i] = (matmul_job){c, y[i], w[i], x, x, (size_t)w[0]->cols * sizeof(float), n, NULL};
-    if (tr->vec_dot_type != LMP_DTYPE_F32) {
-        matmul_job *j = &m.j[0];
-        j->quantize = lmp_kernels_act_quantizer(c->k, tr->vec_dot_type);
-        j->xq_row_bytes = lmp_type_row_size(tr->vec_dot_type, w[0]->cols);
-        if (!scratch_reserve(&c->act_q, &c->act_q_bytes, j->xq_row_bytes * (size_t)n)) {
-            cpu_fail(c, LMP_E_NOMEM, "out of memory for %zu bytes of quantized activations (%s)",
-                     j->xq_row_bytes * (size_t)n, w[0]->name ? w[0]->name : "matmul");
-            return;
-        }
-        j->xq = c->act_q;
-        if (n <= 4) quantize_rows_worker(j, 0, 1);
-        else lmp_pool_run(c->pool, quantize_rows_worker, j);
-        for (int i = 1; i < count; i++) m.j[i].xq = j->xq, m.j[i].xq_row_bytes = j->xq_row_bytes;
-    }
+    if (!quantize_input(c, &m.j[0])) return;  // once: every weight has the same vec_dot_type and cols
+    for (int i = 1; i < count; i++) m.j[i].xq = m.j[0].xq, m.j[i].xq_row_bytes = m.j[0].xq_row_bytes;
     m.fn = n == 1 ? matvec_worker : w[0]->type == LMP_DTYPE_F32 ? sgemm_worker : matmul_q_worker;
     if (work < 65536.0) multi_worker(&m, 0, 1);  // as in cpu_matmul: a wake-up costs more than this
     else lmp_pool_run(c->pool, multi_worker, &m);
